@@ -1,0 +1,171 @@
+/** The gRPC transport (hourglass.v1.Messages), over @grpc/grpc-js with the .proto loaded at run time. */
+import type { ChannelOptions, Client, MethodDefinition, ServiceClientConstructor, ServiceError } from '@grpc/grpc-js';
+import { Metadata, credentials, loadPackageDefinition, status as GrpcStatus } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import type { ErrorDetail, ServerErrorCode } from './errors';
+import { HourglassClientError, RETRIABLE_SERVER_CODES, isServerErrorCode } from './errors';
+import { MESSAGES_PROTO, findProtoDir } from './proto';
+import type { Transport } from './transport';
+import type { BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
+import type { RawMessage, WireMessage } from './wire';
+import { toMessage } from './wire';
+
+interface ErrorPb {
+  code: string;
+  message: string;
+  details: ErrorDetail[];
+}
+interface BatchResultPb {
+  message?: RawMessage;
+  error?: ErrorPb;
+  created: boolean;
+}
+
+/** `hourglass.v1.ScheduleRequest` with proto-loader's camelCase names. */
+export function toScheduleRequestPb(message: WireMessage): Record<string, unknown> {
+  const request: Record<string, unknown> = { id: message.id, topic: message.topic };
+  if (message.key !== undefined) request.key = message.key;
+  if (message.headers !== undefined) request.headers = message.headers;
+  if (message.payload) {
+    if ('json' in message.payload) request.payloadJson = message.payload.json;
+    else request.payloadBytes = message.payload.bytes;
+  }
+  if (message.due) Object.assign(request, message.due);
+  return request;
+}
+
+function parseDetails(value: unknown): ErrorDetail[] {
+  if (typeof value !== 'string') return [];
+  try {
+    const parsed = JSON.parse(value) as unknown;
+    return Array.isArray(parsed) ? (parsed as ErrorDetail[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+function errorFromStatus(error: ServiceError): HourglassClientError {
+  const [code] = error.metadata?.get('hourglass-error-code') ?? [];
+  if (typeof code === 'string') {
+    const [details] = error.metadata.get('hourglass-error-details');
+    const [retryAfter] = error.metadata.get('hourglass-retry-after');
+    const seconds = typeof retryAfter === 'string' ? Number(retryAfter) : Number.NaN;
+    return new HourglassClientError({
+      code: code as ServerErrorCode,
+      message: error.details,
+      transport: 'grpc',
+      grpcCode: error.code,
+      retriable: error.code === GrpcStatus.UNAVAILABLE || (isServerErrorCode(code) && RETRIABLE_SERVER_CODES.has(code)),
+      details: parseDetails(details),
+      ...(Number.isFinite(seconds) && seconds >= 0 ? { retryAfterMs: seconds * 1000 } : {}),
+    });
+  }
+  // No Hourglass code: the call did not get an answer from Hourglass.
+  switch (error.code) {
+    case GrpcStatus.UNAVAILABLE:
+      return new HourglassClientError({ code: 'network_error', message: `request failed: ${error.details}`, transport: 'grpc', grpcCode: error.code, retriable: true, cause: error });
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return new HourglassClientError({ code: 'timeout', message: 'no answer in time', transport: 'grpc', grpcCode: error.code, retriable: true, cause: error });
+    default:
+      return new HourglassClientError({
+        code: 'unexpected_response',
+        message: `gRPC status ${error.code} without an Hourglass error code: ${error.details}`,
+        transport: 'grpc',
+        grpcCode: error.code,
+        retriable: false,
+        cause: error,
+      });
+  }
+}
+
+export interface GrpcTransportOptions {
+  address: string;
+  token: string;
+  tls: boolean;
+  protoDir?: string;
+}
+
+export class GrpcTransport implements Transport {
+  readonly name = 'grpc';
+  private readonly client: Client;
+  private readonly methods: Record<string, MethodDefinition<unknown, unknown>>;
+
+  constructor(private readonly options: GrpcTransportOptions) {
+    const definition = loadSync(MESSAGES_PROTO, {
+      keepCase: false,
+      longs: Number,
+      enums: String,
+      // Zero-valued scalars (slot 0, attempts 0, created false) are not on the wire; defaults
+      // restores them. proto3 `optional` fields stay absent when unset.
+      defaults: true,
+      oneofs: false,
+      includeDirs: [options.protoDir ?? findProtoDir()],
+    });
+    const root = loadPackageDefinition(definition) as unknown as { hourglass: { v1: { Messages: ServiceClientConstructor } } };
+    const Messages = root.hourglass.v1.Messages;
+    const channelOptions: ChannelOptions = {
+      // The client retries with its own backoff; a shorter channel reconnect backoff than grpc-js's
+      // 1 s default lets those retries find a reconnected channel.
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 5000,
+    };
+    this.client = new Messages(options.address, options.tls ? credentials.createSsl() : credentials.createInsecure(), channelOptions);
+    this.methods = Messages.service as unknown as Record<string, MethodDefinition<unknown, unknown>>;
+  }
+
+  private call<Res>(method: string, request: unknown, timeoutMs: number): Promise<Res> {
+    const definition = this.methods[method];
+    if (!definition) return Promise.reject(new Error(`${method} is not in ${MESSAGES_PROTO}`));
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${this.options.token}`);
+    return new Promise<Res>((resolve, reject) => {
+      this.client.makeUnaryRequest(
+        definition.path,
+        definition.requestSerialize,
+        definition.responseDeserialize,
+        request,
+        metadata,
+        { deadline: Date.now() + timeoutMs },
+        (error, response) => {
+          if (error) reject(errorFromStatus(error));
+          else resolve(response as Res);
+        },
+      );
+    });
+  }
+
+  async schedule(message: WireMessage, timeoutMs: number): Promise<ScheduleResult> {
+    const response = await this.call<{ created: boolean; message: RawMessage }>('Schedule', toScheduleRequestPb(message), timeoutMs);
+    return { created: response.created, message: toMessage(response.message) };
+  }
+
+  async scheduleBatch(messages: readonly WireMessage[], timeoutMs: number): Promise<BatchItemResult[]> {
+    const response = await this.call<{ results: BatchResultPb[] }>('ScheduleBatch', { messages: messages.map(toScheduleRequestPb) }, timeoutMs);
+    return response.results.map((result): BatchItemResult => {
+      if (result.message) return { ok: true, created: result.created, message: toMessage(result.message) };
+      const error = result.error ?? { code: 'internal', message: 'no result for the message', details: [] };
+      return {
+        ok: false,
+        error: new HourglassClientError({
+          code: error.code as ServerErrorCode,
+          message: error.message,
+          transport: 'grpc',
+          retriable: isServerErrorCode(error.code) && RETRIABLE_SERVER_CODES.has(error.code),
+          details: error.details,
+        }),
+      };
+    });
+  }
+
+  async get(id: string, timeoutMs: number): Promise<Message> {
+    return toMessage(await this.call<RawMessage>('Get', { id }, timeoutMs));
+  }
+
+  async cancel(id: string, timeoutMs: number): Promise<CancelResult> {
+    return this.call<CancelResult>('Cancel', { id }, timeoutMs);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

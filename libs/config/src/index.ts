@@ -1,0 +1,193 @@
+/**
+ * Node configuration: a zod schema, YAML files under config/ and environment overrides, parsed
+ * and validated once at start-up. A bad value stops start-up with an error naming the key.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+// 0 asks the OS for a free port (tests).
+const port = z.number().int().min(0).max(65535);
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
+
+const appSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'app names are 1-64 of a-z 0-9 . _ -'),
+  token: z.string().min(8, 'tokens are at least 8 characters'),
+  topics: z.array(z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'not a valid Kafka topic name')),
+});
+
+export const configSchema = z.strictObject({
+  node: z.strictObject({ id: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/) }),
+  http: z.strictObject({ host: z.string().min(1), port, advertisedUrl: z.string() }),
+  grpc: z.strictObject({ host: z.string().min(1), port }),
+  postgres: z.strictObject({
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL'),
+    poolSize: z.number().int().min(2).max(500),
+    statementTimeoutMs: z.number().int().min(100),
+  }),
+  kafka: z.strictObject({
+    brokers: z.array(hostPort).min(1),
+    clientId: z.string().min(1),
+    createTopics: z.boolean(),
+    topicPartitions: z.number().int().min(1),
+  }),
+  etcd: z.strictObject({ endpoints: z.array(z.string().regex(/^https?:\/\//)).min(1) }),
+  redis: z.strictObject({ url: z.string().regex(/^rediss?:\/\//), keyPrefix: z.string() }),
+  cluster: z.strictObject({
+    slots: z.number().int().min(1).max(65536),
+    mode: z.enum(['standalone', 'etcd']),
+    leaseTtlSeconds: z.number().int().min(2).max(300),
+    etcdPrefix: z.string().regex(/^\/.*[^/]$|^\/$/, 'an absolute etcd key prefix without a trailing slash'),
+    rebalanceDelayMs: z.number().int().min(0),
+  }),
+  core: z.strictObject({
+    horizonMinutes: z.number().min(0.1).max(60),
+    loaderIntervalMs: z.number().int().min(10),
+    hintDrainIntervalMs: z.number().int().min(10),
+    fireBatchSize: z.number().int().min(1).max(10000),
+    fireConcurrency: z.number().int().min(1).max(64),
+  }),
+  delivery: z.strictObject({
+    maxAttempts: z.number().int().min(1),
+    retryInitialMs: z.number().int().min(1),
+    retryMaxMs: z.number().int().min(1),
+  }),
+  limits: z.strictObject({
+    maxPayloadBytes: z.number().int().min(1),
+    maxDelayDays: z.number().min(0),
+    maxBatchSize: z.number().int().min(1).max(10000),
+    maxRequestBytes: z.number().int().min(1024),
+  }),
+  auth: z.strictObject({ adminToken: z.string().min(8) }),
+  apps: z.array(appSchema),
+  log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) }),
+});
+
+export type HourglassConfig = z.infer<typeof configSchema>;
+
+/** Tokens from config/default.yaml. Anyone can read them, so they are refused off loopback. */
+export const WELL_KNOWN_TOKENS: readonly string[] = ['demo-token', 'admin-token'];
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Tree = Record<string, unknown>;
+
+function isTree(value: unknown): value is Tree {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function deepMerge(base: Tree, over: Tree): Tree {
+  const out: Tree = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const current = out[key];
+    out[key] = isTree(current) && isTree(value) ? deepMerge(current, value) : value;
+  }
+  return out;
+}
+
+/** `HOURGLASS__HTTP__PORT=8082` → `{http: {port: 8082}}`. Values are YAML scalars or flow collections. */
+export function envOverrides(env: NodeJS.ProcessEnv): Tree {
+  let out: Tree = {};
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('HOURGLASS__') || raw === undefined) continue;
+    const path = name
+      .slice('HOURGLASS__'.length)
+      .split('__')
+      .map((part) => part.toLowerCase().replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()));
+    // Keys are camelCase in YAML; env names are upper snake case: HTTP__ADVERTISED_URL → advertisedUrl.
+    let value: unknown;
+    try {
+      value = parseYaml(raw);
+    } catch {
+      value = raw;
+    }
+    let branch: Tree = { [path[path.length - 1] ?? '']: value };
+    for (let i = path.length - 2; i >= 0; i--) branch = { [path[i] ?? '']: branch };
+    out = deepMerge(out, branch);
+  }
+  return out;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+export interface LoadConfigOptions {
+  /** Directory holding default.yaml. @default <repo>/config */
+  configDir?: string;
+  /** More YAML files, applied in order over default.yaml. @default $HOURGLASS_CONFIG split on commas */
+  files?: readonly string[];
+  env?: NodeJS.ProcessEnv;
+  /** Applied last; used by tests and the local cluster launcher. */
+  overrides?: Tree;
+}
+
+export function formatZodError(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `  ${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+    .join('\n');
+}
+
+/** Parses and validates a raw tree (already merged). Throws {@link ConfigError} naming each bad key. */
+export function validateConfig(raw: unknown): HourglassConfig {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(`invalid configuration:\n${formatZodError(result.error)}`);
+  }
+  const config = result.data;
+  if (!isLoopback(config.http.host) || !isLoopback(config.grpc.host)) {
+    const known = [config.auth.adminToken, ...config.apps.map((app) => app.token)].filter((token) =>
+      WELL_KNOWN_TOKENS.includes(token),
+    );
+    if (known.length > 0) {
+      throw new ConfigError(
+        'invalid configuration:\n  auth.adminToken / apps[].token: the well-known development tokens ' +
+          `(${known.join(', ')}) are refused when listening on a non-loopback address; set your own`,
+      );
+    }
+  }
+  const names = new Set<string>();
+  for (const [index, app] of config.apps.entries()) {
+    if (names.has(app.name)) throw new ConfigError(`invalid configuration:\n  apps.${index}.name: duplicate app "${app.name}"`);
+    names.add(app.name);
+  }
+  return config;
+}
+
+/** The nearest `config/default.yaml` above `start` (works from src/ under tsx and from a bundle in dist/). */
+function findConfigDir(start: string): string {
+  for (let dir = start; ; dir = dirname(dir)) {
+    if (existsSync(resolve(dir, 'config/default.yaml'))) return resolve(dir, 'config');
+    if (dirname(dir) === dir) return resolve(process.cwd(), 'config');
+  }
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): HourglassConfig {
+  const env = options.env ?? process.env;
+  const configDir = options.configDir ?? env.HOURGLASS_CONFIG_DIR ?? findConfigDir(__dirname);
+  const files = [
+    resolve(configDir, 'default.yaml'),
+    ...(options.files ?? (env.HOURGLASS_CONFIG ? env.HOURGLASS_CONFIG.split(',') : [])).map((file) =>
+      isAbsolute(file) ? file : resolve(process.cwd(), file),
+    ),
+  ];
+  let tree: Tree = {};
+  for (const file of files) {
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(readFileSync(file, 'utf8'));
+    } catch (error) {
+      throw new ConfigError(`cannot read configuration file ${file}: ${(error as Error).message}`);
+    }
+    if (parsed !== null && parsed !== undefined && !isTree(parsed)) {
+      throw new ConfigError(`configuration file ${file} must hold a mapping`);
+    }
+    tree = deepMerge(tree, parsed ?? {});
+  }
+  tree = deepMerge(tree, envOverrides(env));
+  if (options.overrides) tree = deepMerge(tree, options.overrides);
+  return validateConfig(tree);
+}

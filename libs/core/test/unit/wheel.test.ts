@@ -1,0 +1,492 @@
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import type { WheelItem } from '../../src/wheel';
+import { TimingWheel } from '../../src/wheel';
+
+const T0 = 1_700_000_000_000;
+
+function item(key: string, dueMs: number, slot = 0): WheelItem {
+  return { key, slot, dueMs };
+}
+
+function keysOf(items: readonly WheelItem[]): string[] {
+  return items.map((i) => i.key);
+}
+
+describe('TimingWheel', () => {
+  describe('constructor', () => {
+    it('starts empty at startMs', () => {
+      const wheel = new TimingWheel({ spanMs: 1000, startMs: T0 });
+      assert.equal(wheel.size, 0);
+      assert.equal(wheel.position, T0);
+      assert.equal(wheel.nextDueMs(), undefined);
+      assert.deepEqual(wheel.advance(T0 + 10_000), []);
+    });
+
+    it('rejects a span that is not a positive integer or is too large, and a fractional start', () => {
+      assert.throws(() => new TimingWheel({ spanMs: 0, startMs: T0 }), RangeError);
+      assert.throws(() => new TimingWheel({ spanMs: 1.5, startMs: T0 }), RangeError);
+      assert.throws(() => new TimingWheel({ spanMs: 2 ** 25, startMs: T0 }), RangeError);
+      assert.throws(() => new TimingWheel({ spanMs: 10, startMs: T0 + 0.5 }), RangeError);
+    });
+  });
+
+  describe('insert', () => {
+    it('fires exactly at the due millisecond, never before', () => {
+      const wheel = new TimingWheel({ spanMs: 1000, startMs: T0 });
+      assert.equal(wheel.insert(item('a', T0 + 250)), true);
+      assert.deepEqual(wheel.advance(T0 + 249), []);
+      assert.equal(wheel.has('a'), true);
+      assert.deepEqual(wheel.advance(T0 + 250), [item('a', T0 + 250)]);
+      assert.equal(wheel.has('a'), false);
+      assert.equal(wheel.size, 0);
+    });
+
+    it('keeps the first due time when a key is inserted twice', () => {
+      const wheel = new TimingWheel({ spanMs: 1000, startMs: T0 });
+      assert.equal(wheel.insert(item('a', T0 + 10, 3)), true);
+      assert.equal(wheel.insert(item('a', T0 + 5, 4)), false);
+      assert.equal(wheel.size, 1);
+      assert.deepEqual(wheel.advance(T0 + 9), []);
+      assert.deepEqual(wheel.advance(T0 + 10), [item('a', T0 + 10, 3)]);
+    });
+
+    it('fires an item due in the past on the next advance, even at the same position', () => {
+      const wheel = new TimingWheel({ spanMs: 1000, startMs: T0 });
+      wheel.advance(T0 + 500);
+      wheel.insert(item('late', T0 + 100));
+      wheel.insert(item('now', T0 + 500));
+      wheel.insert(item('later', T0 + 300));
+      assert.equal(wheel.nextDueMs(), T0 + 100);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 500)), ['late', 'later', 'now']);
+    });
+
+    it('fires the initial position on the first advance', () => {
+      const wheel = new TimingWheel({ spanMs: 8, startMs: T0 });
+      wheel.insert(item('a', T0));
+      assert.deepEqual(keysOf(wheel.advance(T0)), ['a']);
+    });
+
+    it('rejects fractional or unsafe due times and out-of-range slots', () => {
+      const wheel = new TimingWheel({ spanMs: 1000, startMs: T0 });
+      assert.throws(() => wheel.insert(item('a', T0 + 0.5)), RangeError);
+      assert.throws(() => wheel.insert(item('a', Number.NaN)), RangeError);
+      assert.throws(() => wheel.insert(item('a', 2 ** 53)), RangeError);
+      assert.throws(() => wheel.insert(item('a', T0, -1)), RangeError);
+      assert.throws(() => wheel.insert(item('a', T0, 65_536)), RangeError);
+      assert.throws(() => wheel.insert(item('a', T0, 1.5)), RangeError);
+      assert.equal(wheel.size, 0);
+    });
+
+    it('grows past its initial capacity and reuses freed handles', () => {
+      const wheel = new TimingWheel({ spanMs: 1024, startMs: T0 });
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 5000; i++)
+          wheel.insert(item(`k${round}-${i}`, T0 + 1 + (i % 1000), i % 7));
+        assert.equal(wheel.size, 5000);
+        const fired = wheel.advance(wheel.position + 1000);
+        assert.equal(fired.length, 5000);
+        for (let i = 1; i < fired.length; i++) assert.ok(fired[i - 1]!.dueMs <= fired[i]!.dueMs);
+        assert.equal(wheel.size, 0);
+        wheel.advance(T0);
+      }
+    });
+  });
+
+  describe('ordering', () => {
+    it('fires ties in insertion order, also across overflow and late items', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      const due = T0 + 100;
+      wheel.insert(item('overflow-1', due));
+      wheel.insert(item('overflow-2', due));
+      wheel.advance(due - 10); // due is now within the span: the overflow items moved to a bucket
+      wheel.insert(item('bucket-3', due));
+      wheel.advance(due + 5, 0); // position passes due, nothing fires
+      wheel.insert(item('bucket-4', due));
+      wheel.insert(item('early', due - 1));
+      assert.deepEqual(keysOf(wheel.advance(due + 5)), [
+        'early',
+        'overflow-1',
+        'overflow-2',
+        'bucket-3',
+        'bucket-4',
+      ]);
+    });
+
+    it('returns items in due order whatever the insertion order', () => {
+      const wheel = new TimingWheel({ spanMs: 64, startMs: T0 });
+      const dues = [50, 3, 700, 3, 64, 65, 1, 63, 10_000, 2];
+      dues.forEach((d, n) => wheel.insert(item(`k${n}`, T0 + d)));
+      const fired = wheel.advance(T0 + 20_000);
+      assert.deepEqual(
+        fired.map((i) => i.dueMs - T0),
+        [...dues].sort((a, b) => a - b),
+      );
+      assert.deepEqual(keysOf(fired.slice(2, 4)), ['k1', 'k3']);
+    });
+  });
+
+  describe('cancel and has', () => {
+    it('removes held items wherever they are and reports absence', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.advance(T0 + 100);
+      wheel.insert(item('late', T0 + 50));
+      wheel.insert(item('bucket', T0 + 105));
+      wheel.insert(item('overflow', T0 + 5000));
+      wheel.insert(item('keep', T0 + 106));
+      assert.equal(wheel.cancel('late'), true);
+      assert.equal(wheel.cancel('bucket'), true);
+      assert.equal(wheel.cancel('overflow'), true);
+      assert.equal(wheel.cancel('overflow'), false);
+      assert.equal(wheel.cancel('never'), false);
+      assert.equal(wheel.has('bucket'), false);
+      assert.equal(wheel.has('keep'), true);
+      assert.equal(wheel.size, 1);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 10_000)), ['keep']);
+    });
+
+    it('can re-insert a cancelled key with a new due time', () => {
+      const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
+      wheel.insert(item('a', T0 + 10));
+      wheel.cancel('a');
+      assert.equal(wheel.insert(item('a', T0 + 20)), true);
+      assert.deepEqual(wheel.advance(T0 + 15), []);
+      assert.deepEqual(wheel.advance(T0 + 20), [item('a', T0 + 20)]);
+    });
+
+    it('unlinks from the middle, head and tail of a bucket', () => {
+      const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
+      for (const k of ['a', 'b', 'c', 'd', 'e']) wheel.insert(item(k, T0 + 7));
+      wheel.cancel('c');
+      wheel.cancel('a');
+      wheel.cancel('e');
+      wheel.insert(item('f', T0 + 7));
+      assert.deepEqual(keysOf(wheel.advance(T0 + 7)), ['b', 'd', 'f']);
+    });
+  });
+
+  describe('dropSlot', () => {
+    it('removes only that slot and returns how many it removed', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.advance(T0 + 100);
+      wheel.insert(item('a1', T0 + 50, 1));
+      wheel.insert(item('a2', T0 + 105, 1));
+      wheel.insert(item('a3', T0 + 9_000, 1));
+      wheel.insert(item('b1', T0 + 105, 2));
+      wheel.insert(item('b2', T0 + 9_000, 2));
+      assert.equal(wheel.dropSlot(1), 3);
+      assert.equal(wheel.dropSlot(1), 0);
+      assert.equal(wheel.dropSlot(3), 0);
+      assert.equal(wheel.size, 2);
+      assert.equal(wheel.has('a2'), false);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 10_000)), ['b1', 'b2']);
+    });
+  });
+
+  describe('overflow beyond the span', () => {
+    it('fires exactly on time when the wheel turns one millisecond at a time', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.insert(item('far', T0 + 1000));
+      wheel.insert(item('farther', T0 + 1017));
+      const firedAt: Array<[string, number]> = [];
+      for (let now = T0 + 1; now <= T0 + 1100; now++) {
+        for (const fired of wheel.advance(now)) firedAt.push([fired.key, now]);
+      }
+      assert.deepEqual(firedAt, [
+        ['far', T0 + 1000],
+        ['farther', T0 + 1017],
+      ]);
+    });
+
+    it('fires exactly on time when the wheel turns in uneven steps', () => {
+      const wheel = new TimingWheel({ spanMs: 10, startMs: T0 });
+      const dues = [5, 15, 16, 31, 47, 100, 101, 250];
+      dues.forEach((d) => wheel.insert(item(`d${d}`, T0 + d)));
+      const firedAt: Array<[number, number]> = [];
+      for (let now = T0; now <= T0 + 300; now += 7) {
+        for (const fired of wheel.advance(now)) firedAt.push([fired.dueMs - T0, now - T0]);
+      }
+      for (const [due, at] of firedAt) {
+        assert.ok(at >= due && at - due < 7, `due ${due} fired at ${at}`);
+      }
+      assert.equal(firedAt.length, dues.length);
+    });
+  });
+
+  describe('advance', () => {
+    it('is a no-op returning [] when time goes backwards', () => {
+      const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
+      wheel.insert(item('a', T0 + 40));
+      wheel.advance(T0 + 30);
+      assert.deepEqual(wheel.advance(T0 + 10), []);
+      assert.equal(wheel.position, T0 + 30);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 40)), ['a']);
+    });
+
+    it('rounds a fractional now down and never fires early', () => {
+      const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
+      wheel.insert(item('a', T0 + 40));
+      assert.deepEqual(wheel.advance(T0 + 39.9), []);
+      assert.equal(wheel.position, T0 + 39);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 40.2)), ['a']);
+    });
+
+    it('rejects a non-finite now and a negative limit', () => {
+      const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
+      assert.throws(() => wheel.advance(Number.NaN), RangeError);
+      assert.throws(() => wheel.advance(Number.POSITIVE_INFINITY), RangeError);
+      assert.throws(() => wheel.advance(T0 + 1, -1), RangeError);
+      assert.equal(wheel.position, T0);
+    });
+
+    it('returns everything due after a jump of many spans, in order', () => {
+      const span = 1000;
+      const wheel = new TimingWheel({ spanMs: span, startMs: T0 });
+      const dues: number[] = [];
+      // Dense enough that every span-sized window holds items: ten hours of them.
+      for (let d = 1; d <= 10 * 3_600_000; d += 997) dues.push(d);
+      dues.forEach((d, n) => wheel.insert(item(`k${n}`, T0 + d)));
+      const fired = wheel.advance(T0 + 5 * 3_600_000);
+      const expected = dues.filter((d) => d <= 5 * 3_600_000);
+      assert.deepEqual(
+        fired.map((i) => i.dueMs - T0),
+        expected,
+      );
+      assert.equal(wheel.size, dues.length - expected.length);
+      assert.equal(wheel.nextDueMs(), T0 + dues[expected.length]!);
+      const rest = wheel.advance(T0 + 10 * 3_600_000);
+      assert.equal(rest.length, dues.length - expected.length);
+      assert.equal(wheel.size, 0);
+    });
+
+    it('returns at most limit items and the rest, in order, on the next calls', () => {
+      const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
+      for (let n = 0; n < 10; n++) wheel.insert(item(`k${n}`, T0 + 5 + (n % 3)));
+      wheel.advance(T0 + 50); // also passes everything; keep the ones below for the limit checks
+      for (let n = 0; n < 10; n++) wheel.insert(item(`m${n}`, T0 + 60 + (n % 3)));
+      const first = wheel.advance(T0 + 70, 4);
+      const second = wheel.advance(T0 + 70, 4);
+      const third = wheel.advance(T0 + 70, 4);
+      assert.deepEqual([first.length, second.length, third.length], [4, 4, 2]);
+      assert.deepEqual(keysOf([...first, ...second, ...third]), [
+        'm0',
+        'm3',
+        'm6',
+        'm9',
+        'm1',
+        'm4',
+        'm7',
+        'm2',
+        'm5',
+        'm8',
+      ]);
+    });
+
+    it('keeps items held back by limit due, across late items, buckets and overflow in a jump', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.advance(T0 + 100);
+      wheel.insert(item('late', T0 + 90));
+      wheel.insert(item('bucket', T0 + 110));
+      wheel.insert(item('overflow-a', T0 + 500));
+      wheel.insert(item('overflow-b', T0 + 600));
+      wheel.insert(item('future', T0 + 2000));
+      const batches: string[][] = [];
+      for (let n = 0; n < 6; n++) batches.push(keysOf(wheel.advance(T0 + 1000, 1)));
+      assert.deepEqual(batches, [['late'], ['bucket'], ['overflow-a'], ['overflow-b'], [], []]);
+      assert.equal(wheel.nextDueMs(), T0 + 2000);
+      assert.deepEqual(wheel.advance(T0 + 1999), []);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 2000)), ['future']);
+    });
+
+    it('accepts inserts between limited advances without reordering', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.insert(item('a', T0 + 10));
+      wheel.insert(item('b', T0 + 10));
+      assert.deepEqual(keysOf(wheel.advance(T0 + 20, 1)), ['a']);
+      wheel.insert(item('c', T0 + 5)); // before the stuck bucket: fires first
+      wheel.insert(item('d', T0 + 10)); // same due as the stuck bucket: after b
+      wheel.insert(item('e', T0 + 15)); // due, after the stuck bucket
+      assert.deepEqual(keysOf(wheel.advance(T0 + 20)), ['c', 'b', 'd', 'e']);
+    });
+
+    it('keeps a partly drained bucket consistent for cancels and later inserts', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      for (const k of ['a', 'b', 'c', 'd']) wheel.insert(item(k, T0 + 5));
+      assert.deepEqual(keysOf(wheel.advance(T0 + 5, 1)), ['a']);
+      assert.equal(wheel.cancel('b'), true); // the new head of the bucket
+      wheel.insert(item('e', T0 + 5));
+      wheel.insert(item('f', T0 + 6));
+      assert.deepEqual(keysOf(wheel.advance(T0 + 6)), ['c', 'd', 'e', 'f']);
+      assert.equal(wheel.size, 0);
+    });
+
+    it('with limit 0 moves the position but fires nothing', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.insert(item('a', T0 + 3));
+      assert.deepEqual(wheel.advance(T0 + 5, 0), []);
+      assert.equal(wheel.position, T0 + 5);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 5)), ['a']);
+    });
+  });
+
+  describe('nextDueMs', () => {
+    it('reports the earliest item wherever it is held, and follows cancels', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.insert(item('overflow', T0 + 1000));
+      assert.equal(wheel.nextDueMs(), T0 + 1000);
+      wheel.insert(item('bucket', T0 + 12));
+      assert.equal(wheel.nextDueMs(), T0 + 12);
+      wheel.insert(item('bucket-earlier', T0 + 4));
+      assert.equal(wheel.nextDueMs(), T0 + 4);
+      wheel.advance(T0 + 2);
+      wheel.insert(item('late', T0 + 1));
+      assert.equal(wheel.nextDueMs(), T0 + 1);
+      wheel.cancel('late');
+      assert.equal(wheel.nextDueMs(), T0 + 4);
+      wheel.cancel('bucket-earlier');
+      assert.equal(wheel.nextDueMs(), T0 + 12);
+      wheel.cancel('bucket');
+      assert.equal(wheel.nextDueMs(), T0 + 1000);
+      wheel.cancel('overflow');
+      assert.equal(wheel.nextDueMs(), undefined);
+    });
+
+    it('does not change what fires', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.insert(item('a', T0 + 9));
+      assert.equal(wheel.nextDueMs(), T0 + 9);
+      assert.equal(wheel.nextDueMs(), T0 + 9);
+      assert.deepEqual(wheel.advance(T0 + 8), []);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 9)), ['a']);
+    });
+  });
+
+  describe('against a sorted-array reference model (property)', () => {
+    type Op =
+      | { kind: 'insert'; key: number; offset: number; slot: number }
+      | { kind: 'cancel'; key: number }
+      | { kind: 'advance'; delta: number; limit: number | undefined }
+      | { kind: 'dropSlot'; slot: number }
+      | { kind: 'nextDue' };
+
+    const opArb: fc.Arbitrary<Op> = fc.oneof(
+      {
+        weight: 5,
+        arbitrary: fc.record({
+          kind: fc.constant('insert' as const),
+          key: fc.nat(40),
+          // Relative to the position: in the past, within a small span and far beyond it.
+          offset: fc.oneof(fc.integer({ min: -40, max: 40 }), fc.integer({ min: -500, max: 3000 })),
+          slot: fc.nat(3),
+        }),
+      },
+      {
+        weight: 2,
+        arbitrary: fc.record({ kind: fc.constant('cancel' as const), key: fc.nat(40) }),
+      },
+      {
+        weight: 4,
+        arbitrary: fc.record({
+          kind: fc.constant('advance' as const),
+          delta: fc.oneof(fc.integer({ min: -20, max: 40 }), fc.integer({ min: 0, max: 2000 })),
+          limit: fc.option(fc.nat(5), { nil: undefined }),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({ kind: fc.constant('dropSlot' as const), slot: fc.nat(3) }),
+      },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('nextDue' as const) }) },
+    );
+
+    interface RefEntry extends WheelItem {
+      seq: number;
+    }
+
+    /** The obvious model: an unsorted array, sorted by (due, insertion) when advancing. */
+    class ReferenceWheel {
+      private entries: RefEntry[] = [];
+      private seq = 0;
+      constructor(public position: number) {}
+      get size(): number {
+        return this.entries.length;
+      }
+      insert(i: WheelItem): boolean {
+        if (this.entries.some((e) => e.key === i.key)) return false;
+        this.entries.push({ ...i, seq: this.seq++ });
+        return true;
+      }
+      cancel(key: string): boolean {
+        const before = this.entries.length;
+        this.entries = this.entries.filter((e) => e.key !== key);
+        return this.entries.length !== before;
+      }
+      dropSlot(slot: number): number {
+        const before = this.entries.length;
+        this.entries = this.entries.filter((e) => e.slot !== slot);
+        return before - this.entries.length;
+      }
+      advance(now: number, limit = Infinity): WheelItem[] {
+        if (now < this.position) return [];
+        this.position = now;
+        const due = this.entries
+          .filter((e) => e.dueMs <= now)
+          .sort((a, b) => a.dueMs - b.dueMs || a.seq - b.seq)
+          .slice(0, limit);
+        const fired = new Set(due.map((e) => e.key));
+        this.entries = this.entries.filter((e) => !fired.has(e.key));
+        return due.map(({ key, slot, dueMs }) => ({ key, slot, dueMs }));
+      }
+      nextDueMs(): number | undefined {
+        return this.entries.length === 0
+          ? undefined
+          : Math.min(...this.entries.map((e) => e.dueMs));
+      }
+    }
+
+    it('fires the same items in the same order, never early, with equal sizes', () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(1, 7, 16, 100),
+          fc.array(opArb, { maxLength: 150, size: 'max' }),
+          (spanMs, ops) => {
+            const wheel = new TimingWheel({ spanMs, startMs: T0 });
+            const ref = new ReferenceWheel(T0);
+            for (const op of ops) {
+              switch (op.kind) {
+                case 'insert': {
+                  const i = item(`k${op.key}`, wheel.position + op.offset, op.slot);
+                  assert.equal(wheel.insert(i), ref.insert(i));
+                  break;
+                }
+                case 'cancel':
+                  assert.equal(wheel.cancel(`k${op.key}`), ref.cancel(`k${op.key}`));
+                  break;
+                case 'advance': {
+                  const now = wheel.position + op.delta;
+                  const fired = wheel.advance(now, op.limit);
+                  assert.deepEqual(fired, ref.advance(now, op.limit));
+                  for (const f of fired) assert.ok(f.dueMs <= now, 'fired before due');
+                  break;
+                }
+                case 'dropSlot':
+                  assert.equal(wheel.dropSlot(op.slot), ref.dropSlot(op.slot));
+                  break;
+                case 'nextDue':
+                  assert.equal(wheel.nextDueMs(), ref.nextDueMs());
+                  break;
+              }
+              assert.equal(wheel.size, ref.size);
+              assert.equal(wheel.position, ref.position);
+            }
+            assert.equal(wheel.nextDueMs(), ref.nextDueMs());
+            const end = wheel.position + 10_000;
+            assert.deepEqual(wheel.advance(end), ref.advance(end));
+            assert.equal(wheel.size, 0);
+          },
+        ),
+        { numRuns: 500, seed: 0x5eed },
+      );
+    });
+  });
+});

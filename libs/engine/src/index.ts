@@ -1,0 +1,5 @@
+export * from './coordinator';
+export * from './engine';
+export * from './metrics';
+export * from './service';
+export * from './apps';

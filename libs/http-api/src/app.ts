@@ -1,0 +1,217 @@
+/**
+ * The HTTP v1 exporter. It only translates: requests into {@link MessageService} calls and
+ * {@link HourglassError}s into statuses through ERROR_TABLE, with one error body shape.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { ErrorCode } from '@hourglass/core';
+import { HourglassError, isHourglassError } from '@hourglass/core';
+import type { AppDirectory, AppIdentity, Logger, MessageService } from '@hourglass/engine';
+import type { NextFunction, Request, Response } from 'express';
+import express from 'express';
+import type { Registry } from 'prom-client';
+
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<void>;
+}
+
+export interface HttpApiOptions {
+  service: MessageService;
+  apps: AppDirectory;
+  logger: Logger;
+  metricsRegistry: Registry;
+  readiness: readonly ReadinessCheck[];
+  /** Largest request body in bytes. */
+  maxRequestBytes: number;
+  /** Extra routers mounted before the 404 handler (admin routes). */
+  extraRoutes?: (app: express.Express) => void;
+}
+
+export interface HttpApi {
+  app: express.Express;
+  /** While draining, every new request gets 503 `shutting_down`. */
+  setDraining(draining: boolean): void;
+}
+
+function sendError(res: Response, error: HourglassError): void {
+  if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(Math.ceil(error.retryAfterSeconds)));
+  res.status(error.spec.http).json(error.toBody());
+}
+
+function bearer(req: Request): string | null {
+  const header = req.headers.authorization;
+  if (!header) return null;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1] ?? null;
+}
+
+type Authed = Request & { hourglassApp?: AppIdentity };
+
+/** Maps body-parser failures (they carry `type`) to our codes; everything else is unknown. */
+function bodyParserError(error: unknown): HourglassError | undefined {
+  const type = (error as { type?: unknown }).type;
+  if (type === 'entity.parse.failed') {
+    return new HourglassError('malformed_json', `the body is not valid JSON: ${(error as Error).message}`);
+  }
+  if (type === 'entity.too.large') {
+    const limit = (error as { limit?: number }).limit;
+    return new HourglassError('payload_too_large', `the request body is larger than ${limit ?? 'the limit of'} bytes`);
+  }
+  if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
+    return new HourglassError('unsupported_media_type', (error as Error).message);
+  }
+  return undefined;
+}
+
+export function createHttpApi(options: HttpApiOptions): HttpApi {
+  const { service, apps, logger } = options;
+  const app = express();
+  let draining = false;
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      // Never log headers: they carry tokens.
+      logger.debug({ method: req.method, path: req.path, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
+    });
+    if (draining && !req.path.startsWith('/healthz')) {
+      sendError(res, new HourglassError('shutting_down', 'this node is shutting down; send to another node'));
+      return;
+    }
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const checks = await Promise.all(
+      options.readiness.map(async ({ name, check }) => {
+        try {
+          await Promise.race([
+            check(),
+            new Promise((_resolve, reject) => setTimeout(() => reject(new Error('timed out after 3 s')), 3000).unref()),
+          ]);
+          return { name, ok: true };
+        } catch (error) {
+          return { name, ok: false, error: (error as Error).message };
+        }
+      }),
+    );
+    const ready = !draining && checks.every((check) => check.ok);
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', draining, checks });
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', options.metricsRegistry.contentType);
+    res.send(await options.metricsRegistry.metrics());
+  });
+
+  const json = express.json({ limit: options.maxRequestBytes, type: ['application/json', 'application/*+json'] });
+  const requireJson = (req: Request, _res: Response, next: NextFunction): void => {
+    if (!req.is(['application/json', 'application/*+json'])) {
+      next(new HourglassError('unsupported_media_type', 'send the body as JSON with Content-Type: application/json'));
+      return;
+    }
+    next();
+  };
+
+  const authenticate = async (req: Authed, _res: Response, next: NextFunction): Promise<void> => {
+    const token = bearer(req);
+    if (!token) {
+      next(new HourglassError('unauthenticated', 'send an app token as "Authorization: Bearer <token>"'));
+      return;
+    }
+    const identity = await apps.authenticate(token);
+    if (!identity) {
+      next(new HourglassError('unauthenticated', apps.isAdmin(token) ? 'the admin token cannot publish; use an app token' : 'unknown token'));
+      return;
+    }
+    req.hourglassApp = identity;
+    next();
+  };
+
+  const caller = (req: Authed): AppIdentity => {
+    if (!req.hourglassApp) throw new HourglassError('unauthenticated', 'not authenticated');
+    return req.hourglassApp;
+  };
+
+  const v1 = express.Router();
+  v1.post('/messages/batch', authenticate, requireJson, json, async (req: Authed, res) => {
+    const results = await service.scheduleBatch(caller(req), req.body);
+    res.status(200).json({
+      results: results.map((result) =>
+        result.ok
+          ? { status: result.created ? 201 : 200, message: result.message }
+          : { status: result.error.spec.http, ...result.error.toBody() },
+      ),
+    });
+  });
+  v1.post('/messages', authenticate, requireJson, json, async (req: Authed, res) => {
+    const { created, message } = await service.schedule(caller(req), req.body);
+    if (created) res.setHeader('Location', `/v1/messages/${encodeURIComponent(message.id)}`);
+    res.status(created ? 201 : 200).json(message);
+  });
+  v1.get('/messages/:id', authenticate, async (req: Authed, res) => {
+    res.json(await service.get(caller(req), String(req.params.id)));
+  });
+  v1.delete('/messages/:id', authenticate, async (req: Authed, res) => {
+    res.json(await service.cancel(caller(req), String(req.params.id)));
+  });
+  app.use('/v1', v1);
+  options.extraRoutes?.(app);
+
+  app.use((req, _res, next) => {
+    next(new HourglassError('route_not_found', `no route ${req.method} ${req.path}`));
+  });
+
+  // Express recognises error handlers by their four parameters.
+  app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    if (res.headersSent) return;
+    const known = isHourglassError(error) ? error : bodyParserError(error);
+    if (known) {
+      sendError(res, known);
+      return;
+    }
+    const status = (error as { status?: unknown }).status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      // Any other client error raised by express itself (e.g. a malformed URL escape).
+      const code: ErrorCode = status === 404 ? 'route_not_found' : 'invalid_request';
+      sendError(res, new HourglassError(code, (error as Error).message));
+      return;
+    }
+    const incident = randomUUID();
+    logger.error({ err: error, incident, method: req.method, path: req.path }, 'unhandled error');
+    sendError(res, new HourglassError('internal', `internal error; incident ${incident}`));
+  });
+
+  return {
+    app,
+    setDraining(value: boolean) {
+      draining = value;
+    },
+  };
+}
+
+/** Listens and resolves once bound. */
+export function listen(app: express.Express, host: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host);
+    server.once('listening', () => resolve(server));
+    server.once('error', reject);
+    server.keepAliveTimeout = 65_000;
+  });
+}
+
+/** Stops accepting connections and resolves when in-flight requests finished. */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}

@@ -1,0 +1,5 @@
+/** @hourglass/postgres: the MessageStore on Postgres. */
+export { PgMessageStore } from './store';
+export type { PgMessageStoreOptions } from './store';
+export { MIGRATIONS } from './migrations';
+export type { Migration } from './migrations';

@@ -1,0 +1,13 @@
+/**
+ * The ordered, versioned migrations. A migration is never edited once released: add the next
+ * version instead. `version` is what `schema_migrations` records.
+ */
+import { sql as init } from './001_init';
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: '001_init', sql: init }];

@@ -1,0 +1,150 @@
+/**
+ * insertBatch: a whole batch in ONE statement, one round trip.
+ *
+ * The statement, CTE by CTE:
+ * - `input`: the batch as parallel arrays, `unnest`ed with their ordinal (input order).
+ * - `locked`: the batch's slots in `slot_epochs`, locked FOR SHARE in ascending slot order.
+ *   Why: `acquireSlots` bumps an epoch with an UPDATE of that row, which must wait for every
+ *   in-flight insert into the slot. Let L be the moment our lock is granted and e_L the epoch it
+ *   returns. In READ COMMITTED a locking read follows the row's update chain, so e_L is the latest
+ *   committed epoch at L (if a takeover was in flight, we waited for it), and it cannot change
+ *   until we commit. So:
+ *     * e_L equals the epoch this node holds → no takeover has committed since we acquired, and
+ *       any later takeover waits for our commit; its reset and the load that follows see our row.
+ *       The message is "wheelable": this node may put it in its own wheel.
+ *     * otherwise another node owns the slot (or took it over while we waited). Its load may have
+ *       run before we commit and missed our row, so a near-due message (deliver_at < hintBefore,
+ *       i.e. inside the horizon the owner has already loaded) gets a `wheel_hints` row. The
+ *       takeover that produced e_L committed its `DELETE FROM wheel_hints` before L, so it cannot
+ *       erase our hint; a takeover after L waits for us and then loads the row itself.
+ *   It does not matter whether the insert runs before or after the lock inside the statement: the
+ *   argument only uses "e_L is current at L and frozen until commit". Ascending order matches
+ *   `acquireSlots`, which locks its rows in the same order, so the two cannot deadlock.
+ * - `ins`: `INSERT … ON CONFLICT (app, id) DO NOTHING`. `DISTINCT ON (app, id) … ORDER BY app,
+ *   id, ord` keeps the first occurrence of an id sent twice in one batch (the second behaves as a
+ *   re-send of the first) and inserts in key order, so two batches racing on the same ids wait
+ *   for each other in the same order instead of deadlocking.
+ * - `classified`: wheelable = the locked epoch equals the one in ownedEpochs for that slot.
+ * - `hints` + `notified`: hint rows, then `pg_notify` with the comma-separated hinted slots
+ *   (chunked to stay under NOTIFY's 8000-byte payload limit). NOTIFY is transactional: listeners
+ *   hear it only once the hints are committed. `notified` is a plain SELECT CTE, which only runs
+ *   when referenced, hence the cross join in the final SELECT.
+ * - Final SELECT, one row per input row in input order: created (with its wheelable flag and
+ *   created_at) or the existing row. The existing row is read with the statement's snapshot, so it
+ *   is missing when it was committed by a concurrent insert after the statement began (ON CONFLICT
+ *   waited for it) — the caller fetches those with {@link selectMessages}. Rows created by an
+ *   earlier occurrence in the same batch are invisible to the snapshot too; the caller uses the
+ *   first occurrence's outcome for them.
+ */
+import type { NewMessage } from '@hourglass/core';
+import type { MessageRow } from '../rows';
+import { MESSAGE_COLUMNS, encodingCode, leaseArrays } from '../rows';
+import type { Queryable } from './db';
+
+const INSERT_BATCH = `
+WITH input AS (
+  -- "C" like the columns, so comparisons with them need no collation choice.
+  SELECT r.app COLLATE "C" AS app, r.id COLLATE "C" AS id, r.slot, r.topic, r.msg_key, r.payload,
+         r.payload_encoding, r.headers, r.deliver_at, r.fingerprint, r.ord
+  FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bytea[], $7::smallint[],
+              $8::text[], $9::bigint[], $10::text[])
+       WITH ORDINALITY AS r(app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, fingerprint, ord)
+),
+locked AS MATERIALIZED (
+  SELECT e.slot, e.epoch
+  FROM slot_epochs e
+  WHERE e.slot IN (SELECT slot FROM input)
+  ORDER BY e.slot
+  FOR SHARE
+),
+ins AS (
+  INSERT INTO messages (app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, fingerprint)
+  SELECT DISTINCT ON (app, id) app, id, slot, topic, msg_key, payload, payload_encoding, headers::jsonb, deliver_at, fingerprint
+  FROM input
+  ORDER BY app, id, ord
+  ON CONFLICT (app, id) DO NOTHING
+  RETURNING app, id, slot, deliver_at, created_at
+),
+owned AS (
+  SELECT * FROM unnest($11::int[], $12::bigint[]) AS o(slot, epoch)
+),
+classified AS (
+  SELECT ins.app, ins.id, ins.slot, ins.deliver_at, ins.created_at,
+         coalesce(l.epoch = o.epoch, false) AS wheelable
+  FROM ins
+  LEFT JOIN locked l ON l.slot = ins.slot
+  LEFT JOIN owned o ON o.slot = ins.slot
+),
+hints AS (
+  INSERT INTO wheel_hints (slot, app, id, deliver_at)
+  SELECT slot, app, id, deliver_at FROM classified
+  WHERE NOT wheelable AND deliver_at < $13::bigint
+  RETURNING slot
+),
+notified AS (
+  SELECT pg_notify($14::text, string_agg(slot::text, ',' ORDER BY slot))
+  FROM (SELECT slot, (row_number() OVER (ORDER BY slot) - 1) / 500 AS chunk
+        FROM (SELECT DISTINCT slot FROM hints) d) s
+  GROUP BY chunk
+)
+SELECT i.ord::int AS ord, c.app IS NOT NULL AS created, c.wheelable, c.created_at AS new_created_at, x.*
+FROM input i
+LEFT JOIN classified c ON c.app = i.app AND c.id = i.id
+-- One primary-key probe per input row that was not created; created rows skip it (c.app IS NULL
+-- is a one-time filter). OFFSET 0 keeps the planner from flattening this into a join, which it
+-- would run as a hash join over a sequential scan of messages when its statistics are stale.
+LEFT JOIN LATERAL (
+  SELECT ${MESSAGE_COLUMNS} FROM messages m
+  WHERE c.app IS NULL AND m.app = i.app AND m.id = i.id
+  OFFSET 0
+) x ON true
+CROSS JOIN (SELECT count(*) FROM notified) n
+ORDER BY i.ord
+`;
+
+export type InsertRow = {
+  ord: number;
+  created: boolean;
+  wheelable: boolean | null;
+  new_created_at: string | null;
+} & (MessageRow | { [K in keyof MessageRow]: null });
+
+export async function insertMessages(
+  db: Queryable,
+  messages: readonly NewMessage[],
+  ownedEpochs: ReadonlyMap<number, number>,
+  hintBeforeMs: number,
+  channel: string,
+): Promise<InsertRow[]> {
+  const [ownedSlots, ownedEpochValues] = leaseArrays(ownedEpochs);
+  const result = await db.query<InsertRow>(INSERT_BATCH, [
+    messages.map((m) => m.app),
+    messages.map((m) => m.id),
+    messages.map((m) => m.slot),
+    messages.map((m) => m.topic),
+    messages.map((m) => m.key),
+    messages.map((m) => m.payload),
+    messages.map((m) => encodingCode(m.payloadEncoding)),
+    messages.map((m) => JSON.stringify(m.headers)),
+    messages.map((m) => m.deliverAtMs),
+    messages.map((m) => m.fingerprint),
+    ownedSlots,
+    ownedEpochValues,
+    hintBeforeMs,
+    channel,
+  ]);
+  return result.rows;
+}
+
+/** The committed rows of these ids (read with a fresh snapshot). */
+export async function selectMessages(
+  db: Queryable,
+  keys: readonly { app: string; id: string }[],
+): Promise<MessageRow[]> {
+  const result = await db.query<MessageRow>(
+    `SELECT ${MESSAGE_COLUMNS} FROM messages
+     WHERE (app, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+    [keys.map((k) => k.app), keys.map((k) => k.id)],
+  );
+  return result.rows;
+}

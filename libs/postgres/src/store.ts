@@ -1,0 +1,428 @@
+/**
+ * PgMessageStore: the {@link MessageStore} on Postgres. Owns its pool and its LISTEN connection;
+ * no driver type crosses its methods. Every query lives in ./sql, with the reasoning that makes
+ * it correct next to it; this class sequences them and maps rows and errors.
+ */
+import type {
+  CancelOutcome,
+  ClaimedMessage,
+  InsertContext,
+  InsertOutcome,
+  MessageRef,
+  MessageStore,
+  NewMessage,
+  SlotLease,
+  StoredMessage,
+  WheelItem,
+} from '@hourglass/core';
+import { messageKey } from '@hourglass/core';
+import type { PoolClient } from 'pg';
+import { Client, Pool } from 'pg';
+import { isUnavailable, toStoreError } from './errors';
+import { HintListener, hintChannel } from './listener';
+import type { MessageRow } from './rows';
+import { splitKey, toStoredMessage, toWheelItem } from './rows';
+import { claimMessages, markMessagesDelivered, releaseMessageClaims } from './sql/claims';
+import { selectDue } from './sql/due';
+import { deleteHints } from './sql/hints';
+import { insertMessages, selectMessages } from './sql/insert';
+import { cancelMessage, selectMessage } from './sql/messages';
+import { migrateInTransaction } from './sql/migrate';
+import { bumpEpochs, resetClaimsAndHints } from './sql/slots';
+
+export interface PgMessageStoreOptions {
+  /** Any libpq-style URL; `?options=-c%20search_path%3D<schema>` selects the schema Hourglass lives in. */
+  readonly connectionString: string;
+  /** @default 10 */
+  readonly poolSize?: number;
+  /**
+   * Server-side limit on every statement of the pool. It also bounds how long an insert can stay
+   * uncommitted while it holds its slots' epochs FOR SHARE, i.e. how long a takeover can wait.
+   * @default 10000
+   */
+  readonly statementTimeoutMs?: number;
+  /** How long to wait for a connection before answering "unavailable". @default 5000 */
+  readonly connectionTimeoutMs?: number;
+  /** Errors of background work (idle pool connections, the hint listener's reconnects). @default ignored */
+  readonly onBackgroundError?: (err: unknown) => void;
+}
+
+/** A cancel that finds the row `scheduled` after losing (a claim won, then a takeover reset it) retries this often. */
+const CANCEL_ATTEMPTS = 3;
+/** Rounds of insert for ids whose conflicting row vanished before it could be read (removed by archiving). */
+const INSERT_ROUNDS = 3;
+
+export class PgMessageStore implements MessageStore {
+  private readonly options: Required<Omit<PgMessageStoreOptions, 'onBackgroundError'>> & {
+    onBackgroundError: (err: unknown) => void;
+  };
+  private pool: Pool | null = null;
+  private listener: HintListener | null = null;
+  private readonly hintListeners: ((slot: number) => void)[] = [];
+  private channel: Promise<string> | null = null;
+
+  constructor(options: PgMessageStoreOptions) {
+    this.options = {
+      connectionString: options.connectionString,
+      poolSize: options.poolSize ?? 10,
+      statementTimeoutMs: options.statementTimeoutMs ?? 10_000,
+      connectionTimeoutMs: options.connectionTimeoutMs ?? 5_000,
+      onBackgroundError: options.onBackgroundError ?? (() => undefined),
+    };
+  }
+
+  /** Applies migrations on a connection of its own, so it works before or after {@link start}. */
+  async migrate(slotCount: number): Promise<void> {
+    if (!Number.isSafeInteger(slotCount) || slotCount < 1)
+      throw new Error(`slot count must be a positive integer, got ${slotCount}`);
+    const client = new Client({
+      connectionString: this.options.connectionString,
+      connectionTimeoutMillis: this.options.connectionTimeoutMs,
+      application_name: 'hourglass-migrate',
+    });
+    client.on('error', () => undefined); // surfaced through the failing query
+    try {
+      await client.connect();
+      await client.query('BEGIN');
+      try {
+        await migrateInTransaction(client, slotCount);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    } catch (err) {
+      throw toStoreError(err);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /** Creates the pool (connections open on demand) and, when hint listeners exist, the LISTEN connection. */
+  start(): Promise<void> {
+    if (this.pool) return Promise.resolve();
+    const pool = new Pool({
+      connectionString: this.options.connectionString,
+      max: this.options.poolSize,
+      connectionTimeoutMillis: this.options.connectionTimeoutMs,
+      // Sent in the startup packet, so it holds for every pooled connection without a round trip.
+      statement_timeout: this.options.statementTimeoutMs,
+      application_name: 'hourglass',
+    });
+    // An idle connection that dies (server restart) is removed by the pool; without a listener the
+    // 'error' event would crash the process.
+    pool.on('error', (err) => this.options.onBackgroundError(err));
+    this.pool = pool;
+    if (this.hintListeners.length > 0) this.startListener();
+    return Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    const pool = this.pool;
+    const listener = this.listener;
+    this.pool = null;
+    this.listener = null;
+    this.channel = null;
+    await Promise.all([listener?.stop(), pool?.end()]);
+  }
+
+  async ping(): Promise<void> {
+    const pool = this.requirePool();
+    await this.guard(() => pool.query('SELECT 1'));
+  }
+
+  async insertBatch(
+    messages: readonly NewMessage[],
+    context: InsertContext,
+  ): Promise<InsertOutcome[]> {
+    if (messages.length === 0) return [];
+    const pool = this.requirePool();
+    return this.guard(async () => {
+      const channel = await this.hintChannel(pool);
+      return this.insertRound(pool, messages, context, channel, 1);
+    });
+  }
+
+  async get(app: string, id: string): Promise<StoredMessage | null> {
+    const pool = this.requirePool();
+    const row = await this.guard(() => selectMessage(pool, app, id));
+    return row === null ? null : toStoredMessage(row);
+  }
+
+  async cancel(app: string, id: string, nowMs: number): Promise<CancelOutcome> {
+    const pool = this.requirePool();
+    for (let attempt = 1; ; attempt++) {
+      const row = await this.guard(() => cancelMessage(pool, app, id, nowMs));
+      if (row === null) return { kind: 'not_found' };
+      const message = toStoredMessage(row);
+      if (row.cancelled) return { kind: 'cancelled', message };
+      // Refused while our snapshot still showed it scheduled: a claim beat us, and a takeover may
+      // since have put it back. Ask again rather than refuse a message that is cancellable.
+      if (message.state === 'scheduled' && attempt < CANCEL_ATTEMPTS) continue;
+      return { kind: 'refused', message };
+    }
+  }
+
+  async acquireSlots(slots: readonly number[], minEpoch: number): Promise<SlotLease[]> {
+    if (slots.length === 0) return [];
+    const pool = this.requirePool();
+    return this.transaction(pool, async (client) => {
+      const rows = await bumpEpochs(client, slots, minEpoch);
+      if (rows.length !== new Set(slots).size) {
+        const found = new Set(rows.map((row) => row.slot));
+        throw new Error(
+          `no such slots: ${slots.filter((slot) => !found.has(slot)).join(', ')} (was the store migrated?)`,
+        );
+      }
+      await resetClaimsAndHints(client, slots);
+      return rows
+        .map((row) => ({ slot: row.slot, epoch: Number(row.epoch) }))
+        .sort((a, b) => a.slot - b.slot);
+    });
+  }
+
+  async loadDue(
+    slots: readonly number[],
+    fromMs: number,
+    untilMs: number,
+    limit: number,
+    after?: WheelItem,
+  ): Promise<WheelItem[]> {
+    if (slots.length === 0 || limit <= 0 || fromMs >= untilMs) return [];
+    const pool = this.requirePool();
+    const cursor =
+      after === undefined ? undefined : { deliverAtMs: after.dueMs, ...splitKey(after.key) };
+    const rows = await this.guard(() => selectDue(pool, slots, fromMs, untilMs, limit, cursor));
+    return rows.map(toWheelItem);
+  }
+
+  async drainHints(slots: readonly number[]): Promise<WheelItem[]> {
+    if (slots.length === 0) return [];
+    const pool = this.requirePool();
+    const rows = await this.guard(() => deleteHints(pool, slots));
+    return rows.map(toWheelItem);
+  }
+
+  onHint(listener: (slot: number) => void): void {
+    this.hintListeners.push(listener);
+    if (this.pool && !this.listener) this.startListener();
+  }
+
+  async claim(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    nowMs: number,
+  ): Promise<ClaimedMessage[]> {
+    if (refs.length === 0 || leases.size === 0) return [];
+    const pool = this.requirePool();
+    const rows = await this.guard(() => claimMessages(pool, refs, leases, nowMs));
+    return rows.map((row) => ({
+      app: row.app,
+      id: row.id,
+      slot: row.slot,
+      topic: row.topic,
+      key: row.msg_key,
+      payload: row.payload,
+      headers: row.headers,
+      deliverAtMs: Number(row.deliver_at),
+      attempts: row.attempts,
+    }));
+  }
+
+  async markDelivered(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    nowMs: number,
+  ): Promise<number> {
+    if (refs.length === 0 || leases.size === 0) return 0;
+    const pool = this.requirePool();
+    return this.guard(() => markMessagesDelivered(pool, refs, leases, nowMs));
+  }
+
+  async releaseClaims(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    error: string,
+    giveUp: boolean,
+    nowMs: number,
+  ): Promise<number> {
+    if (refs.length === 0 || leases.size === 0) return 0;
+    const pool = this.requirePool();
+    return this.guard(() => releaseMessageClaims(pool, refs, leases, error, giveUp, nowMs));
+  }
+
+  /** Resolves once the hint listener is listening (or its first attempt failed). For tests. */
+  async hintListenerReady(): Promise<void> {
+    await this.listener?.ready();
+  }
+
+  private async insertRound(
+    pool: Pool,
+    messages: readonly NewMessage[],
+    context: InsertContext,
+    channel: string,
+    round: number,
+  ): Promise<InsertOutcome[]> {
+    const rows = await insertMessages(
+      pool,
+      messages,
+      context.ownedEpochs,
+      context.hintBeforeMs,
+      channel,
+    );
+    const outcomes: (InsertOutcome | undefined)[] = new Array<InsertOutcome | undefined>(
+      messages.length,
+    );
+    const firstIndex = new Map<string, number>();
+    const repeats: number[] = [];
+    const unseen: number[] = [];
+    for (const row of rows) {
+      const index = row.ord - 1;
+      const message = messages[index]!;
+      const key = messageKey(message.app, message.id);
+      if (firstIndex.has(key)) {
+        repeats.push(index);
+      } else {
+        firstIndex.set(key, index);
+        if (row.created) {
+          outcomes[index] = {
+            kind: 'created',
+            message: createdMessage(message, Number(row.new_created_at)),
+            wheelable: row.wheelable === true,
+          };
+        } else if (row.app !== null) {
+          outcomes[index] = compare(message, toStoredMessage(row));
+        } else {
+          unseen.push(index);
+        }
+      }
+    }
+
+    if (unseen.length > 0) {
+      // Committed by a concurrent insert after our statement began: read it with a new snapshot.
+      const found = new Map<string, MessageRow>();
+      for (const row of await selectMessages(
+        pool,
+        unseen.map((i) => messages[i]!),
+      ))
+        found.set(messageKey(row.app, row.id), row);
+      const vanished: number[] = [];
+      for (const index of unseen) {
+        const message = messages[index]!;
+        const row = found.get(messageKey(message.app, message.id));
+        if (row) outcomes[index] = compare(message, toStoredMessage(row));
+        else vanished.push(index);
+      }
+      if (vanished.length > 0) {
+        if (round >= INSERT_ROUNDS)
+          throw new Error(
+            `ids ${vanished.map((i) => messages[i]!.id).join(', ')} kept vanishing while being inserted`,
+          );
+        const retried = await this.insertRound(
+          pool,
+          vanished.map((i) => messages[i]!),
+          context,
+          channel,
+          round + 1,
+        );
+        vanished.forEach((index, k) => (outcomes[index] = retried[k]));
+      }
+    }
+
+    // A second occurrence of an id in the batch is a re-send of the first.
+    for (const index of repeats) {
+      const message = messages[index]!;
+      const first = outcomes[firstIndex.get(messageKey(message.app, message.id))!]!;
+      outcomes[index] = compare(message, first.message);
+    }
+    return outcomes.map((outcome, index) => {
+      if (!outcome) throw new Error(`insert returned no outcome for message ${index}`);
+      return outcome;
+    });
+  }
+
+  private startListener(): void {
+    const listener = new HintListener({
+      connectionString: this.options.connectionString,
+      onError: this.options.onBackgroundError,
+      onSlot: (slot) => {
+        for (const callback of this.hintListeners) callback(slot);
+      },
+    });
+    this.listener = listener;
+    listener.start();
+  }
+
+  /** The NOTIFY channel of this store's schema, resolved once per start. */
+  private hintChannel(pool: Pool): Promise<string> {
+    this.channel ??= pool
+      .query<{ schema: string | null }>('SELECT current_schema() AS schema')
+      .then((result) => {
+        const schema = result.rows[0]?.schema;
+        if (!schema) throw new Error('no current schema: the search_path names no existing schema');
+        return hintChannel(schema);
+      })
+      .catch((err: unknown) => {
+        this.channel = null;
+        throw err;
+      });
+    return this.channel;
+  }
+
+  private async transaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
+    return this.guard(async () => {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await work(client);
+        await client.query('COMMIT');
+        client.release();
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        // A connection that failed is not reused; after a clean ROLLBACK it is fine.
+        client.release(isUnavailable(err) ? (err as Error) : undefined);
+        throw err;
+      }
+    });
+  }
+
+  private async guard<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      throw toStoreError(err);
+    }
+  }
+
+  private requirePool(): Pool {
+    if (!this.pool) throw new Error('PgMessageStore is not started');
+    return this.pool;
+  }
+}
+
+function createdMessage(message: NewMessage, createdAtMs: number): StoredMessage {
+  return {
+    app: message.app,
+    id: message.id,
+    slot: message.slot,
+    topic: message.topic,
+    key: message.key,
+    payload: message.payload,
+    payloadEncoding: message.payloadEncoding,
+    headers: message.headers,
+    deliverAtMs: message.deliverAtMs,
+    state: 'scheduled',
+    createdAtMs,
+    finishedAtMs: null,
+    attempts: 0,
+    lastError: null,
+    fingerprint: message.fingerprint,
+  };
+}
+
+function compare(message: NewMessage, stored: StoredMessage): InsertOutcome {
+  return stored.fingerprint === message.fingerprint
+    ? { kind: 'existing', message: stored }
+    : { kind: 'conflict', message: stored };
+}

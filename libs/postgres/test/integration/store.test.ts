@@ -1,0 +1,642 @@
+/**
+ * PgMessageStore against a real Postgres (scripts/services up postgres), in a schema of its own.
+ * Times are plain numbers chosen by the test: the store never reads the clock for them.
+ */
+import assert from 'node:assert/strict';
+import type { InsertOutcome, MessageRef, NewMessage, WheelItem } from '@hourglass/core';
+import { DependencyUnavailableError, messageKey } from '@hourglass/core';
+import type { TestDatabase } from '@hourglass/testkit';
+import { createTestDatabase, serviceUrls } from '@hourglass/testkit';
+import { Client } from 'pg';
+import { PgMessageStore } from '../../src';
+import { dueQuery } from '../../src/sql/due';
+
+const SLOTS = 16;
+const T0 = 1_900_000_000_000;
+
+async function admin(
+  sql: string,
+  values?: unknown[],
+  connectionString = serviceUrls().postgres,
+): Promise<Record<string, unknown>[]> {
+  const client = new Client({ connectionString });
+  await client.connect();
+  try {
+    return (await client.query(sql, values)).rows as Record<string, unknown>[];
+  } finally {
+    await client.end();
+  }
+}
+
+let counter = 0;
+function message(overrides: Partial<NewMessage> = {}): NewMessage {
+  counter += 1;
+  return {
+    app: 'app1',
+    id: `m${counter}`,
+    slot: 3,
+    topic: 'orders',
+    key: null,
+    payload: Buffer.from(JSON.stringify({ n: counter })),
+    payloadEncoding: 'json',
+    headers: { 'x-trace': String(counter) },
+    deliverAtMs: T0,
+    fingerprint: `fp-${counter}`,
+    ...overrides,
+  };
+}
+
+function ref(m: { app: string; id: string; slot: number }): MessageRef {
+  return { app: m.app, id: m.id, slot: m.slot };
+}
+
+function kinds(outcomes: InsertOutcome[]): string[] {
+  return outcomes.map((o) => o.kind);
+}
+
+/** Resolves once another backend waits for a lock `blocker` holds (precise even when other test files share the database). */
+async function untilBlockedBy(blocker: Client): Promise<void> {
+  const pid = (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const rows = await admin(
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))',
+      [pid],
+    );
+    if ((rows[0]?.n as number) > 0) return;
+    if (Date.now() > deadline)
+      throw new Error('nothing waited for the lock: the statement under test did not take it');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+describe('PgMessageStore (postgres)', () => {
+  let db: TestDatabase;
+  let store: PgMessageStore;
+  const noLeases = { ownedEpochs: new Map<number, number>(), hintBeforeMs: 0 };
+
+  before(async () => {
+    db = await createTestDatabase();
+    store = new PgMessageStore({ connectionString: db.connectionString });
+  });
+
+  after(async () => {
+    await store?.stop();
+    await db?.drop();
+  });
+
+  describe('migrate', () => {
+    it('runs concurrently on several nodes and again idempotently', async () => {
+      const other = new PgMessageStore({ connectionString: db.connectionString });
+      await Promise.all([store.migrate(SLOTS), other.migrate(SLOTS), store.migrate(SLOTS)]);
+      await store.migrate(SLOTS);
+      const versions = await admin(
+        'SELECT version, name FROM schema_migrations',
+        [],
+        db.connectionString,
+      );
+      assert.deepEqual(versions, [{ version: 1, name: '001_init' }]);
+      const epochs = await admin(
+        'SELECT count(*)::int AS n, max(slot) AS top FROM slot_epochs',
+        [],
+        db.connectionString,
+      );
+      assert.deepEqual(epochs, [{ n: SLOTS, top: SLOTS - 1 }]);
+      await store.start();
+      await store.start();
+    });
+
+    it('refuses a node configured with another slot count', async () => {
+      await assert.rejects(
+        store.migrate(128),
+        /cluster was created with 16 slots; this node is configured with 128/,
+      );
+    });
+
+    it('creates everything in the current schema only', async () => {
+      const rows = await admin(
+        `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
+        [db.schema],
+      );
+      assert.deepEqual(
+        rows.map((r) => r.table_name),
+        ['cluster_meta', 'messages', 'schema_migrations', 'slot_epochs', 'wheel_hints'],
+      );
+    });
+  });
+
+  describe('insertBatch and get', () => {
+    it('reports created, existing, conflict and repeats within one batch, in input order', async () => {
+      const a = message();
+      const b = message();
+      const first = await store.insertBatch([a, b], noLeases);
+      assert.deepEqual(kinds(first), ['created', 'created']);
+
+      const c = message();
+      const outcomes = await store.insertBatch(
+        [
+          { ...a }, // re-send
+          { ...b, fingerprint: 'changed' }, // same id, other content
+          c, // new
+          { ...c }, // repeated in the batch: a re-send of the previous entry
+          { ...c, fingerprint: 'other' }, // repeated with other content
+        ],
+        noLeases,
+      );
+      assert.deepEqual(kinds(outcomes), [
+        'existing',
+        'conflict',
+        'created',
+        'existing',
+        'conflict',
+      ]);
+      assert.equal(
+        outcomes[1]!.message.fingerprint,
+        b.fingerprint,
+        'a conflict returns the stored row',
+      );
+      assert.equal(outcomes[4]!.message.fingerprint, c.fingerprint);
+
+      const stored = await store.get(c.app, c.id);
+      assert.ok(stored);
+      assert.deepEqual(
+        { ...stored, createdAtMs: 0 },
+        {
+          app: c.app,
+          id: c.id,
+          slot: c.slot,
+          topic: c.topic,
+          key: null,
+          payload: c.payload,
+          payloadEncoding: 'json',
+          headers: c.headers,
+          deliverAtMs: c.deliverAtMs,
+          state: 'scheduled',
+          createdAtMs: 0,
+          finishedAtMs: null,
+          attempts: 0,
+          lastError: null,
+          fingerprint: c.fingerprint,
+        },
+      );
+      assert.equal(outcomes[2]!.message.createdAtMs, stored.createdAtMs);
+      assert.equal(await store.get(c.app, 'nope'), null);
+    });
+
+    it('stores binary payloads, keys and ids of other apps independently', async () => {
+      const bytes = Buffer.from([0, 1, 2, 255, 0x5c, 0x22]);
+      const m = message({ payload: bytes, payloadEncoding: 'binary', key: 'k"1\\' });
+      const otherApp = { ...m, app: 'app2', fingerprint: 'x' };
+      assert.deepEqual(kinds(await store.insertBatch([m, otherApp], noLeases)), [
+        'created',
+        'created',
+      ]);
+      const stored = await store.get(m.app, m.id);
+      assert.deepEqual(stored?.payload, bytes);
+      assert.equal(stored?.payloadEncoding, 'binary');
+      assert.equal(stored?.key, 'k"1\\');
+      assert.equal((await store.get('app2', m.id))?.fingerprint, 'x');
+    });
+
+    it('resolves a conflict with a row committed by a concurrent insert', async () => {
+      // Hold an uncommitted insert of the id, let our batch wait on it, then commit it.
+      const m = message();
+      const blocker = new Client({ connectionString: db.connectionString });
+      await blocker.connect();
+      try {
+        await blocker.query('BEGIN');
+        await blocker.query(
+          `INSERT INTO messages (app, id, slot, topic, payload, payload_encoding, deliver_at, fingerprint)
+           VALUES ($1, $2, $3, 't', '\\x00', 1, $4, 'theirs')`,
+          [m.app, m.id, m.slot, m.deliverAtMs],
+        );
+        const pending = store.insertBatch(
+          [message(), m, { ...m, fingerprint: 'theirs' }],
+          noLeases,
+        );
+        await untilBlockedBy(blocker);
+        await blocker.query('COMMIT');
+        assert.deepEqual(kinds(await pending), ['created', 'conflict', 'existing']);
+      } finally {
+        await blocker.end();
+      }
+    });
+  });
+
+  describe('wheelable inserts and wheel hints', () => {
+    const slot = 5;
+    let epoch: number;
+    let listenerStore: PgMessageStore;
+
+    before(async () => {
+      [{ epoch }] = (await store.acquireSlots([slot], 0)) as [{ slot: number; epoch: number }];
+      listenerStore = new PgMessageStore({ connectionString: db.connectionString });
+      await listenerStore.start();
+    });
+
+    after(async () => {
+      await listenerStore.stop();
+    });
+
+    it('is wheelable when this node holds the slot epoch, and leaves no hint', async () => {
+      const m = message({ slot, deliverAtMs: T0 });
+      const [outcome] = await store.insertBatch([m], {
+        ownedEpochs: new Map([[slot, epoch]]),
+        hintBeforeMs: T0 + 1000,
+      });
+      assert.equal(outcome?.kind, 'created');
+      assert.equal(outcome.kind === 'created' && outcome.wheelable, true);
+      assert.deepEqual(await store.drainHints([slot]), []);
+    });
+
+    it('hints near-due messages of slots owned elsewhere and notifies the listener', async () => {
+      const heard = new Promise<number>((resolve) =>
+        listenerStore.onHint((s) => s === slot && resolve(s)),
+      );
+      await listenerStore.hintListenerReady();
+
+      const near = message({ slot, deliverAtMs: T0 + 10 });
+      const far = message({ slot, deliverAtMs: T0 + 5000 });
+      const staleEpoch = message({ slot: slot, deliverAtMs: T0 + 20 });
+      const outcomes = await store.insertBatch([near, far], {
+        ownedEpochs: new Map(),
+        hintBeforeMs: T0 + 1000,
+      });
+      assert.deepEqual(
+        outcomes.map((o) => o.kind === 'created' && o.wheelable),
+        [false, false],
+      );
+      const [stale] = await store.insertBatch([staleEpoch], {
+        ownedEpochs: new Map([[slot, epoch - 1]]),
+        hintBeforeMs: T0 + 1000,
+      });
+      assert.equal(stale?.kind === 'created' && stale.wheelable, false);
+
+      assert.equal(await heard, slot);
+      const hints = await listenerStore.drainHints([slot]);
+      assert.deepEqual(
+        hints.map((h) => h.key).sort(),
+        [messageKey(near.app, near.id), messageKey(staleEpoch.app, staleEpoch.id)].sort(),
+      );
+      assert.deepEqual(
+        hints.find((h) => h.key === messageKey(near.app, near.id)),
+        { key: messageKey(near.app, near.id), slot, dueMs: T0 + 10 },
+      );
+      assert.deepEqual(await listenerStore.drainHints([slot]), [], 'drained hints are gone');
+    });
+
+    it('listens again after its connection is killed', async () => {
+      await listenerStore.hintListenerReady();
+      const listening = `LISTEN "hourglass_hints_${db.schema}"`;
+      const listenerPids = async (): Promise<number[]> =>
+        (
+          await admin(
+            `SELECT pid FROM pg_stat_activity WHERE application_name = 'hourglass-hints' AND query = $1`,
+            [listening],
+          )
+        ).map((row) => row.pid as number);
+      const [before] = await listenerPids();
+      assert.ok(before, 'the listener is connected');
+      await admin('SELECT pg_terminate_backend($1)', [before]);
+      for (;;) {
+        const pids = await listenerPids();
+        if (pids.length > 0 && !pids.includes(before)) break;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const heard = new Promise<number>((resolve) =>
+        listenerStore.onHint((s) => s === 8 && resolve(s)),
+      );
+      await store.insertBatch([message({ slot: 8 })], {
+        ownedEpochs: new Map(),
+        hintBeforeMs: T0 + 1,
+      });
+      assert.equal(await heard, 8);
+      await store.drainHints([8]);
+    });
+
+    it('drops hints of slots being taken over', async () => {
+      await store.insertBatch([message({ slot: 6, deliverAtMs: T0 })], {
+        ownedEpochs: new Map(),
+        hintBeforeMs: T0 + 1,
+      });
+      await store.acquireSlots([6], 0);
+      assert.deepEqual(await store.drainHints([6]), []);
+    });
+  });
+
+  describe('claiming, cancelling and fencing', () => {
+    const slot = 7;
+    let leases: Map<number, number>;
+
+    beforeEach(async () => {
+      const [lease] = await store.acquireSlots([slot], 0);
+      leases = new Map([[slot, lease!.epoch]]);
+    });
+
+    async function scheduled(overrides: Partial<NewMessage> = {}): Promise<NewMessage> {
+      const m = message({ slot, deliverAtMs: T0, ...overrides });
+      await store.insertBatch([m], noLeases);
+      return m;
+    }
+
+    it('claims due messages only, once, incrementing attempts', async () => {
+      const due = await scheduled();
+      const later = await scheduled({ deliverAtMs: T0 + 1 });
+      const claimed = await store.claim([ref(due), ref(later)], leases, T0);
+      assert.deepEqual(claimed, [
+        {
+          app: due.app,
+          id: due.id,
+          slot,
+          topic: due.topic,
+          key: null,
+          payload: due.payload,
+          headers: due.headers,
+          deliverAtMs: T0,
+          attempts: 1,
+        },
+      ]);
+      assert.deepEqual(await store.claim([ref(due)], leases, T0), [], 'already claimed');
+      assert.equal((await store.get(due.app, due.id))?.state, 'delivering');
+    });
+
+    it('refuses a cancel after the claim, and claims nothing after a cancel', async () => {
+      const claimedFirst = await scheduled();
+      assert.equal((await store.claim([ref(claimedFirst)], leases, T0)).length, 1);
+      const refused = await store.cancel(claimedFirst.app, claimedFirst.id, T0);
+      assert.equal(refused.kind, 'refused');
+      assert.equal(refused.kind === 'refused' && refused.message.state, 'delivering');
+
+      const cancelledFirst = await scheduled();
+      const cancelled = await store.cancel(cancelledFirst.app, cancelledFirst.id, T0 + 5);
+      assert.equal(cancelled.kind, 'cancelled');
+      assert.equal(cancelled.kind === 'cancelled' && cancelled.message.finishedAtMs, T0 + 5);
+      assert.deepEqual(await store.claim([ref(cancelledFirst)], leases, T0 + 10), []);
+      const again = await store.cancel(cancelledFirst.app, cancelledFirst.id, T0 + 6);
+      assert.equal(again.kind === 'refused' && again.message.state, 'cancelled');
+      assert.deepEqual(await store.cancel('app1', 'missing', T0), { kind: 'not_found' });
+    });
+
+    it('lets exactly one of a racing cancel and claim win', async () => {
+      const ms = await Promise.all(Array.from({ length: 20 }, () => scheduled()));
+      const results = await Promise.all(
+        ms.map(async (m) => {
+          const [claimed, cancel] = await Promise.all([
+            store.claim([ref(m)], leases, T0),
+            store.cancel(m.app, m.id, T0),
+          ]);
+          return { claimed: claimed.length === 1, cancelled: cancel.kind === 'cancelled' };
+        }),
+      );
+      for (const r of results) assert.notEqual(r.claimed, r.cancelled, JSON.stringify(r));
+    });
+
+    it('moves delivering to delivered, scheduled (retry) or failed', async () => {
+      const [ok, retry, fail] = [await scheduled(), await scheduled(), await scheduled()];
+      assert.equal((await store.claim([ok, retry, fail].map(ref), leases, T0)).length, 3);
+
+      assert.equal(await store.markDelivered([ref(ok)], leases, T0 + 1), 1);
+      assert.equal(await store.markDelivered([ref(ok)], leases, T0 + 2), 0, 'only delivering rows');
+      const delivered = await store.get(ok.app, ok.id);
+      assert.equal(delivered?.state, 'delivered');
+      assert.equal(delivered?.finishedAtMs, T0 + 1);
+
+      assert.equal(
+        await store.releaseClaims([ref(retry)], leases, 'broker down', false, T0 + 1),
+        1,
+      );
+      const retried = await store.get(retry.app, retry.id);
+      assert.equal(retried?.state, 'scheduled');
+      assert.equal(retried?.lastError, 'broker down');
+      assert.equal(retried?.finishedAtMs, null);
+      const [again] = await store.claim([ref(retry)], leases, T0 + 2);
+      assert.equal(again?.attempts, 2);
+
+      assert.equal(await store.releaseClaims([ref(fail)], leases, 'too large', true, T0 + 3), 1);
+      const failed = await store.get(fail.app, fail.id);
+      assert.equal(failed?.state, 'failed');
+      assert.equal(failed?.finishedAtMs, T0 + 3);
+      assert.equal(failed?.lastError, 'too large');
+      const cancel = await store.cancel(fail.app, fail.id, T0 + 4);
+      assert.equal(cancel.kind === 'refused' && cancel.message.state, 'failed');
+    });
+
+    it('fences every slot-scoped write with the epoch, and a takeover resets claims', async () => {
+      const [claimedBefore, deliveredLate, releasedLate, claimedLate] = [
+        await scheduled(),
+        await scheduled(),
+        await scheduled(),
+        await scheduled(),
+      ];
+      await store.claim([claimedBefore, deliveredLate, releasedLate].map(ref), leases, T0);
+
+      const [takeover] = await store.acquireSlots([slot], 0);
+      assert.ok(takeover);
+      assert.equal(takeover.epoch, leases.get(slot)! + 1);
+      for (const m of [claimedBefore, deliveredLate, releasedLate]) {
+        assert.equal(
+          (await store.get(m.app, m.id))?.state,
+          'scheduled',
+          'the takeover resets claims',
+        );
+      }
+
+      assert.deepEqual(await store.claim([ref(claimedLate)], leases, T0), []);
+      assert.equal(await store.markDelivered([ref(deliveredLate)], leases, T0), 0);
+      assert.equal(await store.releaseClaims([ref(releasedLate)], leases, 'x', true, T0), 0);
+      assert.equal((await store.get(claimedLate.app, claimedLate.id))?.state, 'scheduled');
+
+      const newLeases = new Map([[slot, takeover.epoch]]);
+      const claimed = await store.claim([ref(deliveredLate)], newLeases, T0);
+      assert.equal(claimed.length, 1);
+      // A claim by the new owner is not disturbed by the old owner's late writes.
+      assert.equal(await store.markDelivered([ref(deliveredLate)], leases, T0), 0);
+      assert.equal(await store.markDelivered([ref(deliveredLate)], newLeases, T0), 1);
+    });
+
+    it('raises the epoch to at least minEpoch', async () => {
+      const [lease] = await store.acquireSlots([slot], 1000);
+      assert.deepEqual(lease, { slot, epoch: 1000 });
+      const [next] = await store.acquireSlots([slot], 10);
+      assert.deepEqual(next, { slot, epoch: 1001 });
+    });
+
+    it('waits for an in-flight claim and then resets it', async () => {
+      // The claim holds its slot epoch FOR SHARE until commit, exactly like claim's fence CTE.
+      const m = await scheduled();
+      const claimer = new Client({ connectionString: db.connectionString });
+      await claimer.connect();
+      try {
+        await claimer.query('BEGIN');
+        await claimer.query('SELECT epoch FROM slot_epochs WHERE slot = $1 FOR SHARE', [slot]);
+        await claimer.query(
+          `UPDATE messages SET state = 1, claimed_epoch = $3 WHERE app = $1 AND id = $2`,
+          [m.app, m.id, leases.get(slot)],
+        );
+        const takeover = store.acquireSlots([slot], 0);
+        await untilBlockedBy(claimer);
+        await claimer.query('COMMIT');
+        await takeover;
+      } finally {
+        await claimer.end();
+      }
+      assert.equal(
+        (await store.get(m.app, m.id))?.state,
+        'scheduled',
+        'the claim committed during the wait was reset',
+      );
+    });
+
+    it('makes claim and markDelivered racing an uncommitted takeover wait for it and then change nothing', async () => {
+      const toClaim = await scheduled();
+      const toDeliver = await scheduled();
+      await store.claim([ref(toDeliver)], leases, T0);
+      const takeover = new Client({ connectionString: db.connectionString });
+      await takeover.connect();
+      try {
+        await takeover.query('BEGIN');
+        await takeover.query('UPDATE slot_epochs SET epoch = epoch + 1 WHERE slot = $1', [slot]);
+        const claim = store.claim([ref(toClaim)], leases, T0);
+        const deliver = store.markDelivered([ref(toDeliver)], leases, T0);
+        await untilBlockedBy(takeover);
+        await takeover.query('COMMIT');
+        assert.deepEqual(await claim, []);
+        assert.equal(await deliver, 0);
+      } finally {
+        await takeover.end();
+      }
+      assert.equal((await store.get(toClaim.app, toClaim.id))?.state, 'scheduled');
+      assert.equal(
+        (await store.get(toDeliver.app, toDeliver.id))?.state,
+        'delivering',
+        'left for the takeover to reset',
+      );
+    });
+
+    it('makes an insert racing an uncommitted takeover wait, see the new epoch and leave a hint', async () => {
+      const inserter = new Client({ connectionString: db.connectionString });
+      await inserter.connect();
+      try {
+        await inserter.query('BEGIN');
+        await inserter.query('SELECT epoch FROM slot_epochs WHERE slot = $1 FOR UPDATE', [slot]);
+        // A takeover is in flight (uncommitted bump): the insert must wait and then see the new epoch.
+        await inserter.query('UPDATE slot_epochs SET epoch = epoch + 1 WHERE slot = $1', [slot]);
+        const m = message({ slot, deliverAtMs: T0 });
+        const pending = store.insertBatch([m], { ownedEpochs: leases, hintBeforeMs: T0 + 1 });
+        await untilBlockedBy(inserter);
+        await inserter.query('COMMIT');
+        const [outcome] = await pending;
+        assert.equal(outcome?.kind === 'created' && outcome.wheelable, false);
+        assert.deepEqual(
+          (await store.drainHints([slot])).map((h) => h.key),
+          [messageKey(m.app, m.id)],
+        );
+      } finally {
+        await inserter.end();
+      }
+    });
+  });
+
+  describe('loadDue', () => {
+    const slots = [9, 10];
+    let all: NewMessage[];
+
+    before(async () => {
+      all = [
+        message({ slot: 9, deliverAtMs: T0 + 30, id: 'b' }),
+        message({ slot: 10, deliverAtMs: T0 + 30, id: 'a' }),
+        message({ slot: 9, deliverAtMs: T0 + 10 }),
+        message({ slot: 10, deliverAtMs: T0 + 20 }),
+        message({ slot: 9, deliverAtMs: T0 + 30, id: 'c' }),
+        message({ slot: 10, deliverAtMs: T0 + 40 }),
+        message({ slot: 9, deliverAtMs: T0 + 50 }),
+      ];
+      const outsiders = [
+        message({ slot: 11, deliverAtMs: T0 + 30 }), // another slot
+        message({ slot: 9, deliverAtMs: T0 + 9 }), // before the range
+        message({ slot: 9, deliverAtMs: T0 + 60 }), // at its end (exclusive)
+        message({ slot: 9, deliverAtMs: T0 + 30, id: 'cancelled' }),
+      ];
+      await store.insertBatch([...all, ...outsiders], noLeases);
+      await store.cancel('app1', 'cancelled', T0);
+    });
+
+    const expected = (): WheelItem[] =>
+      [...all]
+        .sort((x, y) => x.deliverAtMs - y.deliverAtMs || (x.id < y.id ? -1 : 1))
+        .map((m) => ({ key: messageKey(m.app, m.id), slot: m.slot, dueMs: m.deliverAtMs }));
+
+    it('returns scheduled messages of the slots in [from, until), ordered', async () => {
+      assert.deepEqual(await store.loadDue(slots, T0 + 10, T0 + 60, 100), expected());
+    });
+
+    it('pages with the last item of the previous page', async () => {
+      const pages: WheelItem[][] = [];
+      let after: WheelItem | undefined;
+      for (;;) {
+        const page = await store.loadDue(slots, T0 + 10, T0 + 60, 2, after);
+        if (page.length === 0) break;
+        pages.push(page);
+        after = page[page.length - 1];
+      }
+      assert.deepEqual(
+        pages.map((p) => p.length),
+        [2, 2, 2, 1],
+      );
+      assert.deepEqual(pages.flat(), expected());
+    });
+
+    it('is served by the partial due index', async () => {
+      const client = new Client({ connectionString: db.connectionString });
+      await client.connect();
+      try {
+        // A test table is tiny, so without this the planner rightly prefers a sequential scan.
+        await client.query('SET enable_seqscan = off');
+        for (const withCursor of [false, true]) {
+          const values: unknown[] = [
+            slots,
+            T0,
+            T0 + 60,
+            100,
+            ...(withCursor ? [T0, 'app1', 'x'] : []),
+          ];
+          const plan = await client.query<{ 'QUERY PLAN': string }>(
+            `EXPLAIN ${dueQuery(withCursor)}`,
+            values,
+          );
+          const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+          assert.match(text, /messages_due_idx/, text);
+          assert.match(text, /Index Cond: \(\(slot = ANY/, text);
+        }
+      } finally {
+        await client.end();
+      }
+    });
+  });
+
+  describe('when Postgres is unreachable', () => {
+    it('answers DependencyUnavailableError (503), fast', async () => {
+      const down = new PgMessageStore({
+        connectionString: 'postgres://postgres@127.0.0.1:1/hourglass',
+        connectionTimeoutMs: 1000,
+      });
+      await down.start();
+      try {
+        await assert.rejects(down.ping(), DependencyUnavailableError);
+        await assert.rejects(down.insertBatch([message()], noLeases), DependencyUnavailableError);
+        await assert.rejects(down.acquireSlots([1], 0), DependencyUnavailableError);
+        await assert.rejects(down.migrate(SLOTS), DependencyUnavailableError);
+      } finally {
+        await down.stop();
+      }
+    });
+
+    it('lets genuine errors through unwrapped', async () => {
+      await assert.rejects(store.acquireSlots([SLOTS + 1], 0), (err: Error) => {
+        assert.ok(!(err instanceof DependencyUnavailableError));
+        assert.match(err.message, /no such slots: 17/);
+        return true;
+      });
+    });
+  });
+});
