@@ -158,13 +158,24 @@ export interface KafkaCollector {
    * @param timeoutMs @default 30000
    */
   waitFor(count: number, timeoutMs?: number): Promise<void>;
+  /**
+   * Resolves with the first record (already received or still to come) that `match` accepts;
+   * rejects like {@link waitFor}. Prefer it to counting when other records may arrive in
+   * between, e.g. `waitForRecord((r) => r.headers['hourglass-id'] === id)`.
+   * @param timeoutMs @default 30000
+   */
+  waitForRecord(
+    match: (record: CollectedRecord) => boolean,
+    timeoutMs?: number,
+  ): Promise<CollectedRecord>;
   /** Leaves the group and disconnects. Idempotent. */
   stop(): Promise<void>;
 }
 
+/** A pending waitFor/waitForRecord: re-checked whenever a record arrives. */
 interface Waiter {
-  readonly count: number;
-  readonly resolve: () => void;
+  /** Settles the wait if it is satisfied; returns whether it was. */
+  readonly check: () => boolean;
   readonly reject: (error: Error) => void;
 }
 
@@ -201,9 +212,41 @@ export async function collectKafka(
   const settle = (): void => {
     for (const waiter of waiters) {
       if (failure) waiter.reject(failure);
-      else if (records.length >= waiter.count) waiter.resolve();
+      else waiter.check();
     }
   };
+
+  /** Resolves with `find()`'s first defined result, checked now and on every new record. */
+  const waitUntil = <T>(find: () => T | undefined, timeoutMs: number, what: string): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const already = find();
+      if (already !== undefined) return resolve(already);
+      if (failure) return reject(failure);
+      const timer = setTimeout(() => {
+        waiter.reject(
+          new Error(
+            `collectKafka(${topic}): waited ${timeoutMs} ms for ${what}, ` +
+              `got ${records.length} record(s)${describeTail(records)}`,
+          ),
+        );
+      }, timeoutMs);
+      const waiter: Waiter = {
+        check: () => {
+          const found = find();
+          if (found === undefined) return false;
+          clearTimeout(timer);
+          waiters.delete(waiter);
+          resolve(found);
+          return true;
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          waiters.delete(waiter);
+          reject(error);
+        },
+      };
+      waiters.add(waiter);
+    });
 
   const consumer: Consumer = kafkaClient(brokers, 'hourglass-test-collector').consumer({
     groupId,
@@ -283,36 +326,14 @@ export async function collectKafka(
   return {
     records,
     stop,
-    waitFor(count: number, timeoutMs = 30_000): Promise<void> {
-      if (records.length >= count) return Promise.resolve();
-      if (failure) return Promise.reject(failure);
-      return new Promise<void>((resolve, reject) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          waiters.delete(waiter);
-        };
-        const waiter: Waiter = {
-          count,
-          resolve: () => {
-            done();
-            resolve();
-          },
-          reject: (error) => {
-            done();
-            reject(error);
-          },
-        };
-        const timer = setTimeout(() => {
-          waiter.reject(
-            new Error(
-              `collectKafka(${topic}): waited ${timeoutMs} ms for ${count} record(s), ` +
-                `got ${records.length}${describeTail(records)}`,
-            ),
-          );
-        }, timeoutMs);
-        waiters.add(waiter);
-      });
-    },
+    waitFor: (count, timeoutMs = 30_000) =>
+      waitUntil(
+        () => (records.length >= count ? true : undefined),
+        timeoutMs,
+        `${count} record(s)`,
+      ).then(() => undefined),
+    waitForRecord: (match, timeoutMs = 30_000) =>
+      waitUntil(() => records.find(match), timeoutMs, 'a matching record'),
   };
 }
 

@@ -111,6 +111,7 @@ describe('delivery on one node (HTTP → Postgres → wheel → Kafka)', functio
   it('answers an identical re-send with 200 and delivers once; a different one gets 409', async () => {
     const id = `idem-${Date.now()}`;
     const body = { id, topic, payload: { a: 1 }, delayMs: 300 };
+    const before = collector.records.length;
     const first = await api(node.httpUrl, 'POST', '/v1/messages', TOKEN, body);
     assert.equal(first.status, 201);
     const again = await api(node.httpUrl, 'POST', '/v1/messages', TOKEN, body);
@@ -121,9 +122,9 @@ describe('delivery on one node (HTTP → Postgres → wheel → Kafka)', functio
     assert.equal(conflict.status, 409);
     assert.equal(conflict.body.error.code, 'id_conflict');
     const sentinel = `idem-sentinel-${Date.now()}`;
-    const before = collector.records.length;
     await api(node.httpUrl, 'POST', '/v1/messages', TOKEN, { id: sentinel, topic, payload: 1, delayMs: 1500 });
-    await collector.waitFor(before + 1, 20_000);
+    // The re-sent message and then the sentinel due after it; a duplicate would have come first.
+    await collector.waitFor(before + 2, 20_000);
     assert.equal(recordsWithId(sentinel).length, 1);
     assert.equal(recordsWithId(id).length, 1);
   });

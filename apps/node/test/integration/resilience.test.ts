@@ -58,7 +58,11 @@ describe('resilience of one node', function () {
       const deliveredBeforeCrash = collector.records.length;
       await outage(5000);
       await node.start();
-      await collector.waitFor(messages.length, 60_000);
+      // Wait for every id, not a count: duplicates (allowed, at-least-once) would inflate a count.
+      const deadline = Date.now() + 60_000;
+      for (const id of due.keys()) {
+        await collector.waitForRecord((record) => record.headers['hourglass-id'] === id, Math.max(1, deadline - Date.now()));
+      }
       const seen = new Map<string, number>();
       for (const record of collector.records) {
         const id = record.headers['hourglass-id'] ?? '';
@@ -69,7 +73,7 @@ describe('resilience of one node', function () {
       const duplicates = [...seen.values()].reduce((sum, count) => sum + count - 1, 0);
       assert.ok(deliveredBeforeCrash < messages.length, 'the crash should have happened with messages pending');
       // At-least-once: a duplicate is only possible for a batch acked by Kafka but not yet marked.
-      console.log(`      kill -9: ${deliveredBeforeCrash} delivered before the crash, ${messages.length} after restart, ${duplicates} duplicates`);
+      console.log(`      kill -9: ${deliveredBeforeCrash} delivered before the crash, ${collector.records.length} records for ${messages.length} messages after restart, ${duplicates} duplicates`);
     } finally {
       await node.stop('SIGKILL');
       await collector.stop();
@@ -107,7 +111,10 @@ describe('resilience of one node', function () {
       services('up', 'kafka');
 
       collector = await collectKafka(urls.kafkaBrokers, topic);
-      await collector.waitFor(messages.length + 1, 90_000);
+      const deadline = Date.now() + 90_000;
+      for (const id of [...messages.map((m) => m.id), 'outage-late']) {
+        await collector.waitForRecord((record) => record.headers['hourglass-id'] === id, Math.max(1, deadline - Date.now()));
+      }
       const ids = new Set(collector.records.map((record) => record.headers['hourglass-id']));
       assert.equal(ids.size, messages.length + 1);
       const view = await api(node.httpUrl, 'GET', '/v1/messages/outage-0', TOKEN);

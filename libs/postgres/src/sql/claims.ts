@@ -22,7 +22,7 @@
  * a fenced write locks a message only after its slot; a takeover locks messages only of slots it
  * holds exclusively, which no fenced write of those slots can be inside.
  *
- * The message-level guard (`state = 0` for claim, `state = 1 AND claimed_epoch = lease` for the
+ * The message-level guard (`state = 0`, or our own earlier claim, for claim; `state = 1 AND claimed_epoch = lease` for the
  * others) is re-checked under the row lock, which is what orders claim against cancel.
  */
 import type { MessageRef } from '@hourglass/core';
@@ -55,7 +55,10 @@ UPDATE messages m
 SET state = 1, claimed_epoch = t.epoch, attempts = m.attempts + 1
 FROM targets t
 WHERE m.app = t.app AND m.id = t.id AND m.slot = t.slot
-  AND m.state = 0 AND m.deliver_at <= $6::bigint
+  -- A row still delivering under this very epoch is our own claim whose release failed (Postgres
+  -- hiccup after a Kafka error); re-taking it is what lets the engine retry it. Another owner's
+  -- claims carry another epoch and are reset by acquireSlots instead.
+  AND (m.state = 0 OR (m.state = 1 AND m.claimed_epoch = t.epoch)) AND m.deliver_at <= $6::bigint
 RETURNING m.app, m.id, m.slot, m.topic, m.msg_key, m.payload, m.headers, m.deliver_at, m.attempts`;
 
 const MARK_DELIVERED = `${REFS_AND_FENCE}

@@ -149,5 +149,6 @@ describe('smoke: kafka (kafkajs)', () => {
     assert.deepEqual(record.headers, { 'x-trace': 'trace-1' });
     assert.equal(record.offset, '0');
     assert.ok(record.receivedAtMs >= sentAt);
+    assert.equal(await collector.waitForRecord((r) => r.headers['x-trace'] === 'trace-1'), record);
   });
 });

@@ -1,0 +1,14 @@
+/**
+ * @hourglass/client: the Hourglass SDK. {@link HourglassClient} schedules, reads and cancels
+ * delayed messages over HTTP or gRPC; {@link handleDeliveries} and {@link decodeDelivery} read
+ * the messages that fire from Kafka.
+ * @packageDocumentation
+ */
+export { HourglassClient } from './client';
+export type { HourglassClientOptions } from './client';
+export { HourglassClientError, InvalidDeliveryError, SERVER_ERROR_CODES, RETRIABLE_SERVER_CODES } from './errors';
+export type { ClientErrorCode, ErrorCode, ErrorDetail, ServerErrorCode } from './errors';
+export type { BatchItemResult, CancelResult, Endpoint, Message, MessageState, ScheduleMessage, ScheduleResult } from './types';
+export { RecentIds, decodeDelivery, handleDeliveries } from './consumer';
+export type { Delivery, DeliveryHandlerOptions, KafkaRecord, KafkaRecordContext } from './consumer';
+export { uuidv7 } from './uuid';
