@@ -5,12 +5,15 @@
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import type { HourglassConfig } from '@hourglass/config';
-import { DelayEngine, EngineMetrics, MessageService, StandaloneCoordinator, StaticAppDirectory, systemClock } from '@hourglass/engine';
+import { AppAdmin, DbAppDirectory, DelayEngine, EngineMetrics, MessageService, SharedQuotaGate, StandaloneCoordinator, systemClock } from '@hourglass/engine';
 import type { Logger, SlotCoordinator } from '@hourglass/engine';
 import { createGrpcServer } from '@hourglass/grpc-api';
-import { closeServer, createHttpApi, listen } from '@hourglass/http-api';
+import { EtcdCoordinator } from '@hourglass/etcd';
+import { adminClusterRouter, closeServer, createHttpApi, listen, standaloneClusterAdmin } from '@hourglass/http-api';
+import type { ClusterAdmin } from '@hourglass/http-api';
 import { KafkaPublisher } from '@hourglass/kafka';
-import { PgMessageStore } from '@hourglass/postgres';
+import { PgAppStore, PgMessageStore } from '@hourglass/postgres';
+import { RedisAdapter } from '@hourglass/redis';
 
 export interface RunningNode {
   readonly id: string;
@@ -42,6 +45,17 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
 
   await store.start();
   await store.migrate(config.cluster.slots);
+  // Apps, tokens and topics (issue #7): Postgres is the truth, Redis the shared cache and quota counters.
+  const appStore = new PgAppStore({ connectionString: config.postgres.url, statementTimeoutMs: config.postgres.statementTimeoutMs });
+  await appStore.start();
+  const redis = new RedisAdapter({
+    url: config.redis.url,
+    keyPrefix: config.redis.keyPrefix,
+    clusterId: await appStore.clusterId(),
+    onConnectionChange: (up, error) =>
+      up ? logger.info({}, 'redis connected') : logger.warn({ err: (error as Error | undefined)?.message }, 'redis unavailable'),
+  });
+  await redis.start();
   await publisher.start();
   if (config.kafka.createTopics) {
     const topics = config.apps.flatMap((app) => app.topics);
@@ -64,7 +78,35 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       retryMaxMs: config.delivery.retryMaxMs,
     },
   );
-  coordinator = new StandaloneCoordinator(engine, config.cluster.slots);
+  // 'etcd': lease membership and fenced slot ownership (docs/cluster.md); 'standalone': this node
+  // owns every slot. The coordinator also serves the admin cluster endpoints.
+  let cluster: ClusterAdmin;
+  if (config.cluster.mode === 'etcd') {
+    const etcd = new EtcdCoordinator(engine, {
+      endpoints: config.etcd.endpoints,
+      prefix: config.cluster.etcdPrefix,
+      nodeId: id,
+      // Registered before the servers listen, so a port 0 shows as configured (set advertisedUrl).
+      httpUrl: config.http.advertisedUrl || `http://${config.http.host}:${config.http.port}`,
+      grpcAddress: `${config.grpc.host}:${config.grpc.port}`,
+      slotCount: config.cluster.slots,
+      leaseTtlSeconds: config.cluster.leaseTtlSeconds,
+      rebalanceDelayMs: config.cluster.rebalanceDelayMs,
+      logger,
+    });
+    coordinator = etcd;
+    cluster = etcd;
+  } else {
+    coordinator = new StandaloneCoordinator(engine, config.cluster.slots);
+    cluster = standaloneClusterAdmin({
+      id,
+      httpUrl: () => httpUrl,
+      grpcAddress: () => grpcAddress,
+      startedAt: new Date().toISOString(),
+      slotCount: config.cluster.slots,
+      ownedSlots: () => engine.ownedSlots(),
+    });
+  }
   await engine.start();
   await coordinator.start();
 
@@ -75,18 +117,23 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       maxDelayMs: config.limits.maxDelayDays * 86_400_000,
       maxBatchSize: config.limits.maxBatchSize,
     },
+    quotas: new SharedQuotaGate({ backend: redis, store: appStore, clock: systemClock, logger, failMode: config.quotas.failMode }),
   });
-  const apps = new StaticAppDirectory(config.apps, config.auth.adminToken);
+  const apps = new DbAppDirectory({ store: appStore, cache: redis, adminToken: config.auth.adminToken, clock: systemClock, logger });
+  await apps.bootstrap(config.apps);
+  const admin = new AppAdmin({ store: appStore, directory: apps, publisher, service, clock: systemClock });
   const http = createHttpApi({
     service,
     apps,
     logger,
     metricsRegistry: metrics.registry,
     maxRequestBytes: config.limits.maxRequestBytes,
+    admin,
     readiness: [
       { name: 'postgres', check: () => store.ping() },
       { name: 'kafka', check: () => publisher.ping() },
     ],
+    extraRoutes: (app) => app.use(adminClusterRouter({ cluster, apps })),
   });
   const server: Server = await listen(http.app, config.http.host, config.http.port);
   const address = server.address();
@@ -111,7 +158,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
         await coordinator.stop();
         await engine.stop();
         await publisher.stop();
-        await store.stop();
+        await Promise.all([store.stop(), appStore.stop(), redis.stop()]);
         logger.info({ node: id }, 'node stopped');
       })();
       return stopping;

@@ -24,7 +24,10 @@ export function messageJson(message: WireMessage): string {
   if (message.key !== undefined) fields.key = message.key;
   if (message.headers !== undefined) fields.headers = message.headers;
   if (message.payload && 'bytes' in message.payload) fields.payloadBase64 = message.payload.bytes.toString('base64');
-  if (message.due) Object.assign(fields, message.due);
+  if (message.due) {
+    if ('deliverAtMs' in message.due) fields.deliverAt = message.due.deliverAtMs;
+    else Object.assign(fields, message.due);
+  }
   const text = JSON.stringify(fields);
   return message.payload && 'json' in message.payload ? `${text.slice(0, -1)},"payload":${message.payload.json}}` : text;
 }

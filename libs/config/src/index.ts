@@ -60,6 +60,7 @@ export const configSchema = z.strictObject({
     maxRequestBytes: z.number().int().min(1024),
   }),
   auth: z.strictObject({ adminToken: z.string().min(8) }),
+  quotas: z.strictObject({ failMode: z.enum(['open', 'closed']) }),
   apps: z.array(appSchema),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) }),
 });

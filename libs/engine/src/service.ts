@@ -4,7 +4,7 @@
  * both answer every request with the same semantics and error codes.
  */
 import { randomBytes } from 'node:crypto';
-import type { InsertOutcome, MessageLimits, NewMessage, PublicMessageState, StoredMessage } from '@hourglass/core';
+import type { AppQuotas, InsertOutcome, MessageLimits, NewMessage, PublicMessageState, StoredMessage } from '@hourglass/core';
 import { HourglassError, MESSAGE_ID_PATTERN, parseBatch, parseScheduleRequest, publicState, slotOf, uuidv7 } from '@hourglass/core';
 import type { MessageStore } from '@hourglass/core';
 import type { Clock, DelayEngine } from './engine';
@@ -14,6 +14,17 @@ import type { EngineMetrics } from './metrics';
 export interface AppIdentity {
   readonly name: string;
   readonly topics: ReadonlySet<string>;
+  /** App-specific limits (apps from Postgres); absent: only the global limits apply. */
+  readonly quotas?: AppQuotas;
+}
+
+/**
+ * Decides whether an app may insert `count` more messages. Checked after validation and before
+ * the insert, for the whole request: a refused request (single or batch) persists nothing.
+ */
+export interface QuotaGate {
+  /** Resolves when allowed; throws `rate_limited` (with retryAfterSeconds) or `unavailable`. */
+  admit(app: AppIdentity, count: number): Promise<void>;
 }
 
 /** What clients see of a message. Times are ISO-8601 UTC. */
@@ -55,6 +66,8 @@ export function toView(message: StoredMessage): MessageView {
 export interface MessageServiceOptions {
   slotCount: number;
   limits: MessageLimits;
+  /** Rate and pending quotas. @default none: only the size and delay limits apply */
+  quotas?: QuotaGate;
 }
 
 export class MessageService {
@@ -86,11 +99,12 @@ export class MessageService {
   private async scheduleMany(app: AppIdentity, bodies: readonly unknown[], pathPrefix: string): Promise<ScheduleResult[]> {
     const now = this.clock.now();
     const results: Array<ScheduleResult | undefined> = new Array<ScheduleResult | undefined>(bodies.length);
+    const limits = this.limitsFor(app);
     const accepted: NewMessage[] = [];
     const positions: number[] = [];
     bodies.forEach((body, index) => {
       try {
-        const request = parseScheduleRequest(body, this.options.limits, now, pathPrefix ? `${pathPrefix}${index}/` : '');
+        const request = parseScheduleRequest(body, limits, now, pathPrefix ? `${pathPrefix}${index}/` : '');
         if (!app.topics.has(request.topic)) {
           throw new HourglassError('topic_not_allowed', `app "${app.name}" may not publish to topic "${request.topic}"`, [
             { path: `${pathPrefix ? `${pathPrefix}${index}/` : ''}topic`, message: 'not granted to this app' },
@@ -116,6 +130,8 @@ export class MessageService {
       }
     });
     if (accepted.length > 0) {
+      // Throws for the whole request, before anything is written.
+      await this.options.quotas?.admit(app, accepted.length);
       const outcomes = await this.engine.insert(accepted);
       let created = 0;
       outcomes.forEach((outcome, i) => {
@@ -127,6 +143,18 @@ export class MessageService {
       if (created > 0) this.metrics.accepted(app.name, created);
     }
     return results.map((result) => result ?? { ok: false, error: new HourglassError('internal', 'no result for the message') });
+  }
+
+  /** The global limits, lowered by the app's own where it has them. */
+  private limitsFor(app: AppIdentity): MessageLimits {
+    const global = this.options.limits;
+    const quotas = app.quotas;
+    if (!quotas) return global;
+    return {
+      maxBatchSize: global.maxBatchSize,
+      maxPayloadBytes: Math.min(global.maxPayloadBytes, quotas.maxPayloadBytes ?? Number.POSITIVE_INFINITY),
+      maxDelayMs: Math.min(global.maxDelayMs, quotas.maxDelayMs ?? Number.POSITIVE_INFINITY),
+    };
   }
 
   private toResult(outcome: InsertOutcome): ScheduleResult {

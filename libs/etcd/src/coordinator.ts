@@ -23,7 +23,7 @@ import { NODE_ID_PATTERN, drainedKey, keyBase, nodeKey, ownerKey, pinKey } from 
 import type { NodeInfo } from './keys';
 import { planPass } from './plan';
 import type { HeldSlot, PassPlan } from './plan';
-import { membershipOf, ownersOf, parseClusterState } from './state';
+import { isRemovalOnly, membershipOf, ownersOf, parseClusterState } from './state';
 import type { ClusterState, Membership } from './state';
 
 /** What the coordinator drives: the two slot-lifecycle calls of the engine (DelayEngine has them). */
@@ -86,7 +86,10 @@ interface Settings {
 export interface ClusterView {
   slotCount: number;
   nodes: Array<{ id: string; httpUrl: string; grpcAddress: string; startedAt: string; drained: boolean; slots: number[] }>;
-  /** `epoch` is the owner key's create revision: the floor of the slot's epoch in Postgres. */
+  /**
+   * `epoch`: the slot's fencing epoch in Postgres, as its owner reported it once it began firing
+   * the slot; null while unowned or while the owner is still taking it over.
+   */
   slots: Array<{ slot: number; owner: string | null; epoch: number | null; pinnedTo?: string }>;
 }
 
@@ -95,8 +98,11 @@ const systemClock: Clock = { now: () => Date.now() };
 
 /** etcd transactions in flight at once while claiming or releasing many slots. */
 const TXN_CONCURRENCY = 32;
-/** Extra wait of a leaving node beyond the others' debounce before it lets its slots go. */
-const LEAVE_MARGIN_MS = 250;
+/**
+ * How long a leaving node keeps firing after unregistering: the others rebalance as soon as they
+ * see it go (no debounce for departures) and then take each slot the moment its key disappears.
+ */
+const LEAVE_NOTICE_MS = 300;
 /** Debounce cap: membership that keeps changing is adopted after this many delays anyway. */
 const MAX_DEBOUNCE_FACTOR = 5;
 /** Watch reconnect backoff: 100 ms doubling to at most 1 s (the etcd3 default grows to 30 s). */
@@ -193,6 +199,8 @@ export class EtcdCoordinator implements SlotCoordinator {
   private passTimerDueMs = Number.POSITIVE_INFINITY;
   private passLoop: Promise<void> | undefined;
   private passAgain = false;
+  /** Engine acquisitions still running (a pass does not wait for them). */
+  private readonly acquisitions = new Set<Promise<void>>();
   private failingSince: number | undefined;
 
   constructor(
@@ -302,7 +310,7 @@ export class EtcdCoordinator implements SlotCoordinator {
       slots.push({
         slot,
         owner: owner?.node ?? null,
-        epoch: owner?.createRevision ?? null,
+        epoch: owner?.epoch ?? null,
         ...(pinnedTo !== undefined ? { pinnedTo } : {}),
       });
     }
@@ -410,7 +418,7 @@ export class EtcdCoordinator implements SlotCoordinator {
     }
     if (session.lost) throw new Error('the lease was lost while registering');
     this.session = session;
-    logger.info({ node: nodeId, lease: session.leaseId, ttlSeconds }, 'joined the cluster');
+    logger.info({ lease: session.leaseId, ttlSeconds }, 'joined the cluster');
     return session;
   }
 
@@ -583,6 +591,20 @@ export class EtcdCoordinator implements SlotCoordinator {
     const now = clock.now();
     if (membership.signature === this.adopted?.signature) {
       this.pending = undefined;
+    } else if (!this.adopted && state.owners.size > 0) {
+      // Joining a running cluster: the others debounce our arrival before they let slots go, and
+      // we take each as soon as its key disappears. Debouncing here too would only widen that gap
+      // (we start counting later than they do). A cold start (no owners) still debounces, so
+      // nodes starting together coalesce before anyone claims.
+      this.adopted = membership;
+      this.pending = undefined;
+    } else if (this.adopted && isRemovalOnly(this.adopted, membership)) {
+      // Nodes left (lease expired or graceful leave) and nothing else changed: their slots are
+      // unowned or about to be, so waiting would only lengthen the failover. Debouncing exists to
+      // coalesce joins and admin changes, which move slots that are being fired.
+      logger.info({ nodes: membership.nodes, left: this.adopted.nodes.filter((id) => !membership.nodes.includes(id)) }, 'nodes left; rebalancing now');
+      this.adopted = membership;
+      this.pending = undefined;
     } else {
       if (this.pending?.signature !== membership.signature) {
         this.pending = { signature: membership.signature, sinceMs: now, firstSinceMs: this.pending?.firstSinceMs ?? now };
@@ -647,16 +669,42 @@ export class EtcdCoordinator implements SlotCoordinator {
       });
       if (won.length < plan.claim.length) logger.debug({ wanted: plan.claim.length, won: won.length }, 'some slots were taken first');
     }
-    const toAcquire = [...this.held].filter(([slot, held]) => !held.acquired && target.get(slot) === nodeId).map(([slot]) => slot);
+    const toAcquire = [...this.held].filter(([slot, held]) => !held.acquired && target.get(slot) === nodeId);
     if (toAcquire.length === 0 || session.lost || !this.isFresh(session)) return;
-    const minEpoch = toAcquire.reduce((max, slot) => Math.max(max, this.held.get(slot)?.revision ?? 0), 0);
-    await this.engine.acquireSlots(toAcquire, minEpoch);
-    // Marked even if the session was lost meanwhile: the next pass's dropAll then releases them.
-    for (const slot of toAcquire) {
-      const held = this.held.get(slot);
-      if (held) held.acquired = true;
-    }
-    logger.info({ slots: toAcquire.length, minEpoch, owned: this.ownedSlots().length }, 'acquired slots');
+    const slots = toAcquire.map(([slot]) => slot);
+    const minEpoch = toAcquire.reduce((max, [, held]) => Math.max(max, held.revision), 0);
+    // Not awaited: loading the slots can take a while, and the next pass must not wait for it to
+    // claim the next released key. The engine runs acquire and release calls in the order they are
+    // made, so marking them acquired now is safe: a later release queues behind this acquire.
+    for (const [, held] of toAcquire) held.acquired = true;
+    const acquisition = this.engine.acquireSlots(slots, minEpoch).then(
+      async (leases) => {
+        logger.info({ slots: slots.length, minEpoch, owned: this.ownedSlots().length }, 'acquired slots');
+        await this.publishEpochs(session, toAcquire, leases);
+      },
+      (error: unknown) => {
+        for (const [slot, held] of toAcquire) if (this.held.get(slot) === held) held.acquired = false;
+        logger.warn({ err: error, slots: slots.length }, 'acquiring slots in the engine failed; retrying');
+        this.kick(1000);
+      },
+    );
+    this.acquisitions.add(acquisition);
+    void acquisition.finally(() => this.acquisitions.delete(acquisition));
+  }
+
+  /** Rewrites our owner keys with the epochs Postgres gave us, for the admin view (informational). */
+  private async publishEpochs(session: Session, acquired: ReadonlyArray<[number, HeldSlot]>, leases: readonly SlotLease[]): Promise<void> {
+    const epochs = new Map(leases.map((lease) => [lease.slot, lease.epoch]));
+    const failures = await settleAll(acquired, TXN_CONCURRENCY, async ([slot, held]) => {
+      const epoch = epochs.get(slot);
+      if (epoch === undefined || session.lost || this.held.get(slot) !== held) return;
+      const key = ownerKey(slot);
+      await this.ns
+        .if(key, 'Create', '==', held.revision)
+        .then(this.ns.put(key).value(JSON.stringify({ node: this.settings.nodeId, epoch })).ignoreLease())
+        .commit();
+    });
+    if (failures.length > 0) this.settings.logger.debug({ err: failures[0], slots: failures.length }, 'could not publish some epochs');
   }
 
   /** Creates the owner key if absent; its create revision, or undefined if someone else has it. */
@@ -664,7 +712,7 @@ export class EtcdCoordinator implements SlotCoordinator {
     const key = ownerKey(slot);
     const result = await this.ns
       .if(key, 'Create', '==', 0)
-      .then(this.ns.put(key).value(this.settings.nodeId).lease(leaseId))
+      .then(this.ns.put(key).value(JSON.stringify({ node: this.settings.nodeId })).lease(leaseId))
       .commit();
     return result.succeeded ? Number(result.header.revision) : undefined;
   }
@@ -679,13 +727,14 @@ export class EtcdCoordinator implements SlotCoordinator {
   // Leaving.
 
   private async leave(): Promise<void> {
-    const { logger, nodeId, rebalanceDelayMs } = this.settings;
+    const { logger, nodeId } = this.settings;
     this.lifecycle = 'stopping';
     clearInterval(this.resyncTimer);
     clearTimeout(this.passTimer);
     clearTimeout(this.watchRetry);
     this.passTimer = undefined;
     await this.passLoop;
+    await Promise.all([...this.acquisitions]);
     const session = this.session;
     const startedMs = Date.now();
     if (session && !session.lost && this.held.size > 0) {
@@ -697,9 +746,9 @@ export class EtcdCoordinator implements SlotCoordinator {
       } catch (error) {
         logger.warn({ err: error }, 'could not unregister from etcd; releasing slots now');
       }
-      // The others adopt the membership without us after their debounce; until then we keep
-      // firing, so the slots are never without a firing owner for longer than the handoff itself.
-      if (others) await sleep(rebalanceDelayMs + LEAVE_MARGIN_MS);
+      // Until the others have seen us go we keep firing, so a slot is without a firing owner only
+      // for the handoff itself: our release, the key's deletion, their claim.
+      if (others) await sleep(LEAVE_NOTICE_MS);
     }
     const firing = this.ownedSlots();
     if (firing.length > 0) await this.engine.releaseSlots(firing);
@@ -717,6 +766,6 @@ export class EtcdCoordinator implements SlotCoordinator {
     await this.watcher?.cancel().catch(() => undefined);
     this.watcher = undefined;
     this.client.close();
-    logger.info({ node: nodeId, slots: firing.length, tookMs: Date.now() - startedMs }, 'left the cluster');
+    logger.info({ slots: firing.length, tookMs: Date.now() - startedMs }, 'left the cluster');
   }
 }

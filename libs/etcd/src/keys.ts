@@ -4,9 +4,14 @@
  * | key                    | value                                   | bound to        |
  * | ---------------------- | --------------------------------------- | --------------- |
  * | `<prefix>/nodes/<id>`   | JSON {@link NodeInfo}                   | the node's lease |
- * | `<prefix>/owners/<slot>`| owner node id; create revision = epoch  | the owner's lease |
+ * | `<prefix>/owners/<slot>`| JSON `{"node", "epoch"?}` (see below)    | the owner's lease |
  * | `<prefix>/pins/<slot>`  | node id the slot is pinned to           | nothing (admin) |
  * | `<prefix>/drained/<id>` | JSON `{ "since": <ISO time> }`          | nothing (admin) |
+ *
+ * An owner key is created as `{"node": id}` when a node wins the slot; its create revision is the
+ * epoch floor the engine acquires the slot with. Once the engine has acquired it (fenced and
+ * loading, firing from now on) the owner rewrites it as `{"node": id, "epoch": <Postgres epoch>}`,
+ * so the admin view tells a slot being taken over from one being fired.
  *
  * Everything a node needs to compute the assignment is under the prefix, so one range read is a
  * consistent snapshot of the cluster (see {@link parseClusterState}).

@@ -25,7 +25,25 @@ export interface OwnerEntry {
   readonly node: string;
   /** The ownership epoch floor: etcd revisions only grow, so each new owner key has a larger one. */
   readonly createRevision: number;
+  /** The slot's epoch in Postgres, written by the owner once its engine acquired the slot (fires it). */
+  readonly epoch: number | undefined;
   readonly lease: string;
+}
+
+/** The value of an owner key: `{"node": id}` when claimed, plus `"epoch"` once the owner fires the slot. */
+export interface OwnerValue {
+  readonly node: string;
+  readonly epoch?: number;
+}
+
+export function parseOwnerValue(text: string): OwnerValue | undefined {
+  try {
+    const value = JSON.parse(text) as { node?: unknown; epoch?: unknown };
+    if (typeof value.node !== 'string' || !NODE_ID_PATTERN.test(value.node)) return undefined;
+    return Number.isSafeInteger(value.epoch) ? { node: value.node, epoch: value.epoch as number } : { node: value.node };
+  } catch {
+    return undefined;
+  }
 }
 
 export interface ClusterState {
@@ -66,8 +84,11 @@ export function parseClusterState(revision: number, kvs: readonly RawKeyValue[],
       if (info && info.id === id) nodes.set(id, { ...info, lease: kv.lease });
     } else if (kv.key.startsWith(OWNERS)) {
       const slot = slotOf(kv.key.slice(OWNERS.length));
-      if (slot !== undefined && NODE_ID_PATTERN.test(kv.value)) {
-        owners.set(slot, { slot, node: kv.value, createRevision: kv.createRevision, lease: kv.lease });
+      const value = parseOwnerValue(kv.value);
+      // A slot key that does not parse still blocks the slot (it exists, so no one can create it);
+      // it is shown as owned by '?' and only its lease expiry or an operator removes it.
+      if (slot !== undefined) {
+        owners.set(slot, { slot, node: value?.node ?? '?', createRevision: kv.createRevision, epoch: value?.epoch, lease: kv.lease });
       }
     } else if (kv.key.startsWith(PINS)) {
       const slot = slotOf(kv.key.slice(PINS.length));
@@ -96,14 +117,30 @@ function parseNodeInfo(text: string): NodeInfo | undefined {
 }
 
 export function membershipOf(state: ClusterState): Membership {
-  const nodes = [...state.nodes.keys()].sort();
+  return membership(state.nodes.keys(), state.drained, state.pins);
+}
+
+function membership(ids: Iterable<string>, allDrained: Iterable<string>, allPins: Iterable<[number, string]>): Membership {
+  const nodes = [...ids].sort();
   // Drains and pins of nodes that are not live change nothing in the assignment, so they do not
   // count as a change either (a stale drain key of a departed node must not trigger a rebalance).
   const live = new Set(nodes);
-  const drained = new Set([...state.drained].filter((id) => live.has(id)));
-  const pins = new Map([...state.pins].filter(([, node]) => live.has(node)));
+  const drained = new Set([...allDrained].filter((id) => live.has(id)));
+  const pins = new Map([...allPins].filter(([, node]) => live.has(node)));
   const signature = JSON.stringify([nodes, [...drained].sort(), [...pins].sort(([a], [b]) => a - b)]);
   return { nodes, drained, pins, signature };
+}
+
+/**
+ * Whether `next` is `previous` minus some nodes and nothing else (no node added, no drain or pin
+ * changed). Such a change is final, whatever caused it: the departed nodes' keys are gone (lease
+ * expired) or going (graceful leave), so there is nothing to debounce.
+ */
+export function isRemovalOnly(previous: Membership, next: Membership): boolean {
+  if (next.nodes.length >= previous.nodes.length) return false;
+  const before = new Set(previous.nodes);
+  if (!next.nodes.every((id) => before.has(id))) return false;
+  return membership(next.nodes, previous.drained, previous.pins).signature === next.signature;
 }
 
 /** The current owner of every owned slot, as the assignment's `previous`. */

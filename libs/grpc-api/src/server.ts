@@ -153,7 +153,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       }
     });
     if (refused.size > 0) parseBatch({ messages: items }, service.limits); // the batch size is checked first, as over HTTP
-    const served = bodies.length > 0 ? await service.scheduleBatch(app, { messages: bodies }) : [];
+    // With no refusals the service sees the batch as sent (and checks its size itself).
+    const served = refused.size === 0 || bodies.length > 0 ? await service.scheduleBatch(app, { messages: bodies }) : [];
     const results = new Array<BatchResultPb | undefined>(items.length);
     for (const [index, error] of refused) results[index] = { error: toErrorPb(error), created: false };
     served.forEach((result, j) => {

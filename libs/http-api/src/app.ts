@@ -6,10 +6,12 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { ErrorCode } from '@hourglass/core';
 import { HourglassError, isHourglassError } from '@hourglass/core';
-import type { AppDirectory, AppIdentity, Logger, MessageService } from '@hourglass/engine';
+import type { AppAdmin, AppDirectory, AppIdentity, Logger, MessageService } from '@hourglass/engine';
 import type { NextFunction, Request, Response } from 'express';
 import express from 'express';
 import type { Registry } from 'prom-client';
+import { adminGate, adminRouter } from './admin';
+import { OpenApiValidator, openApiDocument } from './openapi';
 
 export interface ReadinessCheck {
   name: string;
@@ -26,7 +28,12 @@ export interface HttpApiOptions {
   maxRequestBytes: number;
   /** Extra routers mounted before the 404 handler (admin routes). */
   extraRoutes?: (app: express.Express) => void;
+  /** The app admin operations; without them only the gate and the cluster routes exist under /v1/admin. */
+  admin?: AppAdmin;
 }
+
+/** Compiled once per process: the document is static. */
+let validator: OpenApiValidator | undefined;
 
 export interface HttpApi {
   app: express.Express;
@@ -91,10 +98,11 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
 
   app.get('/readyz', async (_req, res) => {
     const checks = await Promise.all(
-      options.readiness.map(async ({ name, check }) => {
+      options.readiness.map(async (probe) => {
+        const name = probe.name;
         try {
           await Promise.race([
-            check(),
+            probe.check(),
             new Promise((_resolve, reject) => setTimeout(() => reject(new Error('timed out after 3 s')), 3000).unref()),
           ]);
           return { name, ok: true };
@@ -164,6 +172,12 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     res.json(await service.cancel(caller(req), String(req.params.id)));
   });
   app.use('/v1', v1);
+  app.get('/v1/openapi.json', (_req, res) => {
+    res.json(openApiDocument);
+  });
+  // Every /v1/admin route, ours and extraRoutes' alike: admin token, then the OpenAPI document.
+  app.use('/v1/admin', ...adminGate({ apps, validator: (validator ??= new OpenApiValidator()) }));
+  if (options.admin) app.use(adminRouter(options.admin));
   options.extraRoutes?.(app);
 
   app.use((req, _res, next) => {

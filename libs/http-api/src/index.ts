@@ -1,1 +1,4 @@
 export * from './app';
+export * from './admin-cluster';
+export * from './admin';
+export * from './openapi';

@@ -104,7 +104,7 @@ export class KafkaPublisher implements Publisher {
     }
   }
 
-  async ensureTopics(topics: readonly string[]): Promise<void> {
+  async ensureTopics(topics: readonly string[], options: { partitions?: number; replicationFactor?: number } = {}): Promise<void> {
     if (topics.length === 0) return;
     const admin = this.admin;
     if (!admin) throw new DependencyUnavailableError('kafka', new Error('publisher is not started'));
@@ -115,7 +115,12 @@ export class KafkaPublisher implements Publisher {
       if (missing.length === 0) return;
       await admin.createTopics({
         waitForLeaders: true,
-        topics: missing.map((topic) => ({ topic, numPartitions: this.options.topicPartitions ?? 4 })),
+        topics: missing.map((topic) => ({
+          topic,
+          numPartitions: options.partitions ?? this.options.topicPartitions ?? 4,
+          // -1: the broker's default.replication.factor.
+          replicationFactor: options.replicationFactor ?? -1,
+        })),
       });
     } catch (error) {
       throw new DependencyUnavailableError('kafka', error);

@@ -3,3 +3,5 @@ export { PgMessageStore } from './store';
 export type { PgMessageStoreOptions } from './store';
 export { MIGRATIONS } from './migrations';
 export type { Migration } from './migrations';
+export { PgAppStore } from './app-store';
+export type { PgAppStoreOptions } from './app-store';

@@ -168,6 +168,19 @@ export interface KafkaCollector {
     match: (record: CollectedRecord) => boolean,
     timeoutMs?: number,
   ): Promise<CollectedRecord>;
+  /**
+   * Resolves once `condition(records)` holds, re-checked on every arrival; rejects like
+   * {@link waitFor}. For conditions that counting cannot express, e.g. n distinct ids when
+   * duplicates are possible:
+   * `waitUntil((rs) => new Set(rs.map((r) => r.headers['hourglass-id'])).size >= n)`.
+   * @param timeoutMs @default 30000
+   * @param description what is awaited, for the timeout message. @default 'the condition'
+   */
+  waitUntil(
+    condition: (records: readonly CollectedRecord[]) => boolean,
+    timeoutMs?: number,
+    description?: string,
+  ): Promise<void>;
   /** Leaves the group and disconnects. Idempotent. */
   stop(): Promise<void>;
 }
@@ -334,6 +347,10 @@ export async function collectKafka(
       ).then(() => undefined),
     waitForRecord: (match, timeoutMs = 30_000) =>
       waitUntil(() => records.find(match), timeoutMs, 'a matching record'),
+    waitUntil: (condition, timeoutMs = 30_000, description = 'the condition') =>
+      waitUntil(() => (condition(records) ? true : undefined), timeoutMs, description).then(
+        () => undefined,
+      ),
   };
 }
 

@@ -74,7 +74,7 @@ describe('delivery on one node (HTTP → Postgres → wheel → Kafka)', functio
       assert.equal(record.headers['x-trace'], (body.headers as Record<string, string>)['x-trace']);
       assert.equal(record.headers['hourglass-app'], 'shop');
       assert.equal(record.headers['hourglass-deliver-at'], String(deliverAt));
-      const expected = body.payloadBase64 !== undefined ? Buffer.from(String(body.payloadBase64), 'base64') : Buffer.from(JSON.stringify(body.payload));
+      const expected = body.payloadBase64 !== undefined ? Buffer.from(body.payloadBase64 as string, 'base64') : Buffer.from(JSON.stringify(body.payload));
       assert.deepEqual(record.value, expected);
       const view = await api(node.httpUrl, 'GET', `/v1/messages/${id}`, TOKEN);
       assert.equal(view.body.state, 'delivered');
@@ -189,7 +189,7 @@ describe('delivery on one node (HTTP → Postgres → wheel → Kafka)', functio
     for (const testCase of cases) {
       it(`rejects ${testCase.name} with ${testCase.status} ${testCase.code}`, async () => {
         const body = typeof testCase.body === 'object' && testCase.body !== null && !Array.isArray(testCase.body)
-          ? JSON.parse(JSON.stringify(testCase.body).replaceAll('"T"', JSON.stringify(topic)))
+          ? (JSON.parse(JSON.stringify(testCase.body).replaceAll('"T"', JSON.stringify(topic))) as unknown)
           : testCase.body;
         const response = await api<{ error: { code: string; message: string } }>(
           node.httpUrl,

@@ -3,6 +3,7 @@
  * version instead. `version` is what `schema_migrations` records.
  */
 import { sql as init } from './001_init';
+import { sql as apps } from './002_apps';
 
 export interface Migration {
   readonly version: number;
@@ -10,4 +11,7 @@ export interface Migration {
   readonly sql: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: '001_init', sql: init }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: '001_init', sql: init },
+  { version: 2, name: '002_apps', sql: apps },
+];

@@ -339,7 +339,7 @@ describe('PgMessageStore (postgres)', () => {
       return m;
     }
 
-    it('claims due messages only, once, incrementing attempts', async () => {
+    it('claims due messages only, incrementing attempts, and only the claiming epoch re-takes a claim', async () => {
       const due = await scheduled();
       const later = await scheduled({ deliverAtMs: T0 + 1 });
       const claimed = await store.claim([ref(due), ref(later)], leases, T0);
@@ -356,8 +356,13 @@ describe('PgMessageStore (postgres)', () => {
           attempts: 1,
         },
       ]);
-      assert.deepEqual(await store.claim([ref(due)], leases, T0), [], 'already claimed');
+      // Only the claiming epoch may re-take its own claim (a release that failed); the claim
+      // counts as a new attempt.
+      const retaken = await store.claim([ref(due)], leases, T0);
+      assert.deepEqual(retaken.map((m) => [m.id, m.attempts]), [[due.id, 2]]);
       assert.equal((await store.get(due.app, due.id))?.state, 'delivering');
+      const foreign = new Map([[slot, (leases.get(slot) ?? 0) + 1000]]);
+      assert.deepEqual(await store.claim([ref(due)], foreign, T0), [], 'claimed under another epoch');
     });
 
     it('refuses a cancel after the claim, and claims nothing after a cancel', async () => {

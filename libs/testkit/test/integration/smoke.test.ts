@@ -139,6 +139,7 @@ describe('smoke: kafka (kafkajs)', () => {
       messages: [{ key: 'k-1', value: 'hello', headers: { 'x-trace': 'trace-1' } }],
     });
     await collector.waitFor(1, 20_000);
+    await collector.waitUntil((records) => records.some((r) => r.key === 'k-1'), 1_000);
 
     const [record, ...rest] = collector.records;
     assert.ok(record);

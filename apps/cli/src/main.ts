@@ -1,0 +1,87 @@
+/**
+ * `hourglass`: the admin and operations CLI. Every command is one call to the admin API
+ * (/v1/admin) of any node; see `hourglass --help`.
+ */
+import type { Command, Globals } from './args';
+import { USAGE, UsageError, parse } from './args';
+import { render } from './render';
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+/** Runs one command line and returns the exit code (0 done, 1 refused/unreachable, 2 usage). */
+export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: Io): Promise<number> {
+  let parsed;
+  try {
+    parsed = parse(argv, env);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    io.err(`hourglass: ${error.message}\n(see "hourglass --help")\n`);
+    return 2;
+  }
+  if (parsed.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  return call(parsed.globals, parsed.command, io);
+}
+
+async function call(globals: Globals, command: Command, io: Io): Promise<number> {
+  const url = `${globals.url}${command.path}`;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: command.method,
+      headers: {
+        authorization: `Bearer ${globals.token}`,
+        ...(command.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: command.body !== undefined ? JSON.stringify(command.body) : undefined,
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    io.err(`hourglass: cannot reach ${globals.url} (${cause?.code ?? cause?.message ?? (error as Error).message}); is a node running? Set --url or HOURGLASS_URL.\n`);
+    return 1;
+  }
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = text ? JSON.parse(text) : {};
+  } catch {
+    // Not JSON: printed as is below.
+  }
+  if (!response.ok) {
+    const error = (body as { error?: { code?: string; message?: string; details?: Array<{ path: string; message: string }> } }).error;
+    if (globals.json) io.out(`${typeof body === 'string' ? body : JSON.stringify(body, null, 2)}\n`);
+    if (error?.code) {
+      io.err(`hourglass: ${command.name} failed: ${response.status} ${error.code}: ${error.message ?? ''}\n`);
+      for (const detail of error.details ?? []) io.err(`  ${detail.path}: ${detail.message}\n`);
+      if (error.code === 'unauthenticated' || error.code === 'forbidden') io.err('  (the admin API needs the admin token: --token or HOURGLASS_ADMIN_TOKEN)\n');
+      const retryAfter = response.headers.get('retry-after');
+      if (retryAfter) io.err(`  retry after ${retryAfter} s\n`);
+    } else {
+      io.err(`hourglass: ${command.name} failed: HTTP ${response.status} ${typeof body === 'string' ? body.slice(0, 500) : ''}\n`);
+    }
+    return 1;
+  }
+  io.out(globals.json ? `${JSON.stringify(body, null, 2)}\n` : render(command.view, body));
+  return 0;
+}
+
+if (require.main === module) {
+  run(process.argv.slice(2), process.env, {
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text),
+  }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`hourglass: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,7 @@
+/**
+ * @hourglass/etcd: the cluster coordinator on etcd (the only package that imports etcd3).
+ * docs/cluster.md describes the protocol.
+ */
+export { EtcdCoordinator } from './coordinator';
+export type { ClusterView, EtcdCoordinatorOptions, SlotEngine } from './coordinator';
+export type { NodeInfo } from './keys';

@@ -1,0 +1,243 @@
+/**
+ * PgAppStore: the {@link AppStore} on Postgres (apps, token hashes, topic grants, quotas, admin
+ * statistics). It owns a small pool of its own, separate from the message store's, so admin and
+ * auth reads never queue behind a burst of inserts. The schema comes from the shared migrations
+ * (002_apps), applied by PgMessageStore.migrate.
+ */
+import type { AppPatch, AppQuotas, AppRecord, AppStats, AppStore, DueBucket, NewApp, TokenGrant } from '@hourglass/core';
+import { NO_QUOTAS } from '@hourglass/core';
+import type { PoolClient } from 'pg';
+import { Pool } from 'pg';
+import { isUnavailable, toStoreError } from './errors';
+import { STATE_CODES } from './rows';
+import type { AppRow } from './sql/apps';
+import * as q from './sql/apps';
+
+export interface PgAppStoreOptions {
+  readonly connectionString: string;
+  /** @default 4 */
+  readonly poolSize?: number;
+  /** @default 10000 */
+  readonly statementTimeoutMs?: number;
+  /** @default 5000 */
+  readonly connectionTimeoutMs?: number;
+  /** Time for the reads that list live tokens. @default Date.now */
+  readonly now?: () => number;
+  readonly onBackgroundError?: (err: unknown) => void;
+}
+
+function int8(value: string | number | null): number | null {
+  return value === null ? null : Number(value);
+}
+
+function toRecord(row: AppRow): AppRecord {
+  return {
+    name: row.name,
+    description: row.description,
+    createdAtMs: Number(row.created_at),
+    disabled: row.disabled,
+    quotas: {
+      ratePerSecond: row.rate_per_second,
+      burst: row.burst,
+      maxPending: int8(row.max_pending),
+      maxPayloadBytes: row.max_payload_bytes,
+      maxDelayMs: int8(row.max_delay_ms),
+    },
+    topics: row.topics,
+    tokens: row.tokens.map((token) => ({ createdAtMs: Number(token.createdAt), expiresAtMs: int8(token.expiresAt) })),
+  };
+}
+
+export class PgAppStore implements AppStore {
+  private pool: Pool | null = null;
+  private readonly now: () => number;
+
+  constructor(private readonly options: PgAppStoreOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  start(): Promise<void> {
+    if (this.pool) return Promise.resolve();
+    const pool = new Pool({
+      connectionString: this.options.connectionString,
+      max: this.options.poolSize ?? 4,
+      connectionTimeoutMillis: this.options.connectionTimeoutMs ?? 5_000,
+      statement_timeout: this.options.statementTimeoutMs ?? 10_000,
+      application_name: 'hourglass-apps',
+    });
+    pool.on('error', (err) => (this.options.onBackgroundError ?? (() => undefined))(err));
+    this.pool = pool;
+    return Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    const pool = this.pool;
+    this.pool = null;
+    await pool?.end();
+  }
+
+  async clusterId(): Promise<string> {
+    const pool = this.requirePool();
+    const id = await this.guard(() => q.selectClusterId(pool));
+    if (!id) throw new Error('no cluster id in cluster_meta (was the store migrated?)');
+    return id;
+  }
+
+  async listApps(): Promise<AppRecord[]> {
+    const pool = this.requirePool();
+    return (await this.guard(() => q.selectApps(pool, this.now()))).map(toRecord);
+  }
+
+  async getApp(name: string): Promise<AppRecord | null> {
+    const pool = this.requirePool();
+    const row = await this.guard(() => q.selectApp(pool, name, this.now()));
+    return row ? toRecord(row) : null;
+  }
+
+  async createApp(app: NewApp, tokenHash: string, nowMs: number): Promise<AppRecord | null> {
+    const created = await this.transaction(async (client) => {
+      if (!(await q.insertApp(client, app.name, app.description, app.quotas, nowMs))) return false;
+      await q.insertTopics(client, app.name, app.topics, nowMs);
+      await q.insertToken(client, app.name, tokenHash, 0, nowMs);
+      return true;
+    });
+    return created ? this.getApp(app.name) : null;
+  }
+
+  async ensureConfigApp(app: { name: string; topics: readonly string[] }, tokenHash: string, nowMs: number): Promise<void> {
+    await this.transaction(async (client) => {
+      await q.insertApp(client, app.name, 'bootstrapped from config', NO_QUOTAS, nowMs);
+      await q.insertTopics(client, app.name, app.topics, nowMs);
+      await q.deleteOtherConfigTokens(client, app.name, tokenHash);
+      await q.insertToken(client, app.name, tokenHash, 1, nowMs);
+    });
+  }
+
+  async updateApp(name: string, patch: AppPatch): Promise<AppRecord | null> {
+    const pool = this.requirePool();
+    const found = await this.guard(() => q.updateApp(pool, name, patch.description ?? null, patch.disabled ?? null));
+    return found ? this.getApp(name) : null;
+  }
+
+  async deleteApp(name: string): Promise<string[] | null> {
+    return this.transaction(async (client) => {
+      const hashes = await q.selectTokenHashes(client, name);
+      return (await q.deleteApp(client, name)) ? hashes : null;
+    });
+  }
+
+  async tokenHashes(name: string): Promise<string[]> {
+    const pool = this.requirePool();
+    return this.guard(() => q.selectTokenHashes(pool, name));
+  }
+
+  async rotateToken(name: string, tokenHash: string, nowMs: number, graceMs: number): Promise<AppRecord | null> {
+    const found = await this.transaction(async (client) => {
+      if (!(await q.selectApp(client, name, nowMs))) return false;
+      await q.expireTokens(client, name, nowMs, nowMs + Math.max(0, graceMs));
+      await q.insertToken(client, name, tokenHash, 0, nowMs);
+      return true;
+    });
+    return found ? this.getApp(name) : null;
+  }
+
+  async findByToken(tokenHash: string, nowMs: number): Promise<TokenGrant | null> {
+    const pool = this.requirePool();
+    const row = await this.guard(() => q.selectAppByToken(pool, tokenHash, nowMs));
+    return row ? { app: toRecord(row), tokenExpiresAtMs: int8(row.token_expires_at) } : null;
+  }
+
+  async grantTopic(name: string, topic: string): Promise<AppRecord | null> {
+    const pool = this.requirePool();
+    // The foreign key refuses a grant to a missing app; answer that as "no such app".
+    try {
+      await this.guard(() => q.insertTopics(pool, name, [topic], this.now()));
+    } catch (err) {
+      if ((err as { code?: string }).code === '23503') return null;
+      throw err;
+    }
+    return this.getApp(name);
+  }
+
+  async revokeTopic(name: string, topic: string): Promise<AppRecord | null> {
+    const pool = this.requirePool();
+    await this.guard(() => q.deleteTopic(pool, name, topic));
+    return this.getApp(name);
+  }
+
+  async setQuotas(name: string, quotas: AppQuotas): Promise<AppRecord | null> {
+    const pool = this.requirePool();
+    return (await this.guard(() => q.updateQuotas(pool, name, quotas))) ? this.getApp(name) : null;
+  }
+
+  async countPending(name: string): Promise<number> {
+    const pool = this.requirePool();
+    return this.guard(() => q.countPending(pool, name));
+  }
+
+  async stats(nowMs: number, buckets: readonly DueBucket[]): Promise<AppStats> {
+    const pool = this.requirePool();
+    const bounded = buckets.filter((bucket) => bucket.untilMs !== null);
+    const bounds = bounded.map((bucket) => nowMs + (bucket.untilMs ?? 0));
+    const [apps, byAppState, pending] = await this.guard(() =>
+      Promise.all([q.countApps(pool), q.countByAppAndState(pool), q.countPendingByBucket(pool, bounds)]),
+    );
+    const byState: Record<string, number> = Object.fromEntries(STATE_CODES.map((state) => [state, 0]));
+    const byApp = new Map<string, Record<string, number>>();
+    for (const row of byAppState) {
+      const state = STATE_CODES[row.state] ?? `state_${row.state}`;
+      const n = Number(row.n);
+      byState[state] = (byState[state] ?? 0) + n;
+      let counts = byApp.get(row.app);
+      if (!counts) byApp.set(row.app, (counts = {}));
+      counts[state] = n;
+    }
+    // Bucket i holds rows due before bound i (and at or after bound i-1); the last one is open-ended.
+    const labels = [...bounded.map((bucket) => bucket.label), buckets.find((bucket) => bucket.untilMs === null)?.label ?? 'later'];
+    const pendingByApp = new Map<string, Record<string, number>>();
+    for (const row of pending) {
+      let counts = pendingByApp.get(row.app);
+      if (!counts) pendingByApp.set(row.app, (counts = Object.fromEntries(labels.map((label) => [label, 0]))));
+      const label = labels[row.bucket] ?? labels[labels.length - 1]!;
+      counts[label] = (counts[label] ?? 0) + Number(row.n);
+    }
+    return {
+      apps,
+      byState,
+      byApp: [...byApp].map(([app, counts]) => ({ app, byState: counts })),
+      pendingByApp: [...pendingByApp].map(([app, counts]) => ({ app, buckets: counts })),
+    };
+  }
+
+  private async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+    const pool = this.requirePool();
+    return this.guard(async () => {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await work(client);
+        await client.query('COMMIT');
+        client.release();
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        client.release(isUnavailable(err) ? (err as Error) : undefined);
+        throw err;
+      }
+    });
+  }
+
+  private async guard<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      throw toStoreError(err);
+    }
+  }
+
+  private requirePool(): Pool {
+    if (!this.pool) throw new Error('PgAppStore is not started');
+    return this.pool;
+  }
+}
+
