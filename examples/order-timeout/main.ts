@@ -70,7 +70,9 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 /** The timeout's id is derived from the order, so scheduling it twice (e.g. after a crash) is harmless. */
 const timeoutId = (orderId: string): string => `payment-timeout:${orderId}`;
 
-export async function run(overrides: Partial<OrderTimeoutOptions> = {}): Promise<OrderTimeoutSummary> {
+export async function run(
+  overrides: Partial<OrderTimeoutOptions> = {},
+): Promise<OrderTimeoutSummary> {
   const options: OrderTimeoutOptions = { ...DEFAULTS, ...overrides };
   const { log } = options;
   const runId = randomBytes(4).toString('hex');
@@ -87,13 +89,22 @@ export async function run(overrides: Partial<OrderTimeoutOptions> = {}): Promise
   const done = new Promise<void>((resolve) => (allTimedOut = resolve));
 
   // 1. The consumer first, so no timeout fires before it listens.
-  const kafka = new Kafka({ clientId: 'order-timeout-example', brokers: options.brokers, logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: `order-timeout-example-${runId}`, maxWaitTimeInMs: 250 });
+  const kafka = new Kafka({
+    clientId: 'order-timeout-example',
+    brokers: options.brokers,
+    logLevel: logLevel.NOTHING,
+  });
+  const consumer = kafka.consumer({
+    groupId: `order-timeout-example-${runId}`,
+    maxWaitTimeInMs: 250,
+  });
   const client = new HourglassClient(options.endpoint, { token: options.token });
   try {
     await consumer.connect();
     await consumer.subscribe({ topics: [options.topic], fromBeginning: false });
-    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+    const joined = new Promise<void>((resolve) =>
+      consumer.on(consumer.events.GROUP_JOIN, () => resolve()),
+    );
     await consumer.run({
       eachMessage: handleDeliveries(
         (delivery: Delivery) => {
@@ -101,7 +112,9 @@ export async function run(overrides: Partial<OrderTimeoutOptions> = {}): Promise
           if (event.type !== 'payment-timeout' || event.runId !== runId || !event.orderId) return; // another run's or app's record
           const lateMs = delivery.firedAt.getTime() - delivery.deliverAt.getTime();
           if (unpaid.has(event.orderId)) {
-            log(`${elapsed()} timeout  ${event.orderId}: still unpaid, cancelling the order (fired ${lateMs} ms after due)`);
+            log(
+              `${elapsed()} timeout  ${event.orderId}: still unpaid, cancelling the order (fired ${lateMs} ms after due)`,
+            );
             timedOut.push(event.orderId);
             if (timedOut.length === unpaid.size) allTimedOut();
           } else {
@@ -141,14 +154,21 @@ export async function run(overrides: Partial<OrderTimeoutOptions> = {}): Promise
         log(`${elapsed()} paid     ${orderId}: timeout cancelled`);
       } catch (error) {
         // Paid too late: the timeout fired (or is firing) and the consumer handles the order.
-        if (error instanceof HourglassClientError && error.code === 'already_delivered') log(`${elapsed()} paid     ${orderId} too late`);
+        if (error instanceof HourglassClientError && error.code === 'already_delivered')
+          log(`${elapsed()} paid     ${orderId} too late`);
         else throw error;
       }
     }
 
     // 4. Wait for the unpaid orders' timeouts.
     let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), options.deadlineMs - (Date.now() - started))));
+    const deadline = new Promise<'deadline'>(
+      (resolve) =>
+        (timer = setTimeout(
+          () => resolve('deadline'),
+          options.deadlineMs - (Date.now() - started),
+        )),
+    );
     const outcome = await Promise.race([done.then(() => 'done' as const), deadline]);
     clearTimeout(timer);
     // The paid orders' timeouts were due when the unpaid ones fired; confirm they never will.

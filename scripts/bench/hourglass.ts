@@ -231,8 +231,8 @@ export class HourglassSystem implements BenchSystem {
         execArgv,
       );
       this.nodes.push(node);
-      await node.start(60_000);
     }
+    await Promise.all(this.nodes.map((node) => node.start(60_000)));
     if (this.options.nodes > 1) await this.waitForSlotSplit();
     await this.startConsumer(urls.kafkaBrokers);
   }
@@ -321,10 +321,12 @@ export class HourglassSystem implements BenchSystem {
     const node = this.nodes[0];
     if (!node) throw new Error('Hourglass is not started');
     const metrics = await scrapeMetrics(node.url);
+    // The node registers prom-client's default metrics with an `hourglass_` prefix.
+    const pick = (name: string): number => metrics.get(`hourglass_${name}`) ?? metrics.get(name) ?? Number.NaN;
     return {
-      rssBytes: metrics.get('process_resident_memory_bytes') ?? Number.NaN,
-      heapUsedBytes: metrics.get('nodejs_heap_size_used_bytes') ?? Number.NaN,
-      held: metrics.get('hourglass_wheel_size') ?? Number.NaN,
+      rssBytes: pick('process_resident_memory_bytes'),
+      heapUsedBytes: pick('nodejs_heap_size_used_bytes'),
+      held: pick('wheel_size'),
     };
   }
 

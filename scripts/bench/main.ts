@@ -20,7 +20,7 @@ import { PgBossSystem } from './pgboss';
 import { summarizeProfiles } from './profile';
 import type { RunReport, SystemResult } from './report';
 import { renderChart, renderTable } from './report';
-import { burst, memory, scale, steady, throughput } from './scenarios';
+import { burst, memory, scale, setTiming, steady, throughput } from './scenarios';
 import type { SteadyResult } from './scenarios';
 
 const { values: args } = parseArgs({
@@ -30,6 +30,8 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     scenarios: { type: 'string' },
     seconds: { type: 'string' },
+    bulk: { type: 'string' },
+    single: { type: 'string' },
     rates: { type: 'string' },
     'peak-seconds': { type: 'string' },
     burst: { type: 'string' },
@@ -44,8 +46,8 @@ const { values: args } = parseArgs({
 const quick = args.quick === true;
 /** Every count of the run; `--quick` shrinks them so the whole run takes under two minutes. */
 const settings = {
-  bulkCount: quick ? 2000 : 100_000,
-  singleCount: quick ? 200 : 10_000,
+  bulkCount: Number(args.bulk ?? (quick ? 2000 : 100_000)),
+  singleCount: Number(args.single ?? (quick ? 200 : 10_000)),
   steadyRate: 2000,
   steadySeconds: Number(args.seconds ?? (quick ? 1 : 60)),
   steadyGraceMs: quick ? 5000 : 30_000,
@@ -212,6 +214,7 @@ async function findPeak(system: BenchSystem, bulkRate: number): Promise<void> {
 
 async function main(): Promise<void> {
   mkdirSync(resultsDir, { recursive: true });
+  if (quick) setTiming({ leadBaseMs: 1500, settleMs: 2000 });
   const started = Date.now();
   log(`${quick ? 'quick' : 'full'} run of ${selected.map((e) => e.key).join(', ')}; scenarios ${[...scenarios].join(',')}; results in ${resultsDir}`);
 

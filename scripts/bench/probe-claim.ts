@@ -1,4 +1,10 @@
-/** Ad-hoc: time claim/markDelivered of 1000 refs on a table of N messages, with EXPLAIN ANALYZE. */
+/**
+ * Diagnostic (not part of the bench run): times claim/markDelivered of 1000 refs over N pending
+ * messages and prints the claim's EXPLAIN ANALYZE.
+ *
+ *   node --require tsx/cjs scripts/bench/probe-claim.ts [N=30000]
+ */
+/** Time claim/markDelivered of 1000 refs on a table of N messages, with EXPLAIN ANALYZE. */
 import { slotOf } from '@hourglass/core';
 import { PgMessageStore } from '@hourglass/postgres';
 import { createTestDatabase } from '@hourglass/testkit';
@@ -27,7 +33,7 @@ async function main(): Promise<void> {
   await store.markDelivered(refs, leases, Date.now());
   console.log(`mark 1000: ${(performance.now() - t).toFixed(1)} ms`);
   const refs2 = Array.from({ length: 1000 }, (_, k) => ({ app: 'bench', id: `m-${k + 1000}`, slot: slotOf('bench', `m-${k + 1000}`, 256) }));
-  const orig = pg.Pool.prototype.query;
+  const orig = pg.Pool.prototype.query as unknown as (this: pg.Pool, text: string, values?: unknown[]) => Promise<pg.QueryResult>;
   let explained = false;
   (pg.Pool.prototype as unknown as { query: unknown }).query = async function (this: pg.Pool, text: unknown, values: unknown) {
     if (!explained && typeof text === 'string' && text.includes('UPDATE messages m')) {

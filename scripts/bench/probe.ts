@@ -1,4 +1,9 @@
-/** Ad-hoc: node metrics while a steady run goes on (development aid; not part of the bench run). */
+/**
+ * Diagnostic (not part of the bench run): one Hourglass node, a steady run, and the node's own
+ * metrics every 2 s (delivered, wheel size, batches in flight, CPU), then its last log lines.
+ *
+ *   node --require tsx/cjs scripts/bench/probe.ts RATE SECONDS ['{"core":{"fireConcurrency":1}}']
+ */
 import { HourglassSystem, scrapeMetrics } from './hourglass';
 import { steady } from './scenarios';
 

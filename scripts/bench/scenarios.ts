@@ -14,6 +14,18 @@ const BULK_CONCURRENCY = 4;
 /** Concurrent single callers. */
 const SINGLE_CONCURRENCY = 32;
 
+/**
+ * Fixed part of the lead between scheduling and the first due time (the rest scales with the
+ * count and the system's bulk rate). `--quick` lowers it.
+ */
+let leadBaseMs = 3000;
+/** How long the memory scenario lets the node settle before and after (ms). */
+let settleMs = 5000;
+export function setTiming(options: { leadBaseMs: number; settleMs: number }): void {
+  leadBaseMs = options.leadBaseMs;
+  settleMs = options.settleMs;
+}
+
 let runCounter = 0;
 function nextRun(): number {
   return ++runCounter;
@@ -99,7 +111,7 @@ export async function steady(
 ): Promise<SteadyResult> {
   const count = Math.max(1, Math.round(rate * seconds));
   const run = nextRun();
-  const leadMs = 3000 + Math.ceil((1.3 * count * 1000) / Math.max(1000, bulkPerSec));
+  const leadMs = leadBaseMs + Math.ceil((1.3 * count * 1000) / Math.max(1000, bulkPerSec));
   const firstDue = Date.now() + leadMs;
   const messages = Array.from({ length: count }, (_, n) => ({ n, dueMs: firstDue + Math.floor((n * 1000) / rate) }));
   const tracker = new DeliveryTracker(run, count);
@@ -126,7 +138,7 @@ export interface BurstResult extends LatenessSummary {
 /** `count` messages all due at the same instant, scheduled ahead; bounded by `timeoutMs`. */
 export async function burst(system: BenchSystem, count: number, bulkPerSec: number, timeoutMs: number): Promise<BurstResult> {
   const run = nextRun();
-  const leadMs = 3000 + Math.ceil((1.3 * count * 1000) / Math.max(1000, bulkPerSec));
+  const leadMs = leadBaseMs + Math.ceil((1.3 * count * 1000) / Math.max(1000, bulkPerSec));
   const due = Date.now() + leadMs;
   const messages = Array.from({ length: count }, (_, n) => ({ n, dueMs: due }));
   const tracker = new DeliveryTracker(run, count);
@@ -170,7 +182,7 @@ export interface MemoryResult {
  */
 export async function memory(system: HourglassSystem, count: number, bulkPerSec: number): Promise<MemoryResult> {
   const run = nextRun();
-  await sleep(2000);
+  await sleep(settleMs / 2);
   const before = await system.memory();
   const expectedSeconds = count / Math.max(1000, bulkPerSec);
   if (expectedSeconds > 150) log(`memory: ${count} messages may take ${expectedSeconds.toFixed(0)} s to schedule`);
@@ -179,7 +191,7 @@ export async function memory(system: HourglassSystem, count: number, bulkPerSec:
   await scheduleAll(system, run, messages, 'schedule held messages');
   if (Date.now() > firstDue) throw new Error('scheduling took longer than the 3-minute lead; lower --memory-count');
   // Give the heap a moment to settle (no forced GC: this is the node as deployed).
-  await sleep(5000);
+  await sleep(settleMs);
   const after = await system.memory();
   const held = after.held - before.held;
   return {

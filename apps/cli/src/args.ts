@@ -28,7 +28,17 @@ export interface Command {
   readonly view: View;
 }
 
-export type View = 'apps' | 'app' | 'issued' | 'deleted' | 'message' | 'cancelled' | 'stats' | 'slots' | 'nodes' | 'ack';
+export type View =
+  | 'apps'
+  | 'app'
+  | 'issued'
+  | 'deleted'
+  | 'message'
+  | 'cancelled'
+  | 'stats'
+  | 'slots'
+  | 'nodes'
+  | 'ack';
 
 const QUOTA_FLAGS = {
   rate: 'ratePerSecond',
@@ -55,7 +65,13 @@ const OPTIONS = {
   'max-delay-ms': { type: 'string' },
 } as const;
 
-type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+type Values = {
+  [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true }
+    ? string[]
+    : (typeof OPTIONS)[K]['type'] extends 'boolean'
+      ? boolean
+      : string;
+};
 
 export const USAGE = `hourglass — the Hourglass admin CLI (talks to the admin API under /v1/admin)
 
@@ -87,15 +103,24 @@ flags:
 exit codes: 0 done, 1 the server refused or could not be reached, 2 bad usage
 `;
 
-export type Parsed = { readonly help: true } | { readonly help: false; readonly globals: Globals; readonly command: Command };
+export type Parsed =
+  | { readonly help: true }
+  | { readonly help: false; readonly globals: Globals; readonly command: Command };
 
 function number(values: Values, flag: keyof typeof OPTIONS, integer: boolean): number | undefined {
   const raw = values[flag];
   if (raw === undefined) return undefined;
   const text = String(raw);
   const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < 0) {
-    throw new UsageError(`--${flag} expects a non-negative ${integer ? 'integer' : 'number'}, got "${text}"`);
+  if (
+    text.trim() === '' ||
+    !Number.isFinite(value) ||
+    (integer && !Number.isInteger(value)) ||
+    value < 0
+  ) {
+    throw new UsageError(
+      `--${flag} expects a non-negative ${integer ? 'integer' : 'number'}, got "${text}"`,
+    );
   }
   return value;
 }
@@ -126,19 +151,28 @@ export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Par
     token: values.token ?? env.HOURGLASS_ADMIN_TOKEN ?? DEFAULT_ADMIN_TOKEN,
     json: values.json === true,
   };
-  const used = new Set(Object.keys(values).filter((key) => !['url', 'token', 'json', 'help'].includes(key)));
+  const used = new Set(
+    Object.keys(values).filter((key) => !['url', 'token', 'json', 'help'].includes(key)),
+  );
   const allow = (...flags: string[]): void => {
     const extra = [...used].filter((flag) => !flags.includes(flag));
-    if (extra.length > 0) throw new UsageError(`${group} ${action ?? ''}: unexpected flag --${extra[0]}`);
+    if (extra.length > 0)
+      throw new UsageError(`${group} ${action ?? ''}: unexpected flag --${extra[0]}`);
   };
   const args = (...names: string[]): string[] => {
     if (rest.length !== names.length) {
-      throw new UsageError(`${group} ${action}: expected ${names.map((n) => `<${n}>`).join(' ') || 'no arguments'}, got ${rest.length === 0 ? 'none' : rest.join(' ')}`);
+      throw new UsageError(
+        `${group} ${action}: expected ${names.map((n) => `<${n}>`).join(' ') || 'no arguments'}, got ${rest.length === 0 ? 'none' : rest.join(' ')}`,
+      );
     }
     return rest;
   };
   const quotaFlags = Object.keys(QUOTA_FLAGS);
-  const command = (name: string, c: Omit<Command, 'name'>): Parsed => ({ help: false, globals, command: { name, ...c } });
+  const command = (name: string, c: Omit<Command, 'name'>): Parsed => ({
+    help: false,
+    globals,
+    command: { name, ...c },
+  });
   // `stats` is the one command without an action word.
   const key = group === 'stats' ? 'stats' : `${group} ${action ?? ''}`.trim();
 
@@ -171,25 +205,45 @@ export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Par
     case 'apps update': {
       allow('description');
       const [app] = args('app');
-      if (values.description === undefined) throw new UsageError('apps update: nothing to change; give --description');
-      return command(key, { method: 'PATCH', path: `/v1/admin/apps/${seg(app!)}`, body: { description: values.description }, view: 'app' });
+      if (values.description === undefined)
+        throw new UsageError('apps update: nothing to change; give --description');
+      return command(key, {
+        method: 'PATCH',
+        path: `/v1/admin/apps/${seg(app!)}`,
+        body: { description: values.description },
+        view: 'app',
+      });
     }
     case 'apps delete': {
       allow();
       const [app] = args('app');
-      return command(key, { method: 'DELETE', path: `/v1/admin/apps/${seg(app!)}`, view: 'deleted' });
+      return command(key, {
+        method: 'DELETE',
+        path: `/v1/admin/apps/${seg(app!)}`,
+        view: 'deleted',
+      });
     }
     case 'apps disable':
     case 'apps enable': {
       allow();
       const [app] = args('app');
-      return command(key, { method: 'PATCH', path: `/v1/admin/apps/${seg(app!)}`, body: { disabled: action === 'disable' }, view: 'app' });
+      return command(key, {
+        method: 'PATCH',
+        path: `/v1/admin/apps/${seg(app!)}`,
+        body: { disabled: action === 'disable' },
+        view: 'app',
+      });
     }
     case 'tokens rotate': {
       allow('grace-seconds');
       const [app] = args('app');
       const grace = number(values, 'grace-seconds', true);
-      return command(key, { method: 'POST', path: `/v1/admin/apps/${seg(app!)}/tokens`, body: grace === undefined ? {} : { graceSeconds: grace }, view: 'issued' });
+      return command(key, {
+        method: 'POST',
+        path: `/v1/admin/apps/${seg(app!)}/tokens`,
+        body: grace === undefined ? {} : { graceSeconds: grace },
+        view: 'issued',
+      });
     }
     case 'topics add': {
       allow('partitions', 'replication-factor');
@@ -199,40 +253,70 @@ export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Par
       return command(key, {
         method: 'POST',
         path: `/v1/admin/apps/${seg(app!)}/topics`,
-        body: { topic, ...(partitions !== undefined ? { partitions } : {}), ...(replicationFactor !== undefined ? { replicationFactor } : {}) },
+        body: {
+          topic,
+          ...(partitions !== undefined ? { partitions } : {}),
+          ...(replicationFactor !== undefined ? { replicationFactor } : {}),
+        },
         view: 'app',
       });
     }
     case 'topics remove': {
       allow();
       const [app, topic] = args('app', 'topic');
-      return command(key, { method: 'DELETE', path: `/v1/admin/apps/${seg(app!)}/topics/${seg(topic!)}`, view: 'app' });
+      return command(key, {
+        method: 'DELETE',
+        path: `/v1/admin/apps/${seg(app!)}/topics/${seg(topic!)}`,
+        view: 'app',
+      });
     }
     case 'quotas set': {
       allow(...quotaFlags);
       const [app] = args('app');
-      return command(key, { method: 'PUT', path: `/v1/admin/apps/${seg(app!)}/quotas`, body: quotas(values), view: 'app' });
+      return command(key, {
+        method: 'PUT',
+        path: `/v1/admin/apps/${seg(app!)}/quotas`,
+        body: quotas(values),
+        view: 'app',
+      });
     }
     case 'slots list':
     case 'nodes list':
       allow();
       args();
-      return command(key, { method: 'GET', path: '/v1/admin/cluster', view: group === 'slots' ? 'slots' : 'nodes' });
+      return command(key, {
+        method: 'GET',
+        path: '/v1/admin/cluster',
+        view: group === 'slots' ? 'slots' : 'nodes',
+      });
     case 'slots pin': {
       allow();
       const [slot, node] = args('slot', 'node');
-      return command(key, { method: 'PUT', path: `/v1/admin/slots/${seg(slot!)}/pin`, body: { node }, view: 'ack' });
+      return command(key, {
+        method: 'PUT',
+        path: `/v1/admin/slots/${seg(slot!)}/pin`,
+        body: { node },
+        view: 'ack',
+      });
     }
     case 'slots unpin': {
       allow();
       const [slot] = args('slot');
-      return command(key, { method: 'DELETE', path: `/v1/admin/slots/${seg(slot!)}/pin`, view: 'ack' });
+      return command(key, {
+        method: 'DELETE',
+        path: `/v1/admin/slots/${seg(slot!)}/pin`,
+        view: 'ack',
+      });
     }
     case 'nodes drain':
     case 'nodes undrain': {
       allow();
       const [id] = args('id');
-      return command(key, { method: 'POST', path: `/v1/admin/nodes/${seg(id!)}/${action}`, view: 'ack' });
+      return command(key, {
+        method: 'POST',
+        path: `/v1/admin/nodes/${seg(id!)}/${action}`,
+        view: 'ack',
+      });
     }
     case 'messages get':
     case 'messages cancel': {

@@ -12,7 +12,11 @@ export interface Io {
 }
 
 /** Runs one command line and returns the exit code (0 done, 1 refused/unreachable, 2 usage). */
-export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, io: Io): Promise<number> {
+export async function run(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  io: Io,
+): Promise<number> {
   let parsed;
   try {
     parsed = parse(argv, env);
@@ -43,7 +47,9 @@ async function call(globals: Globals, command: Command, io: Io): Promise<number>
     });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    io.err(`hourglass: cannot reach ${globals.url} (${cause?.code ?? cause?.message ?? (error as Error).message}); is a node running? Set --url or HOURGLASS_URL.\n`);
+    io.err(
+      `hourglass: cannot reach ${globals.url} (${cause?.code ?? cause?.message ?? (error as Error).message}); is a node running? Set --url or HOURGLASS_URL.\n`,
+    );
     return 1;
   }
   const text = await response.text();
@@ -54,16 +60,30 @@ async function call(globals: Globals, command: Command, io: Io): Promise<number>
     // Not JSON: printed as is below.
   }
   if (!response.ok) {
-    const error = (body as { error?: { code?: string; message?: string; details?: Array<{ path: string; message: string }> } }).error;
-    if (globals.json) io.out(`${typeof body === 'string' ? body : JSON.stringify(body, null, 2)}\n`);
+    const error = (
+      body as {
+        error?: {
+          code?: string;
+          message?: string;
+          details?: Array<{ path: string; message: string }>;
+        };
+      }
+    ).error;
+    if (globals.json)
+      io.out(`${typeof body === 'string' ? body : JSON.stringify(body, null, 2)}\n`);
     if (error?.code) {
-      io.err(`hourglass: ${command.name} failed: ${response.status} ${error.code}: ${error.message ?? ''}\n`);
+      io.err(
+        `hourglass: ${command.name} failed: ${response.status} ${error.code}: ${error.message ?? ''}\n`,
+      );
       for (const detail of error.details ?? []) io.err(`  ${detail.path}: ${detail.message}\n`);
-      if (error.code === 'unauthenticated' || error.code === 'forbidden') io.err('  (the admin API needs the admin token: --token or HOURGLASS_ADMIN_TOKEN)\n');
+      if (error.code === 'unauthenticated' || error.code === 'forbidden')
+        io.err('  (the admin API needs the admin token: --token or HOURGLASS_ADMIN_TOKEN)\n');
       const retryAfter = response.headers.get('retry-after');
       if (retryAfter) io.err(`  retry after ${retryAfter} s\n`);
     } else {
-      io.err(`hourglass: ${command.name} failed: HTTP ${response.status} ${typeof body === 'string' ? body.slice(0, 500) : ''}\n`);
+      io.err(
+        `hourglass: ${command.name} failed: HTTP ${response.status} ${typeof body === 'string' ? body.slice(0, 500) : ''}\n`,
+      );
     }
     return 1;
   }
@@ -80,7 +100,9 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (error: unknown) => {
-      process.stderr.write(`hourglass: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.stderr.write(
+        `hourglass: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
       process.exitCode = 1;
     },
   );

@@ -27,7 +27,16 @@ function appRecord(app: AppJson): string {
     ['disabled', app.disabled],
     ['topics', app.topics],
     ['quotas', quotaText(app.quotas)],
-    ['tokens', app.tokens.map((token) => (token.expiresAt ? `issued ${token.createdAt} (expires ${token.expiresAt})` : `issued ${token.createdAt}`)).join('; ') || '-'],
+    [
+      'tokens',
+      app.tokens
+        .map((token) =>
+          token.expiresAt
+            ? `issued ${token.createdAt} (expires ${token.expiresAt})`
+            : `issued ${token.createdAt}`,
+        )
+        .join('; ') || '-',
+    ],
   ]);
 }
 
@@ -50,7 +59,9 @@ export function render(view: View, body: unknown): string {
         appRecord(json.app as AppJson) +
         `\ntoken: ${String(json.token)}\n` +
         'This token is shown only once; only its hash is stored. Keep it now.\n' +
-        (typeof json.graceSeconds === 'number' ? `Earlier tokens of the app keep working for ${json.graceSeconds} s.\n` : '')
+        (typeof json.graceSeconds === 'number'
+          ? `Earlier tokens of the app keep working for ${json.graceSeconds} s.\n`
+          : '')
       );
     case 'deleted':
       return `deleted app ${String(json.name)} (its scheduled messages are still delivered)\n`;
@@ -61,36 +72,67 @@ export function render(view: View, body: unknown): string {
     case 'stats': {
       const byState = (json.byState ?? {}) as Record<string, number>;
       const byApp = (json.byApp ?? []) as Array<{ app: string; byState: Record<string, number> }>;
-      const pending = (json.pendingByApp ?? []) as Array<{ app: string; buckets: Record<string, number> }>;
+      const pending = (json.pendingByApp ?? []) as Array<{
+        app: string;
+        buckets: Record<string, number>;
+      }>;
       const states = Object.keys(byState);
       const labels = ((json.buckets ?? []) as Array<{ label: string }>).map((b) => b.label);
       let out = `apps: ${String(json.apps)}\n\nmessages by state\n`;
-      out += renderTable([{ app: 'TOTAL', byState }, ...byApp], [
-        { header: 'APP', value: (r) => r.app },
-        ...states.map((state) => ({ header: state.toUpperCase(), value: (r: { byState: Record<string, number> }) => r.byState[state] ?? 0, right: true })),
-      ]);
+      out += renderTable(
+        [{ app: 'TOTAL', byState }, ...byApp],
+        [
+          { header: 'APP', value: (r) => r.app },
+          ...states.map((state) => ({
+            header: state.toUpperCase(),
+            value: (r: { byState: Record<string, number> }) => r.byState[state] ?? 0,
+            right: true,
+          })),
+        ],
+      );
       out += '\npending by due time\n';
       out += renderTable(pending, [
         { header: 'APP', value: (r) => r.app },
-        ...labels.map((label) => ({ header: label.toUpperCase(), value: (r: { buckets: Record<string, number> }) => r.buckets[label] ?? 0, right: true })),
+        ...labels.map((label) => ({
+          header: label.toUpperCase(),
+          value: (r: { buckets: Record<string, number> }) => r.buckets[label] ?? 0,
+          right: true,
+        })),
       ]);
       return out;
     }
     case 'slots':
-      return renderTable((json.slots ?? []) as Array<{ slot: number; owner: string | null; epoch: number | null; pinnedTo?: string }>, [
-        { header: 'SLOT', value: (s) => s.slot, right: true },
-        { header: 'OWNER', value: (s) => s.owner },
-        { header: 'EPOCH', value: (s) => s.epoch, right: true },
-        { header: 'PINNED', value: (s) => s.pinnedTo },
-      ]);
+      return renderTable(
+        (json.slots ?? []) as Array<{
+          slot: number;
+          owner: string | null;
+          epoch: number | null;
+          pinnedTo?: string;
+        }>,
+        [
+          { header: 'SLOT', value: (s) => s.slot, right: true },
+          { header: 'OWNER', value: (s) => s.owner },
+          { header: 'EPOCH', value: (s) => s.epoch, right: true },
+          { header: 'PINNED', value: (s) => s.pinnedTo },
+        ],
+      );
     case 'nodes':
-      return renderTable((json.nodes ?? []) as Array<{ id: string; httpUrl: string; drained: boolean; slots: number[]; startedAt: string }>, [
-        { header: 'NODE', value: (n) => n.id },
-        { header: 'HTTP', value: (n) => n.httpUrl },
-        { header: 'DRAINED', value: (n) => (n.drained ? 'yes' : 'no') },
-        { header: 'SLOTS', value: (n) => n.slots.length, right: true },
-        { header: 'STARTED', value: (n) => n.startedAt },
-      ]);
+      return renderTable(
+        (json.nodes ?? []) as Array<{
+          id: string;
+          httpUrl: string;
+          drained: boolean;
+          slots: number[];
+          startedAt: string;
+        }>,
+        [
+          { header: 'NODE', value: (n) => n.id },
+          { header: 'HTTP', value: (n) => n.httpUrl },
+          { header: 'DRAINED', value: (n) => (n.drained ? 'yes' : 'no') },
+          { header: 'SLOTS', value: (n) => n.slots.length, right: true },
+          { header: 'STARTED', value: (n) => n.startedAt },
+        ],
+      );
     case 'ack':
       return renderRecord(Object.entries(json));
   }

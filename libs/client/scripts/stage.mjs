@@ -17,7 +17,8 @@ const out = join(here, '.publish');
 const manifest = JSON.parse(readFileSync(join(here, 'package.json'), 'utf8'));
 const rootManifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
 
-if (!existsSync(join(here, 'dist/index.js'))) throw new Error('dist/ is missing: run `npm run build` first');
+if (!existsSync(join(here, 'dist/index.js')))
+  throw new Error('dist/ is missing: run `npm run build` first');
 
 // Runtime dependencies: the package's own when declared, else the versions the monorepo is
 // tested with (the workspace resolves them from the root).
@@ -25,10 +26,17 @@ const runtime = ['@grpc/grpc-js', '@grpc/proto-loader'];
 const dependencies = { ...(manifest.dependencies ?? {}) };
 for (const name of runtime) {
   dependencies[name] ??= rootManifest.dependencies?.[name];
-  if (!dependencies[name]) throw new Error(`no version for ${name} in libs/client or the root package.json`);
+  if (!dependencies[name])
+    throw new Error(`no version for ${name} in libs/client or the root package.json`);
 }
 
-const { publishConfig = {}, scripts: _scripts, devDependencies: _dev, private: _private, ...rest } = manifest;
+const {
+  publishConfig = {},
+  scripts: _scripts,
+  devDependencies: _dev,
+  private: _private,
+  ...rest
+} = manifest;
 const { access, registry, tag, ...overrides } = publishConfig;
 const published = {
   ...rest,

@@ -4,7 +4,14 @@ import { HttpTransport } from './http';
 import type { RetryPolicy } from './retry';
 import { retryDelayMs } from './retry';
 import type { Transport } from './transport';
-import type { BatchItemResult, CancelResult, Endpoint, Message, ScheduleMessage, ScheduleResult } from './types';
+import type {
+  BatchItemResult,
+  CancelResult,
+  Endpoint,
+  Message,
+  ScheduleMessage,
+  ScheduleResult,
+} from './types';
 import { prepareMessage } from './wire';
 
 /** Options of {@link HourglassClient}. */
@@ -56,10 +63,14 @@ interface CompiledOptions {
 function compile(options: HourglassClientOptions): CompiledOptions {
   const count = (name: string, value: number | undefined, fallback: number): number => {
     const result = value ?? fallback;
-    if (!Number.isFinite(result) || result < 0) throw new RangeError(`@hourglass/client: ${name} must be a number >= 0, got ${String(value)}`);
+    if (!Number.isFinite(result) || result < 0)
+      throw new RangeError(
+        `@hourglass/client: ${name} must be a number >= 0, got ${String(value)}`,
+      );
     return result;
   };
-  if (typeof options.token !== 'string' || options.token.length === 0) throw new TypeError('@hourglass/client: token is required');
+  if (typeof options.token !== 'string' || options.token.length === 0)
+    throw new TypeError('@hourglass/client: token is required');
   return {
     timeoutMs: count('timeoutMs', options.timeoutMs, 10_000),
     retry: {
@@ -138,7 +149,9 @@ export class HourglassClient {
    *   `batch_too_large`, `unauthenticated`, or `unavailable` after retries.
    */
   async scheduleBatch(messages: readonly ScheduleMessage[]): Promise<BatchItemResult[]> {
-    const wire = messages.map((message, index) => prepareMessage(message, this.transport.name, `messages/${index}/`));
+    const wire = messages.map((message, index) =>
+      prepareMessage(message, this.transport.name, `messages/${index}/`),
+    );
     return this.withRetries(() => this.transport.scheduleBatch(wire, this.options.timeoutMs));
   }
 
@@ -167,7 +180,8 @@ export class HourglassClient {
         return await this.transport.cancel(id, this.options.timeoutMs);
       } catch (error) {
         if (error instanceof HourglassClientError) {
-          if (unanswered && error.code === 'already_cancelled') return { id, state: 'cancelled' as const };
+          if (unanswered && error.code === 'already_cancelled')
+            return { id, state: 'cancelled' as const };
           if (error.code === 'network_error' || error.code === 'timeout') unanswered = true;
         }
         throw error;

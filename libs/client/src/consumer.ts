@@ -54,7 +54,9 @@ const RESERVED_PREFIX = 'hourglass-';
 function headerText(value: HeaderValue): string | undefined {
   if (value === undefined) return undefined;
   // Hourglass never repeats a header; for repeated user headers the last value wins.
-  const single = Array.isArray(value) ? value[value.length - 1] : (value as Buffer | string);
+  const values: ReadonlyArray<Buffer | string> =
+    typeof value === 'string' || Buffer.isBuffer(value) ? [value] : value;
+  const single = values[values.length - 1];
   if (single === undefined) return undefined;
   return typeof single === 'string' ? single : single.toString('utf8');
 }
@@ -110,7 +112,8 @@ export class RecentIds {
 
   /** @param capacity ids held at most. @default 100000 (about 10 MB for UUID ids) */
   constructor(readonly capacity = 100_000) {
-    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError(`RecentIds capacity must be a positive integer, got ${capacity}`);
+    if (!Number.isSafeInteger(capacity) || capacity < 1)
+      throw new RangeError(`RecentIds capacity must be a positive integer, got ${capacity}`);
   }
 
   private static keyOf(app: string, id: string): string {
@@ -172,7 +175,12 @@ export function handleDeliveries(
   handler: (delivery: Delivery, context: KafkaRecordContext) => Promise<void> | void,
   options: DeliveryHandlerOptions = {},
 ): (context: KafkaRecordContext) => Promise<void> {
-  const recent = options.dedupe instanceof RecentIds ? options.dedupe : options.dedupe ? new RecentIds() : undefined;
+  const recent =
+    options.dedupe instanceof RecentIds
+      ? options.dedupe
+      : options.dedupe
+        ? new RecentIds()
+        : undefined;
   return async (context) => {
     let delivery: Delivery;
     try {

@@ -29,6 +29,7 @@ export const SERVER_ERROR_CODES = [
   'internal',
 ] as const;
 
+/** A code the server sends; a server newer than this SDK may send one not listed. */
 export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];
 
 /**
@@ -41,10 +42,15 @@ export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];
  */
 export type ClientErrorCode = 'network_error' | 'timeout' | 'unexpected_response';
 
+/** Every code a {@link HourglassClientError} can carry. */
 export type ErrorCode = ServerErrorCode | ClientErrorCode;
 
 /** Server codes worth sending again unchanged (ERROR_TABLE's `retriable`). */
-export const RETRIABLE_SERVER_CODES: ReadonlySet<string> = new Set<ServerErrorCode>(['rate_limited', 'unavailable', 'shutting_down']);
+export const RETRIABLE_SERVER_CODES: ReadonlySet<string> = new Set<ServerErrorCode>([
+  'rate_limited',
+  'unavailable',
+  'shutting_down',
+]);
 
 /** One problem in a request, located by a path such as `messages/3/topic`. */
 export interface ErrorDetail {
@@ -52,6 +58,7 @@ export interface ErrorDetail {
   readonly message: string;
 }
 
+/** The fields of a {@link HourglassClientError}, for constructing one (e.g. in tests of your code). */
 export interface HourglassClientErrorInit {
   code: ErrorCode;
   message: string;
@@ -98,6 +105,7 @@ export class HourglassClientError extends Error {
   }
 }
 
+/** Whether `code` is one this SDK knows the server to send. */
 export function isServerErrorCode(code: string): code is ServerErrorCode {
   return (SERVER_ERROR_CODES as readonly string[]).includes(code);
 }

@@ -1,5 +1,11 @@
 /** The gRPC transport (hourglass.v1.Messages), over @grpc/grpc-js with the .proto loaded at run time. */
-import type { ChannelOptions, Client, MethodDefinition, ServiceClientConstructor, ServiceError } from '@grpc/grpc-js';
+import type {
+  ChannelOptions,
+  Client,
+  ServiceClientConstructor,
+  ServiceDefinition,
+  ServiceError,
+} from '@grpc/grpc-js';
 import { Metadata, credentials, loadPackageDefinition, status as GrpcStatus } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import type { ErrorDetail, ServerErrorCode } from './errors';
@@ -55,7 +61,9 @@ function errorFromStatus(error: ServiceError): HourglassClientError {
       message: error.details,
       transport: 'grpc',
       grpcCode: error.code,
-      retriable: error.code === GrpcStatus.UNAVAILABLE || (isServerErrorCode(code) && RETRIABLE_SERVER_CODES.has(code)),
+      retriable:
+        error.code === GrpcStatus.UNAVAILABLE ||
+        (isServerErrorCode(code) && RETRIABLE_SERVER_CODES.has(code)),
       details: parseDetails(details),
       ...(Number.isFinite(seconds) && seconds >= 0 ? { retryAfterMs: seconds * 1000 } : {}),
     });
@@ -63,9 +71,23 @@ function errorFromStatus(error: ServiceError): HourglassClientError {
   // No Hourglass code: the call did not get an answer from Hourglass.
   switch (error.code) {
     case GrpcStatus.UNAVAILABLE:
-      return new HourglassClientError({ code: 'network_error', message: `request failed: ${error.details}`, transport: 'grpc', grpcCode: error.code, retriable: true, cause: error });
+      return new HourglassClientError({
+        code: 'network_error',
+        message: `request failed: ${error.details}`,
+        transport: 'grpc',
+        grpcCode: error.code,
+        retriable: true,
+        cause: error,
+      });
     case GrpcStatus.DEADLINE_EXCEEDED:
-      return new HourglassClientError({ code: 'timeout', message: 'no answer in time', transport: 'grpc', grpcCode: error.code, retriable: true, cause: error });
+      return new HourglassClientError({
+        code: 'timeout',
+        message: 'no answer in time',
+        transport: 'grpc',
+        grpcCode: error.code,
+        retriable: true,
+        cause: error,
+      });
     default:
       return new HourglassClientError({
         code: 'unexpected_response',
@@ -88,7 +110,7 @@ export interface GrpcTransportOptions {
 export class GrpcTransport implements Transport {
   readonly name = 'grpc';
   private readonly client: Client;
-  private readonly methods: Record<string, MethodDefinition<unknown, unknown>>;
+  private readonly methods: ServiceDefinition;
 
   constructor(private readonly options: GrpcTransportOptions) {
     const definition = loadSync(MESSAGES_PROTO, {
@@ -101,7 +123,9 @@ export class GrpcTransport implements Transport {
       oneofs: false,
       includeDirs: [options.protoDir ?? findProtoDir()],
     });
-    const root = loadPackageDefinition(definition) as unknown as { hourglass: { v1: { Messages: ServiceClientConstructor } } };
+    const root = loadPackageDefinition(definition) as unknown as {
+      hourglass: { v1: { Messages: ServiceClientConstructor } };
+    };
     const Messages = root.hourglass.v1.Messages;
     const channelOptions: ChannelOptions = {
       // The client retries with its own backoff; a shorter channel reconnect backoff than grpc-js's
@@ -109,8 +133,12 @@ export class GrpcTransport implements Transport {
       'grpc.initial_reconnect_backoff_ms': 250,
       'grpc.max_reconnect_backoff_ms': 5000,
     };
-    this.client = new Messages(options.address, options.tls ? credentials.createSsl() : credentials.createInsecure(), channelOptions);
-    this.methods = Messages.service as unknown as Record<string, MethodDefinition<unknown, unknown>>;
+    this.client = new Messages(
+      options.address,
+      options.tls ? credentials.createSsl() : credentials.createInsecure(),
+      channelOptions,
+    );
+    this.methods = Messages.service;
   }
 
   private call<Res>(method: string, request: unknown, timeoutMs: number): Promise<Res> {
@@ -135,15 +163,31 @@ export class GrpcTransport implements Transport {
   }
 
   async schedule(message: WireMessage, timeoutMs: number): Promise<ScheduleResult> {
-    const response = await this.call<{ created: boolean; message: RawMessage }>('Schedule', toScheduleRequestPb(message), timeoutMs);
+    const response = await this.call<{ created: boolean; message: RawMessage }>(
+      'Schedule',
+      toScheduleRequestPb(message),
+      timeoutMs,
+    );
     return { created: response.created, message: toMessage(response.message) };
   }
 
-  async scheduleBatch(messages: readonly WireMessage[], timeoutMs: number): Promise<BatchItemResult[]> {
-    const response = await this.call<{ results: BatchResultPb[] }>('ScheduleBatch', { messages: messages.map(toScheduleRequestPb) }, timeoutMs);
+  async scheduleBatch(
+    messages: readonly WireMessage[],
+    timeoutMs: number,
+  ): Promise<BatchItemResult[]> {
+    const response = await this.call<{ results: BatchResultPb[] }>(
+      'ScheduleBatch',
+      { messages: messages.map(toScheduleRequestPb) },
+      timeoutMs,
+    );
     return response.results.map((result): BatchItemResult => {
-      if (result.message) return { ok: true, created: result.created, message: toMessage(result.message) };
-      const error = result.error ?? { code: 'internal', message: 'no result for the message', details: [] };
+      if (result.message)
+        return { ok: true, created: result.created, message: toMessage(result.message) };
+      const error = result.error ?? {
+        code: 'internal',
+        message: 'no result for the message',
+        details: [],
+      };
       return {
         ok: false,
         error: new HourglassClientError({

@@ -23,16 +23,23 @@ export function messageJson(message: WireMessage): string {
   const fields: Record<string, unknown> = { id: message.id, topic: message.topic };
   if (message.key !== undefined) fields.key = message.key;
   if (message.headers !== undefined) fields.headers = message.headers;
-  if (message.payload && 'bytes' in message.payload) fields.payloadBase64 = message.payload.bytes.toString('base64');
+  if (message.payload && 'bytes' in message.payload)
+    fields.payloadBase64 = message.payload.bytes.toString('base64');
   if (message.due) {
     if ('deliverAtMs' in message.due) fields.deliverAt = message.due.deliverAtMs;
     else Object.assign(fields, message.due);
   }
   const text = JSON.stringify(fields);
-  return message.payload && 'json' in message.payload ? `${text.slice(0, -1)},"payload":${message.payload.json}}` : text;
+  return message.payload && 'json' in message.payload
+    ? `${text.slice(0, -1)},"payload":${message.payload.json}}`
+    : text;
 }
 
-function errorFromResponse(status: number, body: unknown, retryAfter: string | null): HourglassClientError {
+function errorFromResponse(
+  status: number,
+  body: unknown,
+  retryAfter: string | null,
+): HourglassClientError {
   if (isErrorBody(body)) {
     const code = body.error.code;
     const seconds = retryAfter === null ? Number.NaN : Number(retryAfter);
@@ -42,7 +49,10 @@ function errorFromResponse(status: number, body: unknown, retryAfter: string | n
       message: body.error.message,
       transport: 'http',
       status,
-      retriable: status === 503 || status === 429 || (isServerErrorCode(code) && RETRIABLE_SERVER_CODES.has(code)),
+      retriable:
+        status === 503 ||
+        status === 429 ||
+        (isServerErrorCode(code) && RETRIABLE_SERVER_CODES.has(code)),
       details: body.error.details ?? [],
       ...(Number.isFinite(seconds) && seconds >= 0 ? { retryAfterMs: seconds * 1000 } : {}),
     });
@@ -59,24 +69,49 @@ function errorFromResponse(status: number, body: unknown, retryAfter: string | n
 function errorFromException(error: unknown): HourglassClientError {
   const name = (error as { name?: unknown } | null)?.name;
   if (name === 'TimeoutError' || name === 'AbortError') {
-    return new HourglassClientError({ code: 'timeout', message: 'no answer in time', transport: 'http', retriable: true, cause: error });
+    return new HourglassClientError({
+      code: 'timeout',
+      message: 'no answer in time',
+      transport: 'http',
+      retriable: true,
+      cause: error,
+    });
   }
   if (error instanceof HourglassClientError) return error;
   // fetch rejects with a TypeError for refused, reset and dropped connections.
   const cause = (error as { cause?: { message?: unknown; code?: unknown } } | null)?.cause;
-  const reason = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : String(error);
-  return new HourglassClientError({ code: 'network_error', message: `request failed: ${reason}`, transport: 'http', retriable: true, cause: error });
+  const reason =
+    typeof cause?.code === 'string'
+      ? cause.code
+      : typeof cause?.message === 'string'
+        ? cause.message
+        : String(error);
+  return new HourglassClientError({
+    code: 'network_error',
+    message: `request failed: ${reason}`,
+    transport: 'http',
+    retriable: true,
+    cause: error,
+  });
 }
 
 export class HttpTransport implements Transport {
   readonly name = 'http';
   private readonly base: string;
 
-  constructor(baseUrl: string, private readonly token: string) {
+  constructor(
+    baseUrl: string,
+    private readonly token: string,
+  ) {
     this.base = baseUrl.replace(/\/+$/, '');
   }
 
-  private async request(method: string, path: string, timeoutMs: number, body?: string): Promise<{ status: number; body: unknown }> {
+  private async request(
+    method: string,
+    path: string,
+    timeoutMs: number,
+    body?: string,
+  ): Promise<{ status: number; body: unknown }> {
     let response: Response;
     let text: string;
     try {
@@ -100,22 +135,34 @@ export class HttpTransport implements Transport {
     } catch {
       parsed = undefined;
     }
-    if (response.status >= 400) throw errorFromResponse(response.status, parsed, response.headers.get('retry-after'));
+    if (response.status >= 400)
+      throw errorFromResponse(response.status, parsed, response.headers.get('retry-after'));
     if (parsed === undefined) throw errorFromResponse(response.status, undefined, null);
     return { status: response.status, body: parsed };
   }
 
   async schedule(message: WireMessage, timeoutMs: number): Promise<ScheduleResult> {
-    const { status, body } = await this.request('POST', '/v1/messages', timeoutMs, messageJson(message));
+    const { status, body } = await this.request(
+      'POST',
+      '/v1/messages',
+      timeoutMs,
+      messageJson(message),
+    );
     return { created: status === 201, message: toMessage(body as RawMessage) };
   }
 
-  async scheduleBatch(messages: readonly WireMessage[], timeoutMs: number): Promise<BatchItemResult[]> {
+  async scheduleBatch(
+    messages: readonly WireMessage[],
+    timeoutMs: number,
+  ): Promise<BatchItemResult[]> {
     const json = `{"messages":[${messages.map(messageJson).join(',')}]}`;
     const { body } = await this.request('POST', '/v1/messages/batch', timeoutMs, json);
-    const results = (body as { results: Array<{ status: number; message?: RawMessage } & Partial<ErrorBody>> }).results;
+    const results = (
+      body as { results: Array<{ status: number; message?: RawMessage } & Partial<ErrorBody>> }
+    ).results;
     return results.map((result): BatchItemResult => {
-      if (result.message) return { ok: true, created: result.status === 201, message: toMessage(result.message) };
+      if (result.message)
+        return { ok: true, created: result.status === 201, message: toMessage(result.message) };
       return { ok: false, error: errorFromResponse(result.status, result, null) };
     });
   }
@@ -126,7 +173,11 @@ export class HttpTransport implements Transport {
   }
 
   async cancel(id: string, timeoutMs: number): Promise<CancelResult> {
-    const { body } = await this.request('DELETE', `/v1/messages/${encodeURIComponent(id)}`, timeoutMs);
+    const { body } = await this.request(
+      'DELETE',
+      `/v1/messages/${encodeURIComponent(id)}`,
+      timeoutMs,
+    );
     return body as CancelResult;
   }
 

@@ -6,9 +6,28 @@
  */
 export { HourglassClient } from './client';
 export type { HourglassClientOptions } from './client';
-export { HourglassClientError, InvalidDeliveryError, SERVER_ERROR_CODES, RETRIABLE_SERVER_CODES } from './errors';
-export type { ClientErrorCode, ErrorCode, ErrorDetail, ServerErrorCode } from './errors';
-export type { BatchItemResult, CancelResult, Endpoint, Message, MessageState, ScheduleMessage, ScheduleResult } from './types';
+export {
+  HourglassClientError,
+  InvalidDeliveryError,
+  SERVER_ERROR_CODES,
+  RETRIABLE_SERVER_CODES,
+} from './errors';
+export type {
+  ClientErrorCode,
+  ErrorCode,
+  ErrorDetail,
+  HourglassClientErrorInit,
+  ServerErrorCode,
+} from './errors';
+export type {
+  BatchItemResult,
+  CancelResult,
+  Endpoint,
+  Message,
+  MessageState,
+  ScheduleMessage,
+  ScheduleResult,
+} from './types';
 export { RecentIds, decodeDelivery, handleDeliveries } from './consumer';
 export type { Delivery, DeliveryHandlerOptions, KafkaRecord, KafkaRecordContext } from './consumer';
 export { uuidv7 } from './uuid';

@@ -14,7 +14,9 @@ export function findProtoDir(): string {
   const candidates = [resolve(__dirname, '../proto'), resolve(__dirname, '../../grpc-api/proto')];
   const found = candidates.find((dir) => existsSync(join(dir, MESSAGES_PROTO)));
   if (!found) {
-    throw new Error(`@hourglass/client: cannot find ${MESSAGES_PROTO} (searched ${candidates.join(', ')}); pass the protoDir option`);
+    throw new Error(
+      `@hourglass/client: cannot find ${MESSAGES_PROTO} (searched ${candidates.join(', ')}); pass the protoDir option`,
+    );
   }
   return found;
 }

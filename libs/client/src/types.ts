@@ -80,6 +80,7 @@ export type BatchItemResult =
   | { readonly ok: true; readonly created: boolean; readonly message: Message }
   | { readonly ok: false; readonly error: HourglassClientError };
 
+/** The answer to a successful cancel. */
 export interface CancelResult {
   readonly id: string;
   readonly state: 'cancelled';

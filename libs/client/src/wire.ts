@@ -8,7 +8,8 @@ import type { Message, MessageState, ScheduleMessage } from './types';
 import { uuidv7 } from './uuid';
 
 export type WirePayload = { readonly json: string } | { readonly bytes: Buffer };
-export type WireDue = { readonly deliverAtMs: number } | { readonly deliverAt: string } | { readonly delayMs: number };
+export type WireDue =
+  { readonly deliverAtMs: number } | { readonly deliverAt: string } | { readonly delayMs: number };
 
 export interface WireMessage {
   readonly id: string;
@@ -40,29 +41,44 @@ export interface RawMessage {
  * both `deliverAt` and `delayMs`), so both refuse it with the same code; the server validates the
  * rest. `path` prefixes detail paths in batches.
  */
-export function prepareMessage(message: ScheduleMessage, transport: 'http' | 'grpc', path = ''): WireMessage {
+export function prepareMessage(
+  message: ScheduleMessage,
+  transport: 'http' | 'grpc',
+  path = '',
+): WireMessage {
   const problems: Array<{ path: string; message: string }> = [];
   let payload: WirePayload | undefined;
   if (message.payload !== undefined && message.payloadBytes !== undefined) {
-    problems.push({ path: `${path}payload`, message: 'give either payload or payloadBytes, not both' });
+    problems.push({
+      path: `${path}payload`,
+      message: 'give either payload or payloadBytes, not both',
+    });
   } else if (message.payloadBytes !== undefined) {
     payload = { bytes: Buffer.from(message.payloadBytes) };
   } else if (message.payload !== undefined) {
     let json: string | undefined;
     try {
-      json = JSON.stringify(message.payload) as string | undefined;
+      // undefined for a function or symbol, whatever its declared type says.
+      json = JSON.stringify(message.payload);
     } catch (error) {
-      problems.push({ path: `${path}payload`, message: `cannot be serialised as JSON: ${(error as Error).message}` });
+      problems.push({
+        path: `${path}payload`,
+        message: `cannot be serialised as JSON: ${(error as Error).message}`,
+      });
     }
     if (json !== undefined) payload = { json };
   }
   let due: WireDue | undefined;
   if (message.deliverAt !== undefined && message.delayMs !== undefined) {
-    problems.push({ path: `${path}deliverAt`, message: 'give either deliverAt or delayMs, not both' });
+    problems.push({
+      path: `${path}deliverAt`,
+      message: 'give either deliverAt or delayMs, not both',
+    });
   } else if (message.delayMs !== undefined) {
     due = { delayMs: message.delayMs };
   } else if (message.deliverAt instanceof Date) {
-    if (Number.isNaN(message.deliverAt.getTime())) problems.push({ path: `${path}deliverAt`, message: 'is an invalid Date' });
+    if (Number.isNaN(message.deliverAt.getTime()))
+      problems.push({ path: `${path}deliverAt`, message: 'is an invalid Date' });
     else due = { deliverAt: message.deliverAt.toISOString() };
   } else if (typeof message.deliverAt === 'number') {
     due = { deliverAtMs: message.deliverAt };

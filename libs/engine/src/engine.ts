@@ -86,8 +86,6 @@ export class DelayEngine {
   private drainRunning = false;
   private drainAgain = false;
   private consecutivePublishFailures = 0;
-  /** Batches started and not yet answered by Kafka (claiming or producing). */
-  private producing = 0;
   private running = false;
 
   constructor(
@@ -282,28 +280,9 @@ export class DelayEngine {
     while (this.inFlight.size < this.options.fireConcurrency) {
       const items = this.wheel.advance(this.deps.clock.now(), this.options.fireBatchSize);
       if (items.length === 0) break;
-      if (this.producing > 0 && items.length < this.options.fireBatchSize) {
-        // Less than a full batch is due while another batch is still being claimed and produced:
-        // these wait for it (its ack pumps again) rather than start a small concurrent batch.
-        // Small concurrent batches made lateness worse, not better (scripts/bench, 2,000 msg/s:
-        // p50 49 ms with up to 4 in flight, 7 ms with 1): they contend for the slots' FOR SHARE
-        // locks and queue behind each other in the idempotent producer (one request in flight).
-        // Full batches still run concurrently; that is what drains a burst or a backlog.
-        for (const item of items) this.wheel.insert(item);
-        return; // not re-armed: the batch in flight pumps when Kafka answered
-      }
-      this.producing++;
-      let produced = false;
-      const onProduced = (): void => {
-        if (produced) return;
-        produced = true;
-        this.producing--;
-        this.pump();
-      };
-      const batch: Promise<void> = this.fireBatch(items, onProduced)
+      const batch: Promise<void> = this.fireBatch(items)
         .catch((error: unknown) => this.deps.logger.error({ err: error }, 'fire batch failed'))
         .finally(() => {
-          onProduced();
           this.inFlight.delete(batch);
           this.pump();
         });
@@ -326,8 +305,7 @@ export class DelayEngine {
     this.arm();
   }
 
-  /** `onProduced` is called once Kafka answered (before the mark), so the next batch can start. */
-  private async fireBatch(items: readonly WheelItem[], onProduced: () => void): Promise<void> {
+  private async fireBatch(items: readonly WheelItem[]): Promise<void> {
     const leases = new Map<number, number>();
     const refs: MessageRef[] = [];
     for (const item of items) {
@@ -371,11 +349,9 @@ export class DelayEngine {
         })),
       );
     } catch (error) {
-      onProduced();
       await this.onPublishFailure(claimed, leases, error);
       return;
     }
-    onProduced();
     this.consecutivePublishFailures = 0;
     const ackedAt = this.deps.clock.now();
     this.deps.metrics.delivered(claimed.map((message) => ackedAt - message.deliverAtMs));

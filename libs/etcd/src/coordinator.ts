@@ -17,7 +17,7 @@
 import type { SlotLease } from '@hourglass/core';
 import { DependencyUnavailableError, HourglassError, assignSlots } from '@hourglass/core';
 import type { Clock, Logger, SlotCoordinator } from '@hourglass/engine';
-import type { IOptions, Lease, Namespace, Watcher } from 'etcd3';
+import type { IOperation, IOptions, Lease, Namespace, Watcher } from 'etcd3';
 import { Etcd3 } from 'etcd3';
 import { NODE_ID_PATTERN, drainedKey, keyBase, nodeKey, ownerKey, pinKey } from './keys';
 import type { NodeInfo } from './keys';
@@ -96,8 +96,10 @@ export interface ClusterView {
 const silentLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 const systemClock: Clock = { now: () => Date.now() };
 
-/** etcd transactions in flight at once while claiming or releasing many slots. */
+/** etcd transactions in flight at once when keys are tried one by one. */
 const TXN_CONCURRENCY = 32;
+/** Keys per transaction; etcd refuses more than 128 operations per list (`--max-txn-ops`). */
+const TXN_MAX_KEYS = 64;
 /**
  * How long a leaving node keeps firing after unregistering: the others rebalance as soon as they
  * see it go (no debounce for departures) and then take each slot the moment its key disappears.
@@ -645,29 +647,29 @@ export class EtcdCoordinator implements SlotCoordinator {
     if (stopFiring.length > 0) await this.engine.releaseSlots(stopFiring);
     if (plan.lost.length > 0) logger.warn({ slots: plan.lost }, 'owner keys vanished under us; stopped firing those slots');
 
-    // 2. Hand over: delete the keys of released slots (guarded, so only the key we created).
-    const releaseFailures = await settleAll(plan.release, TXN_CONCURRENCY, async (slot) => {
+    // 2. Hand over: delete the keys of released slots (guarded, so only the key we created). One
+    //    transaction for all of them, so the new owners see them go in one event and take them in
+    //    one pass (one engine acquisition instead of several queued one after the other).
+    const releasing = plan.release.flatMap((slot) => {
       const held = this.held.get(slot);
-      if (!held) return;
-      await this.deleteOwnerKey(slot, held.revision);
-      this.held.delete(slot);
+      return held ? [{ slot, revision: held.revision }] : [];
     });
-    if (plan.release.length > 0) logger.info({ slots: plan.release.length, failed: releaseFailures.length }, 'released slots');
-    await settleAll(plan.stale, TXN_CONCURRENCY, (owner) => this.deleteOwnerKey(owner.slot, owner.createRevision));
-    if (releaseFailures.length > 0) throw releaseFailures[0];
+    const released = await this.guardedTxns(releasing, (entry) => ({ key: ownerKey(entry.slot), createRevision: entry.revision }), (entry) => this.ns.delete().key(ownerKey(entry.slot)));
+    for (const entry of releasing) {
+      // Errored ones stay held (not acquired) and are retried next pass; the others are gone or were never ours.
+      if (!released.errored.has(entry)) this.held.delete(entry.slot);
+    }
+    if (releasing.length > 0) logger.info({ slots: releasing.length, failed: released.errored.size }, 'released slots');
+    await this.guardedTxns(plan.stale, (owner) => ({ key: ownerKey(owner.slot), createRevision: owner.createRevision }), (owner) => this.ns.delete().key(ownerKey(owner.slot)));
+    if (released.errors.length > 0) throw released.errors[0];
 
     // 3. Take: create the keys of free slots assigned to us, then acquire them in the engine.
     if (!target || session.lost || !this.isFresh(session)) return;
     if (plan.claim.length > 0) {
-      const won: number[] = [];
-      await settleAll(plan.claim, TXN_CONCURRENCY, async (slot) => {
-        const revision = await this.createOwnerKey(slot, session.leaseId);
-        if (revision !== undefined && !session.lost) {
-          this.held.set(slot, { revision, acquired: false });
-          won.push(slot);
-        }
-      });
-      if (won.length < plan.claim.length) logger.debug({ wanted: plan.claim.length, won: won.length }, 'some slots were taken first');
+      const value = JSON.stringify({ node: nodeId });
+      const claimed = await this.guardedTxns(plan.claim, (slot) => ({ key: ownerKey(slot), createRevision: 0 }), (slot) => this.ns.put(ownerKey(slot)).value(value).lease(session.leaseId));
+      if (!session.lost) for (const [slot, revision] of claimed.committed) this.held.set(slot, { revision, acquired: false });
+      if (claimed.committed.size < plan.claim.length) logger.debug({ wanted: plan.claim.length, won: claimed.committed.size }, 'some slots were taken first');
     }
     const toAcquire = [...this.held].filter(([slot, held]) => !held.acquired && target.get(slot) === nodeId);
     if (toAcquire.length === 0 || session.lost || !this.isFresh(session)) return;
@@ -677,9 +679,10 @@ export class EtcdCoordinator implements SlotCoordinator {
     // claim the next released key. The engine runs acquire and release calls in the order they are
     // made, so marking them acquired now is safe: a later release queues behind this acquire.
     for (const [, held] of toAcquire) held.acquired = true;
+    const startedMs = Date.now();
     const acquisition = this.engine.acquireSlots(slots, minEpoch).then(
       async (leases) => {
-        logger.info({ slots: slots.length, minEpoch, owned: this.ownedSlots().length }, 'acquired slots');
+        logger.info({ slots: slots.length, minEpoch, owned: this.ownedSlots().length, tookMs: Date.now() - startedMs }, 'acquired slots');
         await this.publishEpochs(session, toAcquire, leases);
       },
       (error: unknown) => {
@@ -695,32 +698,62 @@ export class EtcdCoordinator implements SlotCoordinator {
   /** Rewrites our owner keys with the epochs Postgres gave us, for the admin view (informational). */
   private async publishEpochs(session: Session, acquired: ReadonlyArray<[number, HeldSlot]>, leases: readonly SlotLease[]): Promise<void> {
     const epochs = new Map(leases.map((lease) => [lease.slot, lease.epoch]));
-    const failures = await settleAll(acquired, TXN_CONCURRENCY, async ([slot, held]) => {
+    const publish = acquired.flatMap(([slot, held]) => {
       const epoch = epochs.get(slot);
-      if (epoch === undefined || session.lost || this.held.get(slot) !== held) return;
-      const key = ownerKey(slot);
-      await this.ns
-        .if(key, 'Create', '==', held.revision)
-        .then(this.ns.put(key).value(JSON.stringify({ node: this.settings.nodeId, epoch })).ignoreLease())
-        .commit();
+      return epoch !== undefined && this.held.get(slot) === held ? [{ slot, revision: held.revision, epoch }] : [];
     });
-    if (failures.length > 0) this.settings.logger.debug({ err: failures[0], slots: failures.length }, 'could not publish some epochs');
+    if (publish.length === 0 || session.lost) return;
+    const { errors } = await this.guardedTxns(
+      publish,
+      (entry) => ({ key: ownerKey(entry.slot), createRevision: entry.revision }),
+      (entry) => this.ns.put(ownerKey(entry.slot)).value(JSON.stringify({ node: this.settings.nodeId, epoch: entry.epoch })).ignoreLease(),
+    );
+    if (errors.length > 0) this.settings.logger.debug({ err: errors[0] }, 'could not publish some epochs');
   }
 
-  /** Creates the owner key if absent; its create revision, or undefined if someone else has it. */
-  private async createOwnerKey(slot: number, leaseId: string): Promise<number | undefined> {
-    const key = ownerKey(slot);
-    const result = await this.ns
-      .if(key, 'Create', '==', 0)
-      .then(this.ns.put(key).value(JSON.stringify({ node: this.settings.nodeId })).lease(leaseId))
-      .commit();
-    return result.succeeded ? Number(result.header.revision) : undefined;
-  }
-
-  /** Deletes the owner key only if it is still the one created at `revision`. */
-  private async deleteOwnerKey(slot: number, revision: number): Promise<void> {
-    const key = ownerKey(slot);
-    await this.ns.if(key, 'Create', '==', revision).then(this.ns.delete().key(key)).commit();
+  /**
+   * Commits `op` for each item whose key still has the given create revision (0: absent), in one
+   * transaction per {@link TXN_MAX_KEYS} items: a chunk commits as a whole, so other nodes see it
+   * in one watch event. When a guard fails the chunk's items are tried one by one.
+   * `committed`: item → revision of its commit. `errored`: items that met an error (not a failed guard).
+   */
+  private async guardedTxns<T>(
+    items: readonly T[],
+    guard: (item: T) => { key: string; createRevision: number },
+    op: (item: T) => IOperation,
+  ): Promise<{ committed: Map<T, number>; errored: Set<T>; errors: unknown[] }> {
+    const committed = new Map<T, number>();
+    const errored = new Set<T>();
+    const errors: unknown[] = [];
+    const commit = async (chunk: readonly T[]): Promise<boolean> => {
+      const [first, ...rest] = chunk.map(guard);
+      if (!first) return true;
+      const txn = this.ns.if(first.key, 'Create', '==', first.createRevision);
+      for (const more of rest) txn.and(more.key, 'Create', '==', more.createRevision);
+      const result = await txn.then(...chunk.map(op)).commit();
+      if (result.succeeded) for (const item of chunk) committed.set(item, Number(result.header.revision));
+      return result.succeeded;
+    };
+    for (let i = 0; i < items.length; i += TXN_MAX_KEYS) {
+      const chunk = items.slice(i, i + TXN_MAX_KEYS);
+      try {
+        if ((await commit(chunk)) || chunk.length === 1) continue;
+      } catch (error) {
+        // etcd unreachable or refusing: one by one would fail the same way.
+        errors.push(error);
+        for (const item of chunk) errored.add(item);
+        continue;
+      }
+      await settleAll(chunk, TXN_CONCURRENCY, async (item) => {
+        try {
+          await commit([item]);
+        } catch (error) {
+          errors.push(error);
+          errored.add(item);
+        }
+      });
+    }
+    return { committed, errored, errors };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -753,8 +786,12 @@ export class EtcdCoordinator implements SlotCoordinator {
     const firing = this.ownedSlots();
     if (firing.length > 0) await this.engine.releaseSlots(firing);
     if (session && !session.lost) {
-      const failures = await settleAll([...this.held], TXN_CONCURRENCY, ([slot, held]) => this.deleteOwnerKey(slot, held.revision));
-      if (failures.length > 0) logger.warn({ err: failures[0], slots: failures.length }, 'could not delete some owner keys; they expire with the lease');
+      const { errored, errors } = await this.guardedTxns(
+        [...this.held],
+        ([slot, held]) => ({ key: ownerKey(slot), createRevision: held.revision }),
+        ([slot]) => this.ns.delete().key(ownerKey(slot)),
+      );
+      if (errors.length > 0) logger.warn({ err: errors[0], slots: errored.size }, 'could not delete some owner keys; they go when the lease is revoked or expires');
     }
     this.held.clear();
     this.session = undefined;

@@ -4,7 +4,12 @@
  * comments: Check answers NOT_FOUND for an unknown service; Watch sends the current status at once,
  * then each change, and SERVICE_UNKNOWN (without ending) for an unknown service.
  */
-import type { ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js';
+import type {
+  ServerUnaryCall,
+  ServerWritableStream,
+  UntypedServiceImplementation,
+  sendUnaryData,
+} from '@grpc/grpc-js';
 import { status as GrpcCode } from '@grpc/grpc-js';
 
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
@@ -18,7 +23,10 @@ interface HealthCheckResponse {
 
 export class HealthService {
   private readonly statuses = new Map<string, ServingStatus>();
-  private readonly watchers = new Set<{ service: string; call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse> }>();
+  private readonly watchers = new Set<{
+    service: string;
+    call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>;
+  }>();
 
   /** `services`: the names reported; '' (the whole server) is always one of them. */
   constructor(services: readonly string[]) {
@@ -42,7 +50,10 @@ export class HealthService {
 
   implementation(): UntypedServiceImplementation {
     return {
-      Check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, callback: sendUnaryData<HealthCheckResponse>) => {
+      Check: (
+        call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>,
+        callback: sendUnaryData<HealthCheckResponse>,
+      ) => {
         const service = call.request.service ?? '';
         const status = this.statuses.get(service);
         if (!status) {

@@ -71,8 +71,10 @@ interface IdRequestPb {
 export function toGrpcStatus(error: HourglassError): ServerStatusResponse {
   const metadata = new Metadata();
   metadata.set(ERROR_CODE_KEY, error.code);
-  if (error.details && error.details.length > 0) metadata.set(ERROR_DETAILS_KEY, asciiJson(error.details));
-  if (error.retryAfterSeconds !== undefined) metadata.set(RETRY_AFTER_KEY, String(Math.ceil(error.retryAfterSeconds)));
+  if (error.details && error.details.length > 0)
+    metadata.set(ERROR_DETAILS_KEY, asciiJson(error.details));
+  if (error.retryAfterSeconds !== undefined)
+    metadata.set(RETRY_AFTER_KEY, String(Math.ceil(error.retryAfterSeconds)));
   return { code: ERROR_TABLE[error.code].grpc, details: error.message, metadata };
 }
 
@@ -101,10 +103,17 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
 
   const authenticate = async (metadata: Metadata): Promise<AppIdentity> => {
     const token = bearer(metadata);
-    if (!token) throw new HourglassError('unauthenticated', 'send an app token as "authorization: Bearer <token>" metadata');
+    if (!token)
+      throw new HourglassError(
+        'unauthenticated',
+        'send an app token as "authorization: Bearer <token>" metadata',
+      );
     const identity = await apps.authenticate(token);
     if (!identity) {
-      throw new HourglassError('unauthenticated', apps.isAdmin(token) ? 'the admin token cannot publish; use an app token' : 'unknown token');
+      throw new HourglassError(
+        'unauthenticated',
+        apps.isAdmin(token) ? 'the admin token cannot publish; use an app token' : 'unknown token',
+      );
     }
     return identity;
   };
@@ -116,11 +125,18 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const started = process.hrtime.bigint();
       const finish = (error: ServerStatusResponse | null, value?: Res): void => {
         // Never log metadata: it carries tokens.
-        logger.debug({ method, code: error?.code ?? 0, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'grpc call');
+        logger.debug(
+          { method, code: error?.code ?? 0, ms: Number(process.hrtime.bigint() - started) / 1e6 },
+          'grpc call',
+        );
         callback(error, value);
       };
       void (async () => {
-        if (draining) throw new HourglassError('shutting_down', 'this node is shutting down; send to another node');
+        if (draining)
+          throw new HourglassError(
+            'shutting_down',
+            'this node is shutting down; send to another node',
+          );
         return run(await authenticate(call.metadata), call.request);
       })().then(
         (value) => finish(null, value),
@@ -131,12 +147,17 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
           }
           const incident = randomUUID();
           logger.error({ err: error, incident, method }, 'unhandled error');
-          finish(toGrpcStatus(new HourglassError('internal', `internal error; incident ${incident}`)));
+          finish(
+            toGrpcStatus(new HourglassError('internal', `internal error; incident ${incident}`)),
+          );
         },
       );
     };
 
-  const scheduleBatch = async (app: AppIdentity, request: ScheduleBatchRequestPb): Promise<{ results: BatchResultPb[] }> => {
+  const scheduleBatch = async (
+    app: AppIdentity,
+    request: ScheduleBatchRequestPb,
+  ): Promise<{ results: BatchResultPb[] }> => {
     const items = request.messages ?? [];
     // Items whose payload_json is not JSON are refused here; the rest go to the service as one
     // batch, and their error paths are renumbered back to the caller's positions.
@@ -154,17 +175,34 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     });
     if (refused.size > 0) parseBatch({ messages: items }, service.limits); // the batch size is checked first, as over HTTP
     // With no refusals the service sees the batch as sent (and checks its size itself).
-    const served = refused.size === 0 || bodies.length > 0 ? await service.scheduleBatch(app, { messages: bodies }) : [];
+    const served =
+      refused.size === 0 || bodies.length > 0
+        ? await service.scheduleBatch(app, { messages: bodies })
+        : [];
     const results = new Array<BatchResultPb | undefined>(items.length);
-    for (const [index, error] of refused) results[index] = { error: toErrorPb(error), created: false };
+    for (const [index, error] of refused)
+      results[index] = { error: toErrorPb(error), created: false };
     served.forEach((result, j) => {
       const position = positions[j];
       if (position === undefined) return;
-      if (result.ok) results[position] = { message: toMessagePb(result.message), created: result.created };
-      else results[position] = { error: toErrorPb(refused.size > 0 ? renumberBatchError(result.error, positions) : result.error), created: false };
+      if (result.ok)
+        results[position] = { message: toMessagePb(result.message), created: result.created };
+      else
+        results[position] = {
+          error: toErrorPb(
+            refused.size > 0 ? renumberBatchError(result.error, positions) : result.error,
+          ),
+          created: false,
+        };
     });
     return {
-      results: results.map((result) => result ?? { error: toErrorPb(new HourglassError('internal', 'no result for the message')), created: false }),
+      results: results.map(
+        (result) =>
+          result ?? {
+            error: toErrorPb(new HourglassError('internal', 'no result for the message')),
+            created: false,
+          },
+      ),
     };
   };
 
@@ -174,13 +212,20 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       return { created, message: toMessagePb(message) };
     }),
     ScheduleBatch: unary('ScheduleBatch', scheduleBatch),
-    Get: unary('Get', async (app, request: IdRequestPb): Promise<MessagePb> => toMessagePb(await service.get(app, request.id ?? ''))),
-    Cancel: unary('Cancel', async (app, request: IdRequestPb) => service.cancel(app, request.id ?? '')),
+    Get: unary('Get', async (app, request: IdRequestPb): Promise<MessagePb> =>
+      toMessagePb(await service.get(app, request.id ?? '')),
+    ),
+    Cancel: unary('Cancel', async (app, request: IdRequestPb) =>
+      service.cancel(app, request.id ?? ''),
+    ),
   };
 
   const bind = async (host: string, port: number): Promise<number> => {
     const dir = options.protoDir ?? protoDir();
-    const definition = await load([MESSAGES_PROTO, HEALTH_PROTO], { ...PROTO_LOADER_OPTIONS, includeDirs: [dir] });
+    const definition = await load([MESSAGES_PROTO, HEALTH_PROTO], {
+      ...PROTO_LOADER_OPTIONS,
+      includeDirs: [dir],
+    });
     const root = loadPackageDefinition(definition);
     const instance = new Server({
       'grpc.max_receive_message_length': options.maxRequestBytes ?? 16 * 1024 * 1024,
@@ -188,9 +233,12 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     instance.addService(serviceDefinition(root, MESSAGES_SERVICE), messages);
     instance.addService(serviceDefinition(root, 'grpc.health.v1.Health'), health.implementation());
     // IPv6 literals need brackets in a gRPC target.
-    const target = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+    const target =
+      host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
     const bound = await new Promise<number>((resolve, reject) => {
-      instance.bindAsync(target, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
+      instance.bindAsync(target, ServerCredentials.createInsecure(), (error, boundPort) =>
+        error ? reject(error) : resolve(boundPort),
+      );
     });
     server = instance;
     health.setAll('SERVING');
@@ -214,7 +262,10 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         health.endWatches();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
-            logger.warn({ graceMs: options.shutdownGraceMs ?? 10_000 }, 'gRPC calls still running after the grace period; closing connections');
+            logger.warn(
+              { graceMs: options.shutdownGraceMs ?? 10_000 },
+              'gRPC calls still running after the grace period; closing connections',
+            );
             instance.forceShutdown();
             resolve();
           }, options.shutdownGraceMs ?? 10_000);

@@ -42,7 +42,8 @@ export interface ErrorPb {
   details: ErrorDetail[];
 }
 
-export type BatchResultPb = { message: MessagePb; created: boolean } | { error: ErrorPb; created: false };
+export type BatchResultPb =
+  { message: MessagePb; created: boolean } | { error: ErrorPb; created: false };
 
 /**
  * The HTTP-shaped body for one request. Field names in error details are those of HTTP v1
@@ -55,17 +56,26 @@ export function toScheduleBody(request: ScheduleRequestPb, path = ''): Record<st
   const body: Record<string, unknown> = { topic: request.topic ?? '' };
   if (request.id !== undefined) body.id = request.id;
   if (request.key !== undefined) body.key = request.key;
-  if (request.headers !== undefined && Object.keys(request.headers).length > 0) body.headers = { ...request.headers };
+  if (request.headers !== undefined && Object.keys(request.headers).length > 0)
+    body.headers = { ...request.headers };
   if (request.payloadJson !== undefined) {
     try {
       body.payload = JSON.parse(request.payloadJson) as unknown;
     } catch (error) {
-      throw new HourglassError('invalid_request', `invalid message: ${path}payload: payload_json is not valid JSON`, [
-        { path: `${path}payload`, message: `payload_json is not valid JSON (${(error as Error).message})` },
-      ]);
+      throw new HourglassError(
+        'invalid_request',
+        `invalid message: ${path}payload: payload_json is not valid JSON`,
+        [
+          {
+            path: `${path}payload`,
+            message: `payload_json is not valid JSON (${(error as Error).message})`,
+          },
+        ],
+      );
     }
   }
-  if (request.payloadBytes !== undefined) body.payloadBase64 = Buffer.from(request.payloadBytes).toString('base64');
+  if (request.payloadBytes !== undefined)
+    body.payloadBase64 = Buffer.from(request.payloadBytes).toString('base64');
   if (request.deliverAtMs !== undefined) body.deliverAt = request.deliverAtMs;
   if (request.deliverAt !== undefined) body.deliverAt = request.deliverAt;
   if (request.delayMs !== undefined) body.delayMs = request.delayMs;
@@ -98,23 +108,35 @@ export function toErrorPb(error: HourglassError): ErrorPb {
  * printable ASCII, and details quote user input such as header names.
  */
 export function asciiJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[^\x20-\x7e]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(
+    /[^\x20-\x7e]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /**
  * Rewrites `messages/<j>/` to `messages/<positions[j]>/` in an item error, for batches where some
  * items were refused before reaching the service and the rest were sent as a shorter batch.
  */
-export function renumberBatchError(error: HourglassError, positions: readonly number[]): HourglassError {
+export function renumberBatchError(
+  error: HourglassError,
+  positions: readonly number[],
+): HourglassError {
   const renumber = (text: string, anchored: boolean): string =>
-    text.replace(anchored ? /^messages\/(\d+)\// : /\bmessages\/(\d+)\//g, (match, index: string) => {
-      const original = positions[Number(index)];
-      return original === undefined ? match : `messages/${original}/`;
-    });
+    text.replace(
+      anchored ? /^messages\/(\d+)\// : /\bmessages\/(\d+)\//g,
+      (match, index: string) => {
+        const original = positions[Number(index)];
+        return original === undefined ? match : `messages/${original}/`;
+      },
+    );
   return new HourglassError(
     error.code,
     renumber(error.message, false),
-    error.details?.map((detail) => ({ path: renumber(detail.path, true), message: detail.message })),
+    error.details?.map((detail) => ({
+      path: renumber(detail.path, true),
+      message: detail.message,
+    })),
     error.retryAfterSeconds,
   );
 }

@@ -35,11 +35,19 @@ export interface AdminGateOptions {
  */
 export function adminGate(options: AdminGateOptions): RequestHandler[] {
   const { apps, validator } = options;
-  const json = express.json({ limit: options.maxBodyBytes ?? 65_536, type: ['application/json', 'application/*+json'] });
+  const json = express.json({
+    limit: options.maxBodyBytes ?? 65_536,
+    type: ['application/json', 'application/*+json'],
+  });
   const requireAdmin = async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
     const token = bearer(req);
     if (!token) {
-      next(new HourglassError('unauthenticated', 'send the admin token as "Authorization: Bearer <token>"'));
+      next(
+        new HourglassError(
+          'unauthenticated',
+          'send the admin token as "Authorization: Bearer <token>"',
+        ),
+      );
       return;
     }
     if (apps.isAdmin(token)) {
@@ -52,12 +60,20 @@ export function adminGate(options: AdminGateOptions): RequestHandler[] {
     } catch (error) {
       // A disabled app's token is still an app token.
       if (!(error instanceof HourglassError && error.code === 'forbidden')) throw error;
-      next(new HourglassError('forbidden', 'app tokens may not use admin endpoints; use the admin token'));
+      next(
+        new HourglassError(
+          'forbidden',
+          'app tokens may not use admin endpoints; use the admin token',
+        ),
+      );
       return;
     }
     next(
       app
-        ? new HourglassError('forbidden', `app "${app.name}" may not use admin endpoints; use the admin token`)
+        ? new HourglassError(
+            'forbidden',
+            `app "${app.name}" may not use admin endpoints; use the admin token`,
+          )
         : new HourglassError('unauthenticated', 'unknown token'),
     );
   };
@@ -73,13 +89,20 @@ export function adminGate(options: AdminGateOptions): RequestHandler[] {
       next();
       return;
     }
-    const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
+      req.headers['transfer-encoding'] !== undefined;
     if (!hasBody && !op.bodyRequired) {
       next();
       return;
     }
     if (!req.is(['application/json', 'application/*+json'])) {
-      next(new HourglassError('unsupported_media_type', 'send the body as JSON with Content-Type: application/json'));
+      next(
+        new HourglassError(
+          'unsupported_media_type',
+          'send the body as JSON with Content-Type: application/json',
+        ),
+      );
       return;
     }
     json(req, res, (error?: unknown) => {
@@ -156,7 +179,10 @@ export function adminRouter(admin: AppAdmin): Router {
       name: String(input.name),
       description: typeof input.description === 'string' ? input.description : '',
       topics: Array.isArray(input.topics) ? (input.topics as string[]) : [],
-      quotas: typeof input.quotas === 'object' && input.quotas !== null ? quotasFrom(input.quotas as Body) : undefined,
+      quotas:
+        typeof input.quotas === 'object' && input.quotas !== null
+          ? quotasFrom(input.quotas as Body)
+          : undefined,
     });
     res.setHeader('Location', `/v1/admin/apps/${encodeURIComponent(app.name)}`);
     res.status(201).json({ app: toAppView(app), token });
@@ -178,7 +204,8 @@ export function adminRouter(admin: AppAdmin): Router {
   });
   router.post('/v1/admin/apps/:app/tokens', async (req, res) => {
     const input = body(req);
-    const graceSeconds = typeof input.graceSeconds === 'number' ? input.graceSeconds : DEFAULT_GRACE_SECONDS;
+    const graceSeconds =
+      typeof input.graceSeconds === 'number' ? input.graceSeconds : DEFAULT_GRACE_SECONDS;
     const { app, token } = await admin.rotateToken(name(req), graceSeconds * 1000);
     res.status(201).json({ app: toAppView(app), token, graceSeconds });
   });
@@ -186,7 +213,9 @@ export function adminRouter(admin: AppAdmin): Router {
     const input = body(req);
     const app = await admin.addTopic(name(req), String(input.topic), {
       ...(typeof input.partitions === 'number' ? { partitions: input.partitions } : {}),
-      ...(typeof input.replicationFactor === 'number' ? { replicationFactor: input.replicationFactor } : {}),
+      ...(typeof input.replicationFactor === 'number'
+        ? { replicationFactor: input.replicationFactor }
+        : {}),
     });
     res.json(toAppView(app));
   });

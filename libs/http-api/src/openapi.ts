@@ -45,17 +45,26 @@ function pointer(...parts: string[]): string {
 }
 
 /** ajv's errors as our details: `path` like `quotas/ratePerSecond`, one entry per problem. */
-export function toDetails(errors: readonly ErrorObject[] | null | undefined, prefix = ''): ErrorDetail[] {
+export function toDetails(
+  errors: readonly ErrorObject[] | null | undefined,
+  prefix = '',
+): ErrorDetail[] {
   const details: ErrorDetail[] = [];
   const seen = new Set<string>();
   for (const error of errors ?? []) {
     let path = error.instancePath.replace(/^\//, '').replaceAll('~1', '/').replaceAll('~0', '~');
     const params = error.params as { missingProperty?: string; additionalProperty?: string };
-    if (params.missingProperty) path = path ? `${path}/${params.missingProperty}` : params.missingProperty;
-    if (params.additionalProperty) path = path ? `${path}/${params.additionalProperty}` : params.additionalProperty;
+    if (params.missingProperty)
+      path = path ? `${path}/${params.missingProperty}` : params.missingProperty;
+    if (params.additionalProperty)
+      path = path ? `${path}/${params.additionalProperty}` : params.additionalProperty;
     // anyOf/oneOf add a summary line after the branches' own errors; keep the specific ones.
     if (error.keyword === 'anyOf' || error.keyword === 'oneOf') continue;
-    const message = params.additionalProperty ? 'unknown field' : error.keyword === 'required' ? 'required' : (error.message ?? 'invalid');
+    const message = params.additionalProperty
+      ? 'unknown field'
+      : error.keyword === 'required'
+        ? 'required'
+        : (error.message ?? 'invalid');
     const full = `${prefix}${path}` || '/';
     const key = `${full}\u0000${message}`;
     if (seen.has(key)) continue;
@@ -66,7 +75,11 @@ export function toDetails(errors: readonly ErrorObject[] | null | undefined, pre
 }
 
 function invalid(what: string, details: ErrorDetail[]): HourglassError {
-  return new HourglassError('invalid_request', `invalid ${what}: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`, details);
+  return new HourglassError(
+    'invalid_request',
+    `invalid ${what}: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`,
+    details,
+  );
 }
 
 /** Compiled once per process from the document. */
@@ -84,15 +97,25 @@ export class OpenApiValidator {
     for (const [template, item] of Object.entries(paths)) {
       const paramNames: string[] = [];
       const pattern = new RegExp(
-        `^${template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{([^}]+)\}/g, (_m, name: string) => {
-          paramNames.push(name);
-          return '([^/]+)';
-        })}$`,
+        `^${template
+          .replace(/[.*+?^$()|[\]\\]/g, '\\$&')
+          .replace(/\{([^}]+)\}/g, (_m, name: string) => {
+            paramNames.push(name);
+            return '([^/]+)';
+          })}$`,
       );
       for (const method of METHODS) {
-        const op = item[method] as { parameters?: Array<{ in: string; name: string; schema?: unknown }>; requestBody?: { required?: boolean; content?: Record<string, unknown> } } | undefined;
+        const op = item[method] as
+          | {
+              parameters?: Array<{ in: string; name: string; schema?: unknown }>;
+              requestBody?: { required?: boolean; content?: Record<string, unknown> };
+            }
+          | undefined;
         if (!op) continue;
-        const pathParams = [...((item.parameters as typeof op.parameters) ?? []), ...(op.parameters ?? [])].filter((p) => p.in === 'path');
+        const pathParams = [
+          ...((item.parameters as typeof op.parameters) ?? []),
+          ...(op.parameters ?? []),
+        ].filter((p) => p.in === 'path');
         const params =
           pathParams.length === 0
             ? undefined
@@ -101,20 +124,39 @@ export class OpenApiValidator {
                 properties: Object.fromEntries(pathParams.map((p) => [p.name, p.schema ?? {}])),
                 required: pathParams.map((p) => p.name),
               });
-        const json = op.requestBody?.content?.['application/json'] as { schema?: unknown } | undefined;
-        const body = json?.schema ? this.ajv.compile({ $ref: `${DOC_ID}#/${pointer('paths', template, method, 'requestBody', 'content', 'application/json', 'schema')}` }) : undefined;
-        this.operations.push({ method: method.toUpperCase(), template, pattern, paramNames, params, body, bodyRequired: op.requestBody?.required === true });
+        const json = op.requestBody?.content?.['application/json'] as
+          { schema?: unknown } | undefined;
+        const body = json?.schema
+          ? this.ajv.compile({
+              $ref: `${DOC_ID}#/${pointer('paths', template, method, 'requestBody', 'content', 'application/json', 'schema')}`,
+            })
+          : undefined;
+        this.operations.push({
+          method: method.toUpperCase(),
+          template,
+          pattern,
+          paramNames,
+          params,
+          body,
+          bodyRequired: op.requestBody?.required === true,
+        });
       }
     }
   }
 
   /** Every (method, path template) the document describes. */
   get routes(): Array<{ method: string; template: string; hasBody: boolean }> {
-    return this.operations.map((op) => ({ method: op.method, template: op.template, hasBody: op.body !== undefined }));
+    return this.operations.map((op) => ({
+      method: op.method,
+      template: op.template,
+      hasBody: op.body !== undefined,
+    }));
   }
 
   match(method: string, path: string): MatchedOperation | undefined {
-    const op = this.operations.find((candidate) => candidate.method === method && candidate.pattern.test(path));
+    const op = this.operations.find(
+      (candidate) => candidate.method === method && candidate.pattern.test(path),
+    );
     if (!op) return undefined;
     return {
       template: op.template,
@@ -134,7 +176,10 @@ export class OpenApiValidator {
             value = raw;
           }
           // Path parameters arrive as text; integer ones are compared as numbers.
-          params[name] = /^(0|[1-9][0-9]{0,14})$/.test(value) && isIntegerParam(validateParams, name) ? Number(value) : value;
+          params[name] =
+            /^(0|[1-9][0-9]{0,14})$/.test(value) && isIntegerParam(validateParams, name)
+              ? Number(value)
+              : value;
         });
         if (!validateParams(params)) throw invalid('path', toDetails(validateParams.errors));
       },

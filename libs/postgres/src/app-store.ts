@@ -4,7 +4,16 @@
  * auth reads never queue behind a burst of inserts. The schema comes from the shared migrations
  * (002_apps), applied by PgMessageStore.migrate.
  */
-import type { AppPatch, AppQuotas, AppRecord, AppStats, AppStore, DueBucket, NewApp, TokenGrant } from '@hourglass/core';
+import type {
+  AppPatch,
+  AppQuotas,
+  AppRecord,
+  AppStats,
+  AppStore,
+  DueBucket,
+  NewApp,
+  TokenGrant,
+} from '@hourglass/core';
 import { NO_QUOTAS } from '@hourglass/core';
 import type { PoolClient } from 'pg';
 import { Pool } from 'pg';
@@ -44,7 +53,10 @@ function toRecord(row: AppRow): AppRecord {
       maxDelayMs: int8(row.max_delay_ms),
     },
     topics: row.topics,
-    tokens: row.tokens.map((token) => ({ createdAtMs: Number(token.createdAt), expiresAtMs: int8(token.expiresAt) })),
+    tokens: row.tokens.map((token) => ({
+      createdAtMs: Number(token.createdAt),
+      expiresAtMs: int8(token.expiresAt),
+    })),
   };
 }
 
@@ -104,7 +116,11 @@ export class PgAppStore implements AppStore {
     return created ? this.getApp(app.name) : null;
   }
 
-  async ensureConfigApp(app: { name: string; topics: readonly string[] }, tokenHash: string, nowMs: number): Promise<void> {
+  async ensureConfigApp(
+    app: { name: string; topics: readonly string[] },
+    tokenHash: string,
+    nowMs: number,
+  ): Promise<void> {
     await this.transaction(async (client) => {
       await q.insertApp(client, app.name, 'bootstrapped from config', NO_QUOTAS, nowMs);
       await q.insertTopics(client, app.name, app.topics, nowMs);
@@ -115,7 +131,9 @@ export class PgAppStore implements AppStore {
 
   async updateApp(name: string, patch: AppPatch): Promise<AppRecord | null> {
     const pool = this.requirePool();
-    const found = await this.guard(() => q.updateApp(pool, name, patch.description ?? null, patch.disabled ?? null));
+    const found = await this.guard(() =>
+      q.updateApp(pool, name, patch.description ?? null, patch.disabled ?? null),
+    );
     return found ? this.getApp(name) : null;
   }
 
@@ -131,7 +149,12 @@ export class PgAppStore implements AppStore {
     return this.guard(() => q.selectTokenHashes(pool, name));
   }
 
-  async rotateToken(name: string, tokenHash: string, nowMs: number, graceMs: number): Promise<AppRecord | null> {
+  async rotateToken(
+    name: string,
+    tokenHash: string,
+    nowMs: number,
+    graceMs: number,
+  ): Promise<AppRecord | null> {
     const found = await this.transaction(async (client) => {
       if (!(await q.selectApp(client, name, nowMs))) return false;
       await q.expireTokens(client, name, nowMs, nowMs + Math.max(0, graceMs));
@@ -180,9 +203,15 @@ export class PgAppStore implements AppStore {
     const bounded = buckets.filter((bucket) => bucket.untilMs !== null);
     const bounds = bounded.map((bucket) => nowMs + (bucket.untilMs ?? 0));
     const [apps, byAppState, pending] = await this.guard(() =>
-      Promise.all([q.countApps(pool), q.countByAppAndState(pool), q.countPendingByBucket(pool, bounds)]),
+      Promise.all([
+        q.countApps(pool),
+        q.countByAppAndState(pool),
+        q.countPendingByBucket(pool, bounds),
+      ]),
     );
-    const byState: Record<string, number> = Object.fromEntries(STATE_CODES.map((state) => [state, 0]));
+    const byState: Record<string, number> = Object.fromEntries(
+      STATE_CODES.map((state) => [state, 0]),
+    );
     const byApp = new Map<string, Record<string, number>>();
     for (const row of byAppState) {
       const state = STATE_CODES[row.state] ?? `state_${row.state}`;
@@ -193,11 +222,15 @@ export class PgAppStore implements AppStore {
       counts[state] = n;
     }
     // Bucket i holds rows due before bound i (and at or after bound i-1); the last one is open-ended.
-    const labels = [...bounded.map((bucket) => bucket.label), buckets.find((bucket) => bucket.untilMs === null)?.label ?? 'later'];
+    const labels = [
+      ...bounded.map((bucket) => bucket.label),
+      buckets.find((bucket) => bucket.untilMs === null)?.label ?? 'later',
+    ];
     const pendingByApp = new Map<string, Record<string, number>>();
     for (const row of pending) {
       let counts = pendingByApp.get(row.app);
-      if (!counts) pendingByApp.set(row.app, (counts = Object.fromEntries(labels.map((label) => [label, 0]))));
+      if (!counts)
+        pendingByApp.set(row.app, (counts = Object.fromEntries(labels.map((label) => [label, 0]))));
       const label = labels[row.bucket] ?? labels[labels.length - 1]!;
       counts[label] = (counts[label] ?? 0) + Number(row.n);
     }
@@ -240,4 +273,3 @@ export class PgAppStore implements AppStore {
     return this.pool;
   }
 }
-

@@ -8,7 +8,13 @@
  * command timeout. Every failure surfaces as DependencyUnavailableError('redis') and the caller
  * decides (auth falls back to Postgres; quotas fail open or closed per config).
  */
-import type { AppCache, AppCacheInvalidation, QuotaBackend, QuotaDecision, TokenGrant } from '@hourglass/core';
+import type {
+  AppCache,
+  AppCacheInvalidation,
+  QuotaBackend,
+  QuotaDecision,
+  TokenGrant,
+} from '@hourglass/core';
 import { DependencyUnavailableError } from '@hourglass/core';
 import { Redis } from 'ioredis';
 import type { KeyScheme } from './keys';
@@ -34,7 +40,13 @@ export interface RedisAdapterOptions {
 type ScriptReply = [number, number];
 
 interface ScriptedRedis extends Redis {
-  takeTokens(key: string, rate: number, burst: number, now: number, count: number): Promise<ScriptReply>;
+  takeTokens(
+    key: string,
+    rate: number,
+    burst: number,
+    now: number,
+    count: number,
+  ): Promise<ScriptReply>;
   reservePending(key: string, count: number, max: number): Promise<ScriptReply>;
 }
 
@@ -99,7 +111,11 @@ export class RedisAdapter implements AppCache, QuotaBackend {
     const client = this.requireClient();
     const deadline = Date.now() + timeoutMs;
     while (client.status !== 'ready') {
-      if (Date.now() > deadline) throw new DependencyUnavailableError('redis', new Error(`not connected after ${timeoutMs} ms`));
+      if (Date.now() > deadline)
+        throw new DependencyUnavailableError(
+          'redis',
+          new Error(`not connected after ${timeoutMs} ms`),
+        );
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     const subscriber = this.subscriber;
@@ -130,7 +146,13 @@ export class RedisAdapter implements AppCache, QuotaBackend {
 
   // --- QuotaBackend -------------------------------------------------------------------------
 
-  async takeTokens(app: string, count: number, ratePerSecond: number, burst: number, nowMs: number): Promise<QuotaDecision> {
+  async takeTokens(
+    app: string,
+    count: number,
+    ratePerSecond: number,
+    burst: number,
+    nowMs: number,
+  ): Promise<QuotaDecision> {
     const [allowed, waitMs] = await this.guard((client) =>
       client.takeTokens(this.keys.rate(app), ratePerSecond, burst, Math.floor(nowMs), count),
     );
@@ -144,7 +166,12 @@ export class RedisAdapter implements AppCache, QuotaBackend {
    * within that interval. Between reloads it over-counts (conservative), except for concurrent
    * requests racing a reload, which may each pass on the fresh count: a bounded overshoot.
    */
-  async reservePending(app: string, count: number, max: number, countFromStore: () => Promise<number>): Promise<QuotaDecision> {
+  async reservePending(
+    app: string,
+    count: number,
+    max: number,
+    countFromStore: () => Promise<number>,
+  ): Promise<QuotaDecision> {
     const key = this.keys.pending(app);
     for (let round = 0; round < 3; round++) {
       const [status, value] = await this.guard((client) => client.reservePending(key, count, max));
@@ -152,11 +179,15 @@ export class RedisAdapter implements AppCache, QuotaBackend {
       if (status === 0) return { allowed: false, retryAfterMs: Math.max(value, 1) };
       const stored = await countFromStore();
       // NX: when another node loaded it meanwhile, its value (maybe already incremented) wins.
-      await this.guard((client) => client.set(key, String(stored), 'PX', this.options.pendingReconcileMs ?? 2000, 'NX'));
+      await this.guard((client) =>
+        client.set(key, String(stored), 'PX', this.options.pendingReconcileMs ?? 2000, 'NX'),
+      );
     }
     // The key keeps vanishing (a tiny reconcile interval): decide on the store's count alone.
     const stored = await countFromStore();
-    return stored + count <= max ? { allowed: true } : { allowed: false, retryAfterMs: this.options.pendingReconcileMs ?? 2000 };
+    return stored + count <= max
+      ? { allowed: true }
+      : { allowed: false, retryAfterMs: this.options.pendingReconcileMs ?? 2000 };
   }
 
   // --- AppCache -----------------------------------------------------------------------------
@@ -173,14 +204,20 @@ export class RedisAdapter implements AppCache, QuotaBackend {
 
   async setGrant(tokenHash: string, grant: TokenGrant): Promise<void> {
     await this.guard((client) =>
-      client.set(this.keys.token(tokenHash), JSON.stringify(grant), 'PX', this.options.grantTtlMs ?? 60_000),
+      client.set(
+        this.keys.token(tokenHash),
+        JSON.stringify(grant),
+        'PX',
+        this.options.grantTtlMs ?? 60_000,
+      ),
     );
   }
 
   /** Deletes the keys, then tells every node (this one too, through its own subscription). */
   async invalidate(change: AppCacheInvalidation): Promise<void> {
     await this.guard(async (client) => {
-      if (change.tokenHashes.length > 0) await client.del(...change.tokenHashes.map((hash) => this.keys.token(hash)));
+      if (change.tokenHashes.length > 0)
+        await client.del(...change.tokenHashes.map((hash) => this.keys.token(hash)));
       await client.publish(this.keys.invalidations, JSON.stringify(change));
     });
   }
@@ -204,7 +241,8 @@ export class RedisAdapter implements AppCache, QuotaBackend {
   }
 
   private requireClient(): ScriptedRedis {
-    if (!this.client) throw new DependencyUnavailableError('redis', new Error('RedisAdapter is not started'));
+    if (!this.client)
+      throw new DependencyUnavailableError('redis', new Error('RedisAdapter is not started'));
     return this.client;
   }
 }

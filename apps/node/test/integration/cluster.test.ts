@@ -91,11 +91,18 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
     while (produced.records.length < 100 && Date.now() < until) await sleep(100);
   });
 
+  let failed = false;
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') failed = true;
+  });
+
   after(async function () {
     this.timeout(120_000);
     if (etcdDown) services('up', 'etcd');
     await load?.stop();
     await cluster?.stopAll();
+    // HOURGLASS_TEST_NODE_LOG=info (or debug) makes the nodes say more.
+    if ((failed || process.env.HOURGLASS_TEST_NODE_LOG) && cluster) console.log(`      node logs: ${cluster.dumpLogs()}`);
     await produced?.stop();
     await db?.drop();
   });

@@ -5,7 +5,9 @@
  * gaps are measured.
  */
 import { execFileSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterView } from '@hourglass/http-api';
 import { ChildNode } from './harness';
@@ -86,6 +88,7 @@ export class TestCluster {
         rebalanceDelayMs: s.rebalanceDelayMs,
       },
       core: { horizonMinutes: 1, loaderIntervalMs: 250, hintDrainIntervalMs: 250 },
+      log: { level: process.env.HOURGLASS_TEST_NODE_LOG ?? 'warn' },
       apps: [{ name: APP, token: APP_TOKEN, topics: [s.topic] }],
       auth: { adminToken: ADMIN_TOKEN },
     };
@@ -121,6 +124,13 @@ export class TestCluster {
       }
       await sleep(intervalMs);
     }
+  }
+
+  /** Writes each node's output (stdout and stderr) to `<dir>/<id>.log`; returns the directory. */
+  dumpLogs(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'hourglass-cluster-'));
+    for (const [id, node] of this.nodes) writeFileSync(join(dir, `${id}.log`), node.output);
+    return dir;
   }
 
   /** Stops every node still running (SIGTERM, then waits for its exit). */

@@ -23,7 +23,10 @@ describe('examples/order-timeout', function () {
     it(`times out exactly the unpaid orders (${transport})`, async () => {
       const lines: string[] = [];
       const summary = await run({
-        endpoint: transport === 'http' ? { http: cluster.node.httpUrl } : { grpc: cluster.node.grpcAddress },
+        endpoint:
+          transport === 'http'
+            ? { http: cluster.node.httpUrl }
+            : { grpc: cluster.node.grpcAddress },
         token: TOKEN,
         topic: cluster.topic,
         brokers: cluster.brokers,
@@ -34,7 +37,11 @@ describe('examples/order-timeout', function () {
       assert.equal(summary.paid.length, 3);
       assert.deepEqual([...summary.timedOut].sort(), summary.orders.slice(3).sort());
       assert.deepEqual(summary.wronglyTimedOut, []);
-      assert.equal(lines.filter((line) => /^\+\S+ timeout /.test(line)).length, 2, lines.join('\n'));
+      assert.equal(
+        lines.filter((line) => /^\+\S+ timeout /.test(line)).length,
+        2,
+        lines.join('\n'),
+      );
     });
   }
 });

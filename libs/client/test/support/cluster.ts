@@ -3,7 +3,14 @@
  * topic (with a collector on it) and gRPC on a free port.
  */
 import type { CollectedRecord, KafkaCollector, TestDatabase } from '@hourglass/testkit';
-import { collectKafka, createTestDatabase, createTopics, deleteTopics, randomTopicName, serviceUrls } from '@hourglass/testkit';
+import {
+  collectKafka,
+  createTestDatabase,
+  createTopics,
+  deleteTopics,
+  randomTopicName,
+  serviceUrls,
+} from '@hourglass/testkit';
 import pg from 'pg';
 import type { RunningNode } from '../../../../apps/node/src/node';
 import { startInProcess, testConfig } from '../../../../apps/node/test/support/harness';
@@ -24,7 +31,10 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export async function startTestCluster(label: string, extraTopics: string[] = []): Promise<TestCluster> {
+export async function startTestCluster(
+  label: string,
+  extraTopics: string[] = [],
+): Promise<TestCluster> {
   const urls = serviceUrls();
   const db = await createTestDatabase();
   const topic = randomTopicName(label);
@@ -52,13 +62,17 @@ export async function startTestCluster(label: string, extraTopics: string[] = []
       const client = new pg.Client({ connectionString: db.connectionString });
       await client.connect();
       try {
-        const result = await client.query<{ count: string }>('SELECT count(*) FROM messages WHERE topic = $1', [countTopic]);
+        const result = await client.query<{ count: string }>(
+          'SELECT count(*) FROM messages WHERE topic = $1',
+          [countTopic],
+        );
         return Number(result.rows[0]?.count ?? 0);
       } finally {
         await client.end();
       }
     },
-    recordsWithId: (id) => collector.records.filter((record) => record.headers['hourglass-id'] === id),
+    recordsWithId: (id) =>
+      collector.records.filter((record) => record.headers['hourglass-id'] === id),
     async stop() {
       await node.stop();
       await collector.stop();
@@ -79,4 +93,5 @@ export function asKafkaRecord(record: CollectedRecord): KafkaRecord {
   };
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, ms));

@@ -27,7 +27,10 @@ export interface DroppingProxy {
   close(): Promise<void>;
 }
 
-export async function startDroppingProxy(target: { host: string; port: number }, protocol: 'http1' | 'h2'): Promise<DroppingProxy> {
+export async function startDroppingProxy(
+  target: { host: string; port: number },
+  protocol: 'http1' | 'h2',
+): Promise<DroppingProxy> {
   let armed = false;
   let dropped = 0;
   const sockets = new Set<Socket>();

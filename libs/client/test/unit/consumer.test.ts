@@ -33,12 +33,22 @@ describe('decodeDelivery', () => {
   });
 
   it('strips the hourglass-* headers (any case) and decodes the rest as UTF-8', () => {
-    const delivery = decodeDelivery(record('m-2', { headers: { ...record('m-2').headers, 'Hourglass-Extra': 'x', 'x-ü': Buffer.from('ü') } }));
+    const delivery = decodeDelivery(
+      record('m-2', {
+        headers: { ...record('m-2').headers, 'Hourglass-Extra': 'x', 'x-ü': Buffer.from('ü') },
+      }),
+    );
     assert.deepEqual(delivery.headers, { 'x-trace': 't-1', tenant: 'acme', 'x-ü': 'ü' });
   });
 
   it('takes the last value of a repeated header, and handles null keys and values', () => {
-    const delivery = decodeDelivery(record('m-3', { key: null, value: null, headers: { ...record('m-3').headers, 'x-trace': [Buffer.from('a'), Buffer.from('b')] } }));
+    const delivery = decodeDelivery(
+      record('m-3', {
+        key: null,
+        value: null,
+        headers: { ...record('m-3').headers, 'x-trace': [Buffer.from('a'), Buffer.from('b')] },
+      }),
+    );
     assert.equal(delivery.headers['x-trace'], 'b');
     assert.equal(delivery.key, null);
     assert.equal(delivery.payload.length, 0);
@@ -46,8 +56,19 @@ describe('decodeDelivery', () => {
   });
 
   it('refuses a record that Hourglass did not produce', () => {
-    assert.throws(() => decodeDelivery(record('m-4', { headers: { 'x-trace': 'x' } })), InvalidDeliveryError);
-    assert.throws(() => decodeDelivery(record('m-5', { headers: { 'hourglass-id': 'a', 'hourglass-app': 'b', 'hourglass-deliver-at': 'soon' } })), /hourglass-deliver-at/);
+    assert.throws(
+      () => decodeDelivery(record('m-4', { headers: { 'x-trace': 'x' } })),
+      InvalidDeliveryError,
+    );
+    assert.throws(
+      () =>
+        decodeDelivery(
+          record('m-5', {
+            headers: { 'hourglass-id': 'a', 'hourglass-app': 'b', 'hourglass-deliver-at': 'soon' },
+          }),
+        ),
+      /hourglass-deliver-at/,
+    );
   });
 });
 
@@ -78,12 +99,19 @@ describe('RecentIds', () => {
 });
 
 describe('handleDeliveries', () => {
-  const context = (id: string, app = 'shop'): KafkaRecordContext => ({ topic: 't', partition: 0, message: record(id, {}, app) });
+  const context = (id: string, app = 'shop'): KafkaRecordContext => ({
+    topic: 't',
+    partition: 0,
+    message: record(id, {}, app),
+  });
 
   it('drops duplicates with dedupe on, and only then', async () => {
     const seen: string[] = [];
     const duplicates: string[] = [];
-    const handler = handleDeliveries((delivery) => void seen.push(delivery.id), { dedupe: true, onDuplicate: (d) => duplicates.push(d.id) });
+    const handler = handleDeliveries((delivery) => void seen.push(delivery.id), {
+      dedupe: true,
+      onDuplicate: (d) => duplicates.push(d.id),
+    });
     for (const id of ['a', 'b', 'a', 'c', 'b']) await handler(context(id));
     assert.deepEqual(seen, ['a', 'b', 'c']);
     assert.deepEqual(duplicates, ['a', 'b']);
@@ -110,8 +138,14 @@ describe('handleDeliveries', () => {
 
   it('skips records without Hourglass headers, reporting them', async () => {
     const invalid: string[] = [];
-    const handler = handleDeliveries(() => assert.fail('called'), { onInvalid: (_error, ctx) => invalid.push(ctx.message.offset ?? '') });
-    await handler({ topic: 't', partition: 0, message: { value: Buffer.from('x'), timestamp: '0', offset: '7' } });
+    const handler = handleDeliveries(() => assert.fail('called'), {
+      onInvalid: (_error, ctx) => invalid.push(ctx.message.offset ?? ''),
+    });
+    await handler({
+      topic: 't',
+      partition: 0,
+      message: { value: Buffer.from('x'), timestamp: '0', offset: '7' },
+    });
     assert.deepEqual(invalid, ['7']);
   });
 });

@@ -66,7 +66,12 @@ const invalid: unknown[] = [
   { topic: 't', payload: 1, delayMs: 1, headers: { 'HourGlass-App': 'x' } },
   { topic: 't', payload: 1, delayMs: 1, headers: { '': 'x' } },
   { topic: 't', payload: 1, delayMs: 1, headers: { a: 'v'.repeat(8193) } },
-  { topic: 't', payload: 1, delayMs: 1, headers: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, 'v'])) },
+  {
+    topic: 't',
+    payload: 1,
+    delayMs: 1,
+    headers: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, 'v'])),
+  },
   { topic: 't', payload: 1, delayMs: 1, delay: 5 },
 ];
 
@@ -87,7 +92,27 @@ describe('OpenAPI document', () => {
   it('is OpenAPI 3.1 and describes the whole HTTP API', () => {
     assert.equal(openApiDocument.openapi, '3.1.0');
     const paths = Object.keys(openApiDocument.paths as object);
-    for (const path of ['/v1/messages', '/v1/messages/batch', '/v1/messages/{id}', '/healthz', '/readyz', '/metrics', '/v1/openapi.json', '/v1/admin/apps', '/v1/admin/apps/{app}', '/v1/admin/apps/{app}/tokens', '/v1/admin/apps/{app}/topics', '/v1/admin/apps/{app}/topics/{topic}', '/v1/admin/apps/{app}/quotas', '/v1/admin/messages/{app}/{id}', '/v1/admin/stats', '/v1/admin/cluster', '/v1/admin/slots/{slot}/pin', '/v1/admin/nodes/{id}/drain', '/v1/admin/nodes/{id}/undrain']) {
+    for (const path of [
+      '/v1/messages',
+      '/v1/messages/batch',
+      '/v1/messages/{id}',
+      '/healthz',
+      '/readyz',
+      '/metrics',
+      '/v1/openapi.json',
+      '/v1/admin/apps',
+      '/v1/admin/apps/{app}',
+      '/v1/admin/apps/{app}/tokens',
+      '/v1/admin/apps/{app}/topics',
+      '/v1/admin/apps/{app}/topics/{topic}',
+      '/v1/admin/apps/{app}/quotas',
+      '/v1/admin/messages/{app}/{id}',
+      '/v1/admin/stats',
+      '/v1/admin/cluster',
+      '/v1/admin/slots/{slot}/pin',
+      '/v1/admin/nodes/{id}/drain',
+      '/v1/admin/nodes/{id}/undrain',
+    ]) {
       assert.ok(paths.includes(path), `missing ${path}`);
     }
   });
@@ -95,7 +120,11 @@ describe('OpenAPI document', () => {
   it('agrees with parseScheduleRequest on which message bodies are valid', () => {
     for (const body of valid) {
       assert.equal(core(body), true, `core refuses ${JSON.stringify(body)}`);
-      assert.equal(schema(body), true, `schema refuses ${JSON.stringify(body)}: ${ajv.errorsText(schema.errors)}`);
+      assert.equal(
+        schema(body),
+        true,
+        `schema refuses ${JSON.stringify(body)}: ${ajv.errorsText(schema.errors)}`,
+      );
     }
     for (const body of invalid) {
       assert.equal(core(body), false, `core accepts ${JSON.stringify(body)}`);
@@ -107,14 +136,27 @@ describe('OpenAPI document', () => {
     const validator = new OpenApiValidator();
     const create = validator.match('POST', '/v1/admin/apps');
     assert.ok(create);
-    create.checkBody({ name: 'shop', topics: ['a'], quotas: { ratePerSecond: 1.5, maxPending: null } });
+    create.checkBody({
+      name: 'shop',
+      topics: ['a'],
+      quotas: { ratePerSecond: 1.5, maxPending: null },
+    });
     assert.throws(
       () => create.checkBody({ name: 'Shop!', topics: ['a', 'a'], quotas: { burst: 0 }, extra: 1 }),
       (error: { code: string; details: Array<{ path: string }> }) =>
-        error.code === 'invalid_request' && JSON.stringify(error.details.map((d) => d.path).sort()) === JSON.stringify(['extra', 'name', 'quotas/burst', 'topics']),
+        error.code === 'invalid_request' &&
+        JSON.stringify(error.details.map((d) => d.path).sort()) ===
+          JSON.stringify(['extra', 'name', 'quotas/burst', 'topics']),
     );
-    assert.throws(() => validator.match('PATCH', '/v1/admin/apps/shop')!.checkBody({}), /invalid request body/);
-    assert.throws(() => validator.match('GET', '/v1/admin/apps/NOT%20OK')!.checkParams('/v1/admin/apps/NOT%20OK'), /app/);
+    assert.throws(
+      () => validator.match('PATCH', '/v1/admin/apps/shop')!.checkBody({}),
+      /invalid request body/,
+    );
+    assert.throws(
+      () =>
+        validator.match('GET', '/v1/admin/apps/NOT%20OK')!.checkParams('/v1/admin/apps/NOT%20OK'),
+      /app/,
+    );
     validator.match('DELETE', '/v1/admin/slots/3/pin')!.checkParams('/v1/admin/slots/3/pin');
     assert.equal(validator.match('GET', '/v1/admin/nowhere'), undefined);
   });

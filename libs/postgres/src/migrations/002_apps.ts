@@ -9,7 +9,10 @@
  * - Quotas are typed columns, NULL meaning "no app-specific limit" (the global limits still apply).
  * - `messages_app_pending_idx` answers "pending messages of an app" (the max-pending quota and the
  *   admin statistics) from the index alone. It holds only unfinished rows, so it stays as small as
- *   the backlog.
+ *   the backlog. It must never serve the loader's due-time scan, which belongs to
+ *   `messages_due_idx` (store.test.ts checks that plan): its predicate carries `app > ''`, always
+ *   true (app names are never empty) but implied only by queries that state it, which are the
+ *   two in sql/apps.ts. `deliver_at` rides along as an INCLUDE column for the due-time statistics.
  * - `cluster_meta.cluster_id`: a random id of this database's cluster. Redis keys carry it, so two
  *   clusters (or test schemas) sharing one Redis never read each other's cache or quota counters. Created inside the migration transaction, so it blocks inserts while it builds:
  *   on a large existing table, create it CONCURRENTLY by hand first (the IF NOT EXISTS skips it).
@@ -47,5 +50,5 @@ INSERT INTO cluster_meta (key, value)
 VALUES ('cluster_id', substr(md5(random()::text || clock_timestamp()::text), 1, 12))
 ON CONFLICT (key) DO NOTHING;
 
-CREATE INDEX IF NOT EXISTS messages_app_pending_idx ON messages (app, deliver_at) WHERE state IN (0, 1);
+CREATE INDEX IF NOT EXISTS messages_app_pending_idx ON messages (app) INCLUDE (deliver_at) WHERE state IN (0, 1) AND app > '';
 `;

@@ -40,8 +40,14 @@ export async function selectApps(db: Queryable, nowMs: number): Promise<AppRow[]
   return (await db.query<AppRow>(`${appSelect('$1')} ORDER BY a.name`, [nowMs])).rows;
 }
 
-export async function selectApp(db: Queryable, name: string, nowMs: number): Promise<AppRow | null> {
-  return (await db.query<AppRow>(`${appSelect('$2')} WHERE a.name = $1`, [name, nowMs])).rows[0] ?? null;
+export async function selectApp(
+  db: Queryable,
+  name: string,
+  nowMs: number,
+): Promise<AppRow | null> {
+  return (
+    (await db.query<AppRow>(`${appSelect('$2')} WHERE a.name = $1`, [name, nowMs])).rows[0] ?? null
+  );
 }
 
 /** The app holding an unexpired token with this hash, and the token's expiry. */
@@ -77,10 +83,21 @@ export async function insertApp(
 }
 
 function quotaValues(quotas: AppQuotas): Array<number | null> {
-  return [quotas.ratePerSecond, quotas.burst, quotas.maxPending, quotas.maxPayloadBytes, quotas.maxDelayMs];
+  return [
+    quotas.ratePerSecond,
+    quotas.burst,
+    quotas.maxPending,
+    quotas.maxPayloadBytes,
+    quotas.maxDelayMs,
+  ];
 }
 
-export async function insertTopics(db: Queryable, app: string, topics: readonly string[], nowMs: number): Promise<void> {
+export async function insertTopics(
+  db: Queryable,
+  app: string,
+  topics: readonly string[],
+  nowMs: number,
+): Promise<void> {
   if (topics.length === 0) return;
   await db.query(
     `INSERT INTO app_topics (app, topic, granted_at) SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING`,
@@ -108,15 +125,27 @@ export async function insertToken(
 }
 
 /** Drops the app's config tokens other than `keepHash` (the config token changed). */
-export async function deleteOtherConfigTokens(db: Queryable, app: string, keepHash: string): Promise<void> {
-  await db.query('DELETE FROM app_tokens WHERE app = $1 AND source = 1 AND token_hash <> $2', [app, keepHash]);
+export async function deleteOtherConfigTokens(
+  db: Queryable,
+  app: string,
+  keepHash: string,
+): Promise<void> {
+  await db.query('DELETE FROM app_tokens WHERE app = $1 AND source = 1 AND token_hash <> $2', [
+    app,
+    keepHash,
+  ]);
 }
 
 /**
  * Rotation, before inserting the new token: tokens already expired are removed, the others expire
  * at `expiresAtMs` unless they already expire sooner (a second rotation never extends a grace).
  */
-export async function expireTokens(db: Queryable, app: string, nowMs: number, expiresAtMs: number): Promise<void> {
+export async function expireTokens(
+  db: Queryable,
+  app: string,
+  nowMs: number,
+  expiresAtMs: number,
+): Promise<void> {
   await db.query('DELETE FROM app_tokens WHERE app = $1 AND expires_at <= $2', [app, nowMs]);
   await db.query(
     `UPDATE app_tokens SET expires_at = $2
@@ -126,7 +155,10 @@ export async function expireTokens(db: Queryable, app: string, nowMs: number, ex
 }
 
 export async function selectTokenHashes(db: Queryable, app: string): Promise<string[]> {
-  const result = await db.query<{ token_hash: string }>('SELECT token_hash FROM app_tokens WHERE app = $1', [app]);
+  const result = await db.query<{ token_hash: string }>(
+    'SELECT token_hash FROM app_tokens WHERE app = $1',
+    [app],
+  );
   return result.rows.map((row) => row.token_hash);
 }
 
@@ -144,7 +176,11 @@ export async function updateApp(
   return result.rowCount === 1;
 }
 
-export async function updateQuotas(db: Queryable, name: string, quotas: AppQuotas): Promise<boolean> {
+export async function updateQuotas(
+  db: Queryable,
+  name: string,
+  quotas: AppQuotas,
+): Promise<boolean> {
   const result = await db.query(
     `UPDATE apps SET rate_per_second = $2, burst = $3, max_pending = $4, max_payload_bytes = $5, max_delay_ms = $6
      WHERE name = $1`,
@@ -159,10 +195,13 @@ export async function deleteApp(db: Queryable, name: string): Promise<boolean> {
   return result.rowCount === 1;
 }
 
-/** Served by `messages_app_pending_idx` (index-only once the visibility map is fresh). */
+/**
+ * Served by `messages_app_pending_idx` (index-only once the visibility map is fresh). The no-op
+ * `app > ''` (app names are never empty) is what lets the planner use that index; see 002_apps.
+ */
 export async function countPending(db: Queryable, app: string): Promise<number> {
   const result = await db.query<{ n: string }>(
-    'SELECT count(*) AS n FROM messages WHERE app = $1 AND state IN (0, 1)',
+    "SELECT count(*) AS n FROM messages WHERE app = $1 AND app > '' AND state IN (0, 1)",
     [app],
   );
   return Number(result.rows[0]?.n ?? 0);
@@ -177,7 +216,9 @@ export async function countApps(db: Queryable): Promise<number> {
  * Totals per app and state. Exact, so it reads the whole table (finished rows included): an admin
  * query, bounded by the pool's statement timeout, never on a request path.
  */
-export async function countByAppAndState(db: Queryable): Promise<Array<{ app: string; state: number; n: string }>> {
+export async function countByAppAndState(
+  db: Queryable,
+): Promise<Array<{ app: string; state: number; n: string }>> {
   return (
     await db.query<{ app: string; state: number; n: string }>(
       'SELECT app, state, count(*) AS n FROM messages GROUP BY app, state ORDER BY app, state',
@@ -198,7 +239,7 @@ export async function countPendingByBucket(
     await db.query<{ app: string; bucket: number; n: string }>(
       `SELECT app, bucket, count(*) AS n FROM (
          SELECT app, (SELECT count(*) FROM unnest($1::bigint[]) AS b(at) WHERE b.at <= m.deliver_at)::int AS bucket
-         FROM messages m WHERE state IN (0, 1)
+         FROM messages m WHERE state IN (0, 1) AND app > ''
        ) x GROUP BY app, bucket ORDER BY app, bucket`,
       [[...bounds]],
     )
@@ -206,6 +247,8 @@ export async function countPendingByBucket(
 }
 
 export async function selectClusterId(db: Queryable): Promise<string | null> {
-  const result = await db.query<{ value: string }>(`SELECT value FROM cluster_meta WHERE key = 'cluster_id'`);
+  const result = await db.query<{ value: string }>(
+    `SELECT value FROM cluster_meta WHERE key = 'cluster_id'`,
+  );
   return result.rows[0]?.value ?? null;
 }

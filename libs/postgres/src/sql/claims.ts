@@ -58,11 +58,12 @@ WHERE m.app = t.app AND m.id = t.id AND m.slot = t.slot
   -- A row still delivering under this very epoch is our own claim whose release failed (Postgres
   -- hiccup after a Kafka error); re-taking it is what lets the engine retry it. Another owner's
   -- claims carry another epoch and are reset by acquireSlots instead.
-  -- \`+ 0\` keeps deliver_at from being an index condition: with it, the planner (which expects
-  -- few targets) probed messages_app_pending_idx (app, deliver_at) per ref and filtered the
-  -- app's whole due backlog each time (scripts/bench: 1000 refs over 30k pending rows, 190 ms and
-  -- growing with the backlog, up to the statement timeout) instead of the primary key.
-  AND (m.state = 0 OR (m.state = 1 AND m.claimed_epoch = t.epoch)) AND m.deliver_at + 0 <= $6::bigint
+  -- \`+ 0\` hides state and deliver_at from index matching, so the primary key is the only index
+  -- that fits. Otherwise, with the few-rows estimates of a freshly filled table, the planner
+  -- probed messages_app_pending_idx (app, deliver_at) per ref, filtering the app's whole due
+  -- backlog every time, or bitmap-scanned the partial indexes (scripts/bench: 1000 refs over 30k
+  -- pending rows took 190–240 ms, growing with the backlog up to the statement timeout).
+  AND (m.state + 0 = 0 OR (m.state + 0 = 1 AND m.claimed_epoch = t.epoch)) AND m.deliver_at + 0 <= $6::bigint
 RETURNING m.app, m.id, m.slot, m.topic, m.msg_key, m.payload, m.headers, m.deliver_at, m.attempts`;
 
 const MARK_DELIVERED = `${REFS_AND_FENCE}

@@ -40,7 +40,11 @@ describe('PgAppStore', () => {
 
   it('creates an app with topics, quotas and a token hash; a taken name gives null', async () => {
     const quotas = { ...NO_QUOTAS, ratePerSecond: 2.5, maxPending: 10 };
-    const app = await apps.createApp({ name: 'shop', description: 'the shop', topics: ['b', 'a'], quotas }, 'hash-shop-1', T0);
+    const app = await apps.createApp(
+      { name: 'shop', description: 'the shop', topics: ['b', 'a'], quotas },
+      'hash-shop-1',
+      T0,
+    );
     assert.deepEqual(app, {
       name: 'shop',
       description: 'the shop',
@@ -50,8 +54,18 @@ describe('PgAppStore', () => {
       topics: ['a', 'b'],
       tokens: [{ createdAtMs: T0, expiresAtMs: null }],
     });
-    assert.equal(await apps.createApp({ name: 'shop', description: '', topics: [], quotas: NO_QUOTAS }, 'other', T0), null);
-    assert.deepEqual((await apps.listApps()).map((a) => a.name), ['shop']);
+    assert.equal(
+      await apps.createApp(
+        { name: 'shop', description: '', topics: [], quotas: NO_QUOTAS },
+        'other',
+        T0,
+      ),
+      null,
+    );
+    assert.deepEqual(
+      (await apps.listApps()).map((a) => a.name),
+      ['shop'],
+    );
   });
 
   it('finds apps by token hash, never by an expired token', async () => {
@@ -63,17 +77,34 @@ describe('PgAppStore', () => {
 
   it('rotates: old tokens expire after the grace, a second rotation never extends it', async () => {
     await apps.rotateToken('shop', 'hash-shop-2', T0 + MIN, 10 * MIN);
-    assert.equal((await apps.findByToken('hash-shop-1', T0 + 5 * MIN))?.tokenExpiresAtMs, T0 + 11 * MIN);
+    assert.equal(
+      (await apps.findByToken('hash-shop-1', T0 + 5 * MIN))?.tokenExpiresAtMs,
+      T0 + 11 * MIN,
+    );
     assert.equal(await apps.findByToken('hash-shop-1', T0 + 11 * MIN), null);
     await apps.rotateToken('shop', 'hash-shop-3', T0 + 2 * MIN, 60 * MIN);
-    assert.equal((await apps.findByToken('hash-shop-1', T0 + 3 * MIN))?.tokenExpiresAtMs, T0 + 11 * MIN);
-    assert.equal((await apps.findByToken('hash-shop-2', T0 + 3 * MIN))?.tokenExpiresAtMs, T0 + 62 * MIN);
+    assert.equal(
+      (await apps.findByToken('hash-shop-1', T0 + 3 * MIN))?.tokenExpiresAtMs,
+      T0 + 11 * MIN,
+    );
+    assert.equal(
+      (await apps.findByToken('hash-shop-2', T0 + 3 * MIN))?.tokenExpiresAtMs,
+      T0 + 62 * MIN,
+    );
     assert.equal((await apps.findByToken('hash-shop-3', T0 + 3 * MIN))?.tokenExpiresAtMs, null);
-    assert.deepEqual((await apps.tokenHashes('shop')).sort(), ['hash-shop-1', 'hash-shop-2', 'hash-shop-3']);
+    assert.deepEqual((await apps.tokenHashes('shop')).sort(), [
+      'hash-shop-1',
+      'hash-shop-2',
+      'hash-shop-3',
+    ]);
     // A rotation with no grace ends every other token now, and drops the expired ones.
     await apps.rotateToken('shop', 'hash-shop-4', T0 + 20 * MIN, 0);
     assert.equal(await apps.findByToken('hash-shop-2', T0 + 20 * MIN), null);
-    assert.deepEqual((await apps.tokenHashes('shop')).sort(), ['hash-shop-2', 'hash-shop-3', 'hash-shop-4']);
+    assert.deepEqual((await apps.tokenHashes('shop')).sort(), [
+      'hash-shop-2',
+      'hash-shop-3',
+      'hash-shop-4',
+    ]);
     assert.equal(await apps.rotateToken('ghost', 'h', T0, 0), null);
   });
 
@@ -86,7 +117,10 @@ describe('PgAppStore', () => {
     assert.deepEqual((await apps.grantTopic('shop', 'c'))?.topics, ['a', 'b', 'c']);
     assert.deepEqual((await apps.revokeTopic('shop', 'a'))?.topics, ['b', 'c']);
     assert.equal(await apps.grantTopic('ghost', 'c'), null);
-    assert.deepEqual((await apps.setQuotas('shop', { ...NO_QUOTAS, maxDelayMs: 5 }))?.quotas, { ...NO_QUOTAS, maxDelayMs: 5 });
+    assert.deepEqual((await apps.setQuotas('shop', { ...NO_QUOTAS, maxDelayMs: 5 }))?.quotas, {
+      ...NO_QUOTAS,
+      maxDelayMs: 5,
+    });
     assert.equal(await apps.updateApp('ghost', { disabled: true }), null);
   });
 
@@ -116,7 +150,13 @@ describe('PgAppStore', () => {
     });
     const now = T0 + 30 * MIN;
     await messages.insertBatch(
-      [message('shop', now - 1), message('shop', now + 30_000), message('shop', now + 30 * MIN), message('boot', now + 2 * 86_400_000), message('boot', now)],
+      [
+        message('shop', now - 1),
+        message('shop', now + 30_000),
+        message('shop', now + 30 * MIN),
+        message('boot', now + 2 * 86_400_000),
+        message('boot', now),
+      ],
       { ownedEpochs: new Map(), hintBeforeMs: 0 },
     );
     const cancelled = await messages.cancel('boot', 'm5', now);

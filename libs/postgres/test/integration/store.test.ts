@@ -91,11 +91,14 @@ describe('PgMessageStore (postgres)', () => {
       await Promise.all([store.migrate(SLOTS), other.migrate(SLOTS), store.migrate(SLOTS)]);
       await store.migrate(SLOTS);
       const versions = await admin(
-        'SELECT version, name FROM schema_migrations',
+        'SELECT version, name FROM schema_migrations ORDER BY version',
         [],
         db.connectionString,
       );
-      assert.deepEqual(versions, [{ version: 1, name: '001_init' }]);
+      assert.deepEqual(versions, [
+        { version: 1, name: '001_init' },
+        { version: 2, name: '002_apps' },
+      ]);
       const epochs = await admin(
         'SELECT count(*)::int AS n, max(slot) AS top FROM slot_epochs',
         [],
@@ -120,7 +123,16 @@ describe('PgMessageStore (postgres)', () => {
       );
       assert.deepEqual(
         rows.map((r) => r.table_name),
-        ['cluster_meta', 'messages', 'schema_migrations', 'slot_epochs', 'wheel_hints'],
+        [
+          'app_tokens',
+          'app_topics',
+          'apps',
+          'cluster_meta',
+          'messages',
+          'schema_migrations',
+          'slot_epochs',
+          'wheel_hints',
+        ],
       );
     });
   });

@@ -19,7 +19,12 @@ describe('RedisAdapter (quotas and the app cache)', () => {
   let raw: Redis;
 
   before(async () => {
-    adapter = new RedisAdapter({ url: urls.redis, keyPrefix: prefix, clusterId: 'c1', pendingReconcileMs: 300 });
+    adapter = new RedisAdapter({
+      url: urls.redis,
+      keyPrefix: prefix,
+      clusterId: 'c1',
+      pendingReconcileMs: 300,
+    });
     peer = new RedisAdapter({ url: urls.redis, keyPrefix: prefix, clusterId: 'c1' });
     await adapter.start();
     await peer.start();
@@ -42,21 +47,32 @@ describe('RedisAdapter (quotas and the app cache)', () => {
 
   describe('token bucket', () => {
     it('admits a burst, then refuses with the time until a token exists, and refills with time', async () => {
-      for (let i = 0; i < 3; i++) assert.deepEqual(await adapter.takeTokens('a1', 1, 1, 3, T0), { allowed: true });
-      assert.deepEqual(await adapter.takeTokens('a1', 1, 1, 3, T0), { allowed: false, retryAfterMs: 1000 });
-      assert.deepEqual(await adapter.takeTokens('a1', 1, 1, 3, T0 + 400), { allowed: false, retryAfterMs: 600 });
+      for (let i = 0; i < 3; i++)
+        assert.deepEqual(await adapter.takeTokens('a1', 1, 1, 3, T0), { allowed: true });
+      assert.deepEqual(await adapter.takeTokens('a1', 1, 1, 3, T0), {
+        allowed: false,
+        retryAfterMs: 1000,
+      });
+      assert.deepEqual(await adapter.takeTokens('a1', 1, 1, 3, T0 + 400), {
+        allowed: false,
+        retryAfterMs: 600,
+      });
       assert.deepEqual(await adapter.takeTokens('a1', 1, 1, 3, T0 + 1000), { allowed: true });
       // A clock behind the stored time refills nothing instead of failing.
       assert.equal((await adapter.takeTokens('a1', 1, 1, 3, T0 - 5000)).allowed, false);
       // Never beyond the burst, however long the bucket was idle.
-      for (let i = 0; i < 3; i++) assert.equal((await adapter.takeTokens('a1', 1, 1, 3, T0 + 100_000)).allowed, true);
+      for (let i = 0; i < 3; i++)
+        assert.equal((await adapter.takeTokens('a1', 1, 1, 3, T0 + 100_000)).allowed, true);
       assert.equal((await adapter.takeTokens('a1', 1, 1, 3, T0 + 100_000)).allowed, false);
     });
 
     it('lets a request larger than the bucket through when it is full, leaving a debt', async () => {
       assert.deepEqual(await adapter.takeTokens('a2', 5, 2, 2, T0), { allowed: true });
       // 2 - 5 = -3 tokens: one token needs 4 more, at 2 per second.
-      assert.deepEqual(await adapter.takeTokens('a2', 1, 2, 2, T0), { allowed: false, retryAfterMs: 2000 });
+      assert.deepEqual(await adapter.takeTokens('a2', 1, 2, 2, T0), {
+        allowed: false,
+        retryAfterMs: 2000,
+      });
     });
 
     it('is shared: two adapters drain one bucket', async () => {
@@ -89,7 +105,15 @@ describe('RedisAdapter (quotas and the app cache)', () => {
 
   describe('app cache', () => {
     const grant: TokenGrant = {
-      app: { name: 'shop', description: '', createdAtMs: T0, disabled: false, quotas: NO_QUOTAS, topics: ['t1'], tokens: [] },
+      app: {
+        name: 'shop',
+        description: '',
+        createdAtMs: T0,
+        disabled: false,
+        quotas: NO_QUOTAS,
+        topics: ['t1'],
+        tokens: [],
+      },
       tokenExpiresAtMs: null,
     };
 
@@ -118,11 +142,18 @@ describe('RedisAdapter (quotas and the app cache)', () => {
   });
 
   it('fails fast with DependencyUnavailableError when Redis is unreachable', async () => {
-    const down = new RedisAdapter({ url: 'redis://127.0.0.1:1', keyPrefix: prefix, clusterId: 'c1' });
+    const down = new RedisAdapter({
+      url: 'redis://127.0.0.1:1',
+      keyPrefix: prefix,
+      clusterId: 'c1',
+    });
     await down.start();
     try {
       const started = Date.now();
-      await assert.rejects(down.takeTokens('x', 1, 1, 1, T0), (error) => error instanceof DependencyUnavailableError && error.dependency === 'redis');
+      await assert.rejects(
+        down.takeTokens('x', 1, 1, 1, T0),
+        (error) => error instanceof DependencyUnavailableError && error.dependency === 'redis',
+      );
       await assert.rejects(down.getGrant('x'), DependencyUnavailableError);
       assert.ok(Date.now() - started < 1000, 'a dead Redis must not hold a request');
     } finally {
