@@ -33,7 +33,8 @@ export class BullmqSystem implements BenchSystem {
   private stopped: Promise<void> | undefined;
 
   constructor(private readonly options: BullmqOptions) {
-    this.variant = options.concurrency === undefined ? 'defaults' : `tuned (concurrency ${options.concurrency})`;
+    this.variant =
+      options.concurrency === undefined ? 'defaults' : `tuned (concurrency ${options.concurrency})`;
   }
 
   private connection(): { host: string; port: number; maxRetriesPerRequest: null } {
@@ -45,8 +46,8 @@ export class BullmqSystem implements BenchSystem {
     const connection = this.connection();
     const redis = new Redis(connection);
     try {
-      const aof = (await redis.config('GET', 'appendonly')) as string[];
-      const save = (await redis.config('GET', 'save')) as string[];
+      const aof = await redis.config('GET', 'appendonly');
+      const save = await redis.config('GET', 'save');
       this.durability = `Redis memory (appendonly=${aof[1] ?? '?'}, save="${save[1] ?? ''}"): no fsync`;
     } finally {
       redis.disconnect();
@@ -66,7 +67,9 @@ export class BullmqSystem implements BenchSystem {
       {
         connection,
         prefix: this.prefix,
-        ...(this.options.concurrency === undefined ? {} : { concurrency: this.options.concurrency }),
+        ...(this.options.concurrency === undefined
+          ? {}
+          : { concurrency: this.options.concurrency }),
       },
     );
     this.worker.on('error', () => undefined);
@@ -90,7 +93,11 @@ export class BullmqSystem implements BenchSystem {
   }
 
   async scheduleOne(run: number, m: BenchMessage): Promise<void> {
-    await this.requireQueue().add('m', { r: run, n: m.n, due: m.dueMs }, { delay: Math.max(0, m.dueMs - Date.now()) });
+    await this.requireQueue().add(
+      'm',
+      { r: run, n: m.n, due: m.dueMs },
+      { delay: Math.max(0, m.dueMs - Date.now()) },
+    );
   }
 
   stop(): Promise<void> {

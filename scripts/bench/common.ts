@@ -204,5 +204,5 @@ export function log(message: string): void {
 }
 
 export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message.split('\n')[0] ?? error.message : String(error);
+  return error instanceof Error ? (error.message.split('\n')[0] ?? error.message) : String(error);
 }

@@ -54,7 +54,9 @@ export class GraphileSystem implements BenchSystem {
       schema: this.schema,
       logger: silent,
       noHandleSignals: true,
-      ...(this.options.pollInterval === undefined ? {} : { pollInterval: this.options.pollInterval }),
+      ...(this.options.pollInterval === undefined
+        ? {}
+        : { pollInterval: this.options.pollInterval }),
       ...(this.options.concurrency === undefined ? {} : { concurrency: this.options.concurrency }),
       taskList: {
         due: (payload) => {
@@ -73,12 +75,20 @@ export class GraphileSystem implements BenchSystem {
 
   async scheduleBatch(run: number, messages: readonly BenchMessage[]): Promise<void> {
     await this.requireUtils().addJobs(
-      messages.map((m) => ({ identifier: 'due', payload: { r: run, n: m.n, due: m.dueMs }, runAt: new Date(m.dueMs) })),
+      messages.map((m) => ({
+        identifier: 'due',
+        payload: { r: run, n: m.n, due: m.dueMs },
+        runAt: new Date(m.dueMs),
+      })),
     );
   }
 
   async scheduleOne(run: number, m: BenchMessage): Promise<void> {
-    await this.requireUtils().addJob('due', { r: run, n: m.n, due: m.dueMs }, { runAt: new Date(m.dueMs) });
+    await this.requireUtils().addJob(
+      'due',
+      { r: run, n: m.n, due: m.dueMs },
+      { runAt: new Date(m.dueMs) },
+    );
   }
 
   stop(): Promise<void> {

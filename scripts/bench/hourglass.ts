@@ -80,12 +80,19 @@ class NodeProcess {
   async start(timeoutMs: number): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'hourglass-bench-'));
     const file = join(dir, 'node.yaml');
-    writeFileSync(file, stringify({ ...this.config, http: { host: '127.0.0.1', port: this.port } }));
-    const child = spawn(process.execPath, [...this.execArgv, '--require', 'tsx/cjs', 'apps/node/src/main.ts'], {
-      cwd: repoRoot,
-      env: { ...process.env, HOURGLASS_CONFIG: file },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    writeFileSync(
+      file,
+      stringify({ ...this.config, http: { host: '127.0.0.1', port: this.port } }),
+    );
+    const child = spawn(
+      process.execPath,
+      [...this.execArgv, '--require', 'tsx/cjs', 'apps/node/src/main.ts'],
+      {
+        cwd: repoRoot,
+        env: { ...process.env, HOURGLASS_CONFIG: file },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     this.child = child;
     const keep = (chunk: Buffer): void => {
       this.output = (this.output + chunk.toString()).slice(-4000);
@@ -102,13 +109,17 @@ class NodeProcess {
     );
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (gone) throw new Error(`node exited before it was ready: ${this.output.trim().split('\n').slice(-3).join(' | ')}`);
+      if (gone)
+        throw new Error(
+          `node exited before it was ready: ${this.output.trim().split('\n').slice(-3).join(' | ')}`,
+        );
       try {
         if ((await fetch(`${this.url}/readyz`)).status === 200) return;
       } catch {
         // not listening yet
       }
-      if (Date.now() > deadline) throw new Error(`node not ready after ${timeoutMs} ms: ${this.output.slice(-500)}`);
+      if (Date.now() > deadline)
+        throw new Error(`node not ready after ${timeoutMs} ms: ${this.output.slice(-500)}`);
       await sleep(100);
     }
   }
@@ -131,7 +142,12 @@ class NodeProcess {
 class HttpClient {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 128 });
 
-  post(baseUrl: string, path: string, token: string, body: unknown): Promise<{ status: number; text: string }> {
+  post(
+    baseUrl: string,
+    path: string,
+    token: string,
+    body: unknown,
+  ): Promise<{ status: number; text: string }> {
     const payload = Buffer.from(JSON.stringify(body));
     const url = new URL(path, baseUrl);
     return new Promise((resolve, reject) => {
@@ -151,7 +167,9 @@ class HttpClient {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+          );
           res.on('error', reject);
         },
       );
@@ -214,7 +232,9 @@ export class HourglassSystem implements BenchSystem {
     const etcdPrefix = `/bench-${randomId()}`;
     for (let i = 0; i < this.options.nodes; i++) {
       const clustered = this.options.nodes > 1;
-      const execArgv = this.options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${this.options.cpuProfDir}`] : [];
+      const execArgv = this.options.cpuProfDir
+        ? ['--cpu-prof', `--cpu-prof-dir=${this.options.cpuProfDir}`]
+        : [];
       const node = new NodeProcess(
         {
           node: { id: `bench-${i}-${randomId()}` },
@@ -246,7 +266,9 @@ export class HourglassSystem implements BenchSystem {
     let owned: number[] = [];
     while (Date.now() < deadline) {
       owned = await Promise.all(
-        this.nodes.map(async (node) => (await scrapeMetrics(node.url)).get('hourglass_owned_slots') ?? 0),
+        this.nodes.map(
+          async (node) => (await scrapeMetrics(node.url)).get('hourglass_owned_slots') ?? 0,
+        ),
       );
       const sum = owned.reduce((a, b) => a + b, 0);
       if (sum === SLOTS && owned.every((count) => count > 0)) return;
@@ -298,21 +320,32 @@ export class HourglassSystem implements BenchSystem {
   }
 
   private wire(run: number, message: BenchMessage): Record<string, unknown> {
-    return { id: `r${run}-${message.n}`, topic: this.topic, payload: { n: message.n }, deliverAt: message.dueMs };
+    return {
+      id: `r${run}-${message.n}`,
+      topic: this.topic,
+      payload: { n: message.n },
+      deliverAt: message.dueMs,
+    };
   }
 
   async scheduleBatch(run: number, messages: readonly BenchMessage[]): Promise<void> {
     const response = await this.http.post(this.pickNode().url, '/v1/messages/batch', this.token, {
       messages: messages.map((message) => this.wire(run, message)),
     });
-    if (response.status !== 200) throw new Error(`batch: HTTP ${response.status} ${response.text.slice(0, 200)}`);
+    if (response.status !== 200)
+      throw new Error(`batch: HTTP ${response.status} ${response.text.slice(0, 200)}`);
     const body = JSON.parse(response.text) as { results: { status: number }[] };
     const bad = body.results.find((result) => result.status !== 201 && result.status !== 200);
     if (bad) throw new Error(`batch: a message got ${bad.status}`);
   }
 
   async scheduleOne(run: number, message: BenchMessage): Promise<void> {
-    const response = await this.http.post(this.pickNode().url, '/v1/messages', this.token, this.wire(run, message));
+    const response = await this.http.post(
+      this.pickNode().url,
+      '/v1/messages',
+      this.token,
+      this.wire(run, message),
+    );
     if (response.status !== 201 && response.status !== 200)
       throw new Error(`single: HTTP ${response.status} ${response.text.slice(0, 200)}`);
   }
@@ -322,7 +355,8 @@ export class HourglassSystem implements BenchSystem {
     if (!node) throw new Error('Hourglass is not started');
     const metrics = await scrapeMetrics(node.url);
     // The node registers prom-client's default metrics with an `hourglass_` prefix.
-    const pick = (name: string): number => metrics.get(`hourglass_${name}`) ?? metrics.get(name) ?? Number.NaN;
+    const pick = (name: string): number =>
+      metrics.get(`hourglass_${name}`) ?? metrics.get(name) ?? Number.NaN;
     return {
       rssBytes: pick('process_resident_memory_bytes'),
       heapUsedBytes: pick('nodejs_heap_size_used_bytes'),

@@ -58,11 +58,15 @@ const settings = {
   memoryCount: Number(args['memory-count'] ?? (quick ? 20_000 : 1_000_000)),
   scaleCount: Number(args['scale-count'] ?? (quick ? 200_000 : 10_000_000)),
 };
-const scenarios = new Set((args.scenarios ?? (args.scale ? '1,2,3,4,5' : '1,2,3,4')).split(',').map(Number));
+const scenarios = new Set(
+  (args.scenarios ?? (args.scale ? '1,2,3,4,5' : '1,2,3,4')).split(',').map(Number),
+);
 /** The steady run at the peak rate counts as sustained under this p99. */
 const SUSTAINED_P99_MS = 100;
 
-const resultsDir = resolve(args.out ?? join('bench-results', new Date().toISOString().replace(/[:.]/g, '-')));
+const resultsDir = resolve(
+  args.out ?? join('bench-results', new Date().toISOString().replace(/[:.]/g, '-')),
+);
 const profileDir = join(resultsDir, 'profiles');
 
 interface Entry {
@@ -71,12 +75,19 @@ interface Entry {
 }
 
 const entries: Entry[] = [
-  { key: 'hourglass', make: () => new HourglassSystem({ nodes: 1, ...(args.profile ? { cpuProfDir: profileDir } : {}) }) },
+  {
+    key: 'hourglass',
+    make: () =>
+      new HourglassSystem({ nodes: 1, ...(args.profile ? { cpuProfDir: profileDir } : {}) }),
+  },
   { key: 'hourglass-cluster', make: () => new HourglassSystem({ nodes: 3 }) },
   { key: 'bullmq-defaults', make: () => new BullmqSystem({}) },
   { key: 'bullmq-tuned', make: () => new BullmqSystem({ concurrency: 200 }) },
   { key: 'pgboss-defaults', make: () => new PgBossSystem({}) },
-  { key: 'pgboss-tuned', make: () => new PgBossSystem({ pollingIntervalSeconds: 0.5, batchSize: 2000 }) },
+  {
+    key: 'pgboss-tuned',
+    make: () => new PgBossSystem({ pollingIntervalSeconds: 0.5, batchSize: 2000 }),
+  },
   { key: 'graphile-defaults', make: () => new GraphileSystem({}) },
   // Poll 100 ms as asked; concurrency 10 because with its default of 1 a job at a time cannot
   // keep up with 2,000/s at all, which would measure the queue rather than the timer.
@@ -85,7 +96,11 @@ const entries: Entry[] = [
 const only = args.only?.split(',');
 /** `--only bullmq` selects both BullMQ variants; `--only hourglass` only the single node. */
 const selected = entries.filter(
-  (e) => !only || only.some((o) => e.key === o || (!entries.some((x) => x.key === o) && e.key.startsWith(`${o}-`))),
+  (e) =>
+    !only ||
+    only.some(
+      (o) => e.key === o || (!entries.some((x) => x.key === o) && e.key.startsWith(`${o}-`)),
+    ),
 );
 
 /** Setup and teardown are bounded so one hung system cannot stall the run. */
@@ -103,8 +118,9 @@ async function startSystem(make: SystemFactory): Promise<BenchSystem> {
 }
 
 async function stopSystem(system: BenchSystem): Promise<void> {
-  await bounded(system.stop(), SETUP_MS, `stopping ${system.system} ${system.variant}`).catch((error: unknown) =>
-    log(`cleanup of ${system.system} ${system.variant} failed: ${errorText(error)}`),
+  await bounded(system.stop(), SETUP_MS, `stopping ${system.system} ${system.variant}`).catch(
+    (error: unknown) =>
+      log(`cleanup of ${system.system} ${system.variant} failed: ${errorText(error)}`),
   );
 }
 
@@ -136,7 +152,13 @@ const report: RunReport = {
 async function benchSystem(entry: Entry): Promise<SystemResult> {
   let system: BenchSystem;
   const probe = entry.make();
-  const result: SystemResult = { system: probe.system, variant: probe.variant, durability: '', status: 'ok', errors: [] };
+  const result: SystemResult = {
+    system: probe.system,
+    variant: probe.variant,
+    durability: '',
+    status: 'ok',
+    errors: [],
+  };
   log(`── ${result.system} ${result.variant}`);
   try {
     system = await startSystem(entry.make);
@@ -166,15 +188,24 @@ async function benchSystem(entry: Entry): Promise<SystemResult> {
   try {
     let bulkRate = 5000;
     if (scenarios.has(1)) {
-      result.throughput = await attempt('throughput', () => throughput(system, settings.bulkCount, settings.singleCount));
+      result.throughput = await attempt('throughput', () =>
+        throughput(system, settings.bulkCount, settings.singleCount),
+      );
       bulkRate = result.throughput?.bulkPerSec ?? bulkRate;
     }
     if (scenarios.has(2)) {
       result.steady = await attempt('steady', () =>
-        steady(system, settings.steadyRate, settings.steadySeconds, bulkRate, settings.steadyGraceMs),
+        steady(
+          system,
+          settings.steadyRate,
+          settings.steadySeconds,
+          bulkRate,
+          settings.steadyGraceMs,
+        ),
       );
       if (result.steady && !result.steady.complete) await restart();
-      if (entry.key === 'hourglass' && settings.peakRates.length > 0) await findPeak(system, bulkRate);
+      if (entry.key === 'hourglass' && settings.peakRates.length > 0)
+        await findPeak(system, bulkRate);
       if (report.peakRate !== null) {
         const steadyResult = result.steady;
         if (!steadyResult || !steadyResult.complete || steadyResult.p99Ms > 5000) {
@@ -189,7 +220,9 @@ async function benchSystem(entry: Entry): Promise<SystemResult> {
       }
     }
     if (scenarios.has(3)) {
-      result.burst = await attempt('burst', () => burst(system, settings.burstCount, bulkRate, settings.burstTimeoutMs));
+      result.burst = await attempt('burst', () =>
+        burst(system, settings.burstCount, bulkRate, settings.burstTimeoutMs),
+      );
     }
   } catch (error) {
     result.status = 'error';
@@ -204,7 +237,13 @@ async function benchSystem(entry: Entry): Promise<SystemResult> {
 async function findPeak(system: BenchSystem, bulkRate: number): Promise<void> {
   for (const rate of settings.peakRates) {
     log(`peak search: ${rate}/s for ${settings.peakSearchSeconds} s`);
-    const r = await steady(system, rate, settings.peakSearchSeconds, bulkRate, settings.steadyGraceMs);
+    const r = await steady(
+      system,
+      rate,
+      settings.peakSearchSeconds,
+      bulkRate,
+      settings.steadyGraceMs,
+    );
     const ok = sustained(r);
     report.peakSearch.push({ rate, sustained: ok, p99Ms: r.p99Ms, complete: r.complete });
     if (ok) report.peakRate = rate;
@@ -216,11 +255,15 @@ async function main(): Promise<void> {
   mkdirSync(resultsDir, { recursive: true });
   if (quick) setTiming({ leadBaseMs: 1500, settleMs: 2000 });
   const started = Date.now();
-  log(`${quick ? 'quick' : 'full'} run of ${selected.map((e) => e.key).join(', ')}; scenarios ${[...scenarios].join(',')}; results in ${resultsDir}`);
+  log(
+    `${quick ? 'quick' : 'full'} run of ${selected.map((e) => e.key).join(', ')}; scenarios ${[...scenarios].join(',')}; results in ${resultsDir}`,
+  );
 
   const hourglass = selected.find((e) => e.key === 'hourglass') ?? entries[0]!;
   // Hourglass single first: the peak rate it finds is the rate every other system runs at too.
-  const ordered = [...selected].sort((a, b) => (a.key === 'hourglass' ? -1 : b.key === 'hourglass' ? 1 : 0));
+  const ordered = [...selected].sort((a, b) =>
+    a.key === 'hourglass' ? -1 : b.key === 'hourglass' ? 1 : 0,
+  );
   if ([1, 2, 3].some((s) => scenarios.has(s))) {
     for (const entry of ordered) report.results.push(await benchSystem(entry));
   }
@@ -287,14 +330,18 @@ async function main(): Promise<void> {
   log(`done in ${seconds} s; wrote ${join(resultsDir, 'results.json')}, table.md, chart.svg`);
   const errors = report.results.filter((r) => r.status === 'error');
   if (errors.length > 0) {
-    log(`scenarios with errors: ${errors.map((r) => `${r.system} ${r.variant}: ${r.errors.join('; ')}`).join(' | ')}`);
+    log(
+      `scenarios with errors: ${errors.map((r) => `${r.system} ${r.variant}: ${r.errors.join('; ')}`).join(' | ')}`,
+    );
     process.exitCode = 1;
   }
 }
 
 main()
   .catch((error: unknown) => {
-    process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exitCode = 1;
   })
   .finally(() => {

@@ -47,7 +47,8 @@ export class PgBossSystem implements BenchSystem {
     await boss.start();
     await boss.createQueue(this.queueName);
     const options: PgBoss.WorkOptions = {};
-    if (this.options.pollingIntervalSeconds !== undefined) options.pollingIntervalSeconds = this.options.pollingIntervalSeconds;
+    if (this.options.pollingIntervalSeconds !== undefined)
+      options.pollingIntervalSeconds = this.options.pollingIntervalSeconds;
     if (this.options.batchSize !== undefined) options.batchSize = this.options.batchSize;
     await boss.work<JobData>(this.queueName, options, (jobs) => {
       const now = Date.now();
@@ -63,12 +64,20 @@ export class PgBossSystem implements BenchSystem {
 
   async scheduleBatch(run: number, messages: readonly BenchMessage[]): Promise<void> {
     await this.requireBoss().insert(
-      messages.map((m) => ({ name: this.queueName, data: { r: run, n: m.n, due: m.dueMs }, startAfter: new Date(m.dueMs) })),
+      messages.map((m) => ({
+        name: this.queueName,
+        data: { r: run, n: m.n, due: m.dueMs },
+        startAfter: new Date(m.dueMs),
+      })),
     );
   }
 
   async scheduleOne(run: number, m: BenchMessage): Promise<void> {
-    await this.requireBoss().send(this.queueName, { r: run, n: m.n, due: m.dueMs }, { startAfter: new Date(m.dueMs) });
+    await this.requireBoss().send(
+      this.queueName,
+      { r: run, n: m.n, due: m.dueMs },
+      { startAfter: new Date(m.dueMs) },
+    );
   }
 
   stop(): Promise<void> {

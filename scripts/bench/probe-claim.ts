@@ -15,27 +15,64 @@ async function main(): Promise<void> {
   const store = new PgMessageStore({ connectionString: db.connectionString });
   await store.migrate(256);
   await store.start();
-  const leases = new Map((await store.acquireSlots(Array.from({ length: 256 }, (_, i) => i), 0)).map((l) => [l.slot, l.epoch]));
+  const leases = new Map(
+    (
+      await store.acquireSlots(
+        Array.from({ length: 256 }, (_, i) => i),
+        0,
+      )
+    ).map((l) => [l.slot, l.epoch]),
+  );
   const now = Date.now();
   const total = Number(process.argv[2] ?? 30000);
   for (let off = 0; off < total; off += 1000) {
     const msgs = Array.from({ length: 1000 }, (_, k) => {
       const id = `m-${off + k}`;
-      return { app: 'bench', id, slot: slotOf('bench', id, 256), topic: 't', key: null, payload: Buffer.from('{}'), payloadEncoding: 'json' as const, headers: {}, deliverAtMs: now - 1000, fingerprint: 'f' };
+      return {
+        app: 'bench',
+        id,
+        slot: slotOf('bench', id, 256),
+        topic: 't',
+        key: null,
+        payload: Buffer.from('{}'),
+        payloadEncoding: 'json' as const,
+        headers: {},
+        deliverAtMs: now - 1000,
+        fingerprint: 'f',
+      };
     });
     await store.insertBatch(msgs, { ownedEpochs: leases, hintBeforeMs: now });
   }
-  const refs = Array.from({ length: 1000 }, (_, k) => ({ app: 'bench', id: `m-${k}`, slot: slotOf('bench', `m-${k}`, 256) }));
+  const refs = Array.from({ length: 1000 }, (_, k) => ({
+    app: 'bench',
+    id: `m-${k}`,
+    slot: slotOf('bench', `m-${k}`, 256),
+  }));
   let t = performance.now();
   const claimed = await store.claim(refs, leases, Date.now());
-  console.log(`claim 1000 of ${total}: ${(performance.now() - t).toFixed(1)} ms, ${claimed.length} rows`);
+  console.log(
+    `claim 1000 of ${total}: ${(performance.now() - t).toFixed(1)} ms, ${claimed.length} rows`,
+  );
   t = performance.now();
   await store.markDelivered(refs, leases, Date.now());
   console.log(`mark 1000: ${(performance.now() - t).toFixed(1)} ms`);
-  const refs2 = Array.from({ length: 1000 }, (_, k) => ({ app: 'bench', id: `m-${k + 1000}`, slot: slotOf('bench', `m-${k + 1000}`, 256) }));
-  const orig = pg.Pool.prototype.query as unknown as (this: pg.Pool, text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+  const refs2 = Array.from({ length: 1000 }, (_, k) => ({
+    app: 'bench',
+    id: `m-${k + 1000}`,
+    slot: slotOf('bench', `m-${k + 1000}`, 256),
+  }));
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- re-bound with .call below
+  const orig = pg.Pool.prototype.query as unknown as (
+    this: pg.Pool,
+    text: string,
+    values?: unknown[],
+  ) => Promise<pg.QueryResult>;
   let explained = false;
-  (pg.Pool.prototype as unknown as { query: unknown }).query = async function (this: pg.Pool, text: unknown, values: unknown) {
+  (pg.Pool.prototype as unknown as { query: unknown }).query = async function (
+    this: pg.Pool,
+    text: unknown,
+    values: unknown,
+  ) {
     if (!explained && typeof text === 'string' && text.includes('UPDATE messages m')) {
       explained = true;
       const r = await orig.call(this, `EXPLAIN (ANALYZE, BUFFERS) ${text}`, values as unknown[]);

@@ -10,13 +10,22 @@ import { steady } from './scenarios';
 async function main(): Promise<void> {
   const rate = Number(process.argv[2] ?? 2000);
   const seconds = Number(process.argv[3] ?? 15);
-  const system = new HourglassSystem({ nodes: 1, config: JSON.parse(process.argv[4] ?? '{}') as Record<string, unknown> });
+  const system = new HourglassSystem({
+    nodes: 1,
+    config: JSON.parse(process.argv[4] ?? '{}') as Record<string, unknown>,
+  });
   await system.start();
   const url = (system as unknown as { nodes: { url: string }[] }).nodes[0]!.url;
   const timer = setInterval(() => {
     void scrapeMetrics(url).then((m) => {
-      const pick = [...m].filter(([k]) => /delivered_total|wheel_size|in_flight|lateness_seconds_(sum|count)|process_cpu_seconds_total/.test(k));
-      process.stderr.write(`${new Date().toISOString().slice(17, 23)} ${pick.map(([k, v]) => `${k.replace('hourglass_', '')}=${v}`).join(' ')}\n`);
+      const pick = [...m].filter(([k]) =>
+        /delivered_total|wheel_size|in_flight|lateness_seconds_(sum|count)|process_cpu_seconds_total/.test(
+          k,
+        ),
+      );
+      process.stderr.write(
+        `${new Date().toISOString().slice(17, 23)} ${pick.map(([k, v]) => `${k.replace('hourglass_', '')}=${v}`).join(' ')}\n`,
+      );
     });
   }, 2000);
   try {

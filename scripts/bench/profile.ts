@@ -8,7 +8,11 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 interface CpuProfile {
-  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }[];
+  nodes: {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    hitCount?: number;
+  }[];
   startTime: number;
   endTime: number;
   samples?: number[];
@@ -36,7 +40,8 @@ export function summarizeProfiles(dir: string, top = 25): string {
   for (const file of files) {
     const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
     const totalSamples = profile.nodes.reduce((sum, n) => sum + (n.hitCount ?? 0), 0);
-    const msPerSample = totalSamples > 0 ? (profile.endTime - profile.startTime) / 1000 / totalSamples : 0;
+    const msPerSample =
+      totalSamples > 0 ? (profile.endTime - profile.startTime) / 1000 / totalSamples : 0;
     const byFunction = new Map<string, number>();
     const byOrigin = new Map<string, number>();
     for (const node of profile.nodes) {
@@ -52,16 +57,24 @@ export function summarizeProfiles(dir: string, top = 25): string {
       const o = origin(url);
       byOrigin.set(o, (byOrigin.get(o) ?? 0) + hits);
     }
-    const idle = [...byFunction].filter(([k]) => k.startsWith('(idle)')).reduce((s, [, v]) => s + v, 0);
+    const idle = [...byFunction]
+      .filter(([k]) => k.startsWith('(idle)'))
+      .reduce((s, [, v]) => s + v, 0);
     const busy = totalSamples - idle;
-    const pct = (hits: number): string => `${((hits / Math.max(1, busy)) * 100).toFixed(1).padStart(5)}%`;
-    out.push(`## ${file}: ${((busy * msPerSample) / 1000).toFixed(1)} s busy of ${((totalSamples * msPerSample) / 1000).toFixed(1)} s`);
+    const pct = (hits: number): string =>
+      `${((hits / Math.max(1, busy)) * 100).toFixed(1).padStart(5)}%`;
+    out.push(
+      `## ${file}: ${((busy * msPerSample) / 1000).toFixed(1)} s busy of ${((totalSamples * msPerSample) / 1000).toFixed(1)} s`,
+    );
     out.push('top self time by package (share of busy time):');
     for (const [name, hits] of [...byOrigin].sort((a, b) => b[1] - a[1]).slice(0, 12)) {
       out.push(`  ${pct(hits)}  ${name}`);
     }
     out.push('top self time by function:');
-    for (const [name, hits] of [...byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    for (const [name, hits] of [...byFunction]
+      .filter(([k]) => !k.startsWith('(idle)'))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)) {
       out.push(`  ${pct(hits)}  ${name}`);
     }
     out.push('');

@@ -2,7 +2,13 @@
  * The results of one bench run: the markdown table (printed and saved as table.md), results.json
  * and chart.svg (hand-drawn SVG: no charting dependency).
  */
-import type { BurstResult, MemoryResult, ScaleResult, SteadyResult, ThroughputResult } from './scenarios';
+import type {
+  BurstResult,
+  MemoryResult,
+  ScaleResult,
+  SteadyResult,
+  ThroughputResult,
+} from './scenarios';
 
 export interface SystemResult {
   system: string;
@@ -42,7 +48,8 @@ function lateness(result: SteadyResult | { skipped: string } | undefined): strin
   if (result === undefined) return '—';
   if ('skipped' in result) return `skipped (${result.skipped})`;
   const figures = `${num(result.p50Ms)} / ${num(result.p99Ms)} / ${num(result.maxMs)}`;
-  if (!result.complete) return `incomplete: ${num(result.distinct)} of ${num(result.expected)} in time; ${figures}`;
+  if (!result.complete)
+    return `incomplete: ${num(result.distinct)} of ${num(result.expected)} in time; ${figures}`;
   const overlap = result.scheduledAheadMs < 0 ? ' (scheduling overlapped firing)' : '';
   return `${figures}${overlap}`;
 }
@@ -50,7 +57,8 @@ function lateness(result: SteadyResult | { skipped: string } | undefined): strin
 function burstCell(result: BurstResult | undefined): [string, string] {
   if (result === undefined) return ['—', '—'];
   const p99 = num(result.p99Ms);
-  if (!result.complete) return [`not within the limit: ${num(result.distinct)} of ${num(result.messages)}`, p99];
+  if (!result.complete)
+    return [`not within the limit: ${num(result.distinct)} of ${num(result.messages)}`, p99];
   return [`${(result.allDeliveredAfterMs / 1000).toFixed(2)} s`, p99];
 }
 
@@ -96,7 +104,12 @@ export function renderTable(report: RunReport): string {
     lines.push('');
     lines.push(
       `Highest sustained rate (Hourglass single node; sustained = all delivered and p99 ≤ 100 ms): ` +
-        report.peakSearch.map((p) => `${int.format(p.rate)}/s → p99 ${num(p.p99Ms)} ms${p.complete ? '' : ' incomplete'}${p.sustained ? ' ✓' : ' ✗'}`).join(', '),
+        report.peakSearch
+          .map(
+            (p) =>
+              `${int.format(p.rate)}/s → p99 ${num(p.p99Ms)} ms${p.complete ? '' : ' incomplete'}${p.sustained ? ' ✓' : ' ✗'}`,
+          )
+          .join(', '),
     );
   }
   return lines.join('\n');
@@ -119,17 +132,27 @@ export function renderChart(report: RunReport): string {
   const height = top + rows.length * rowHeight + 60;
   const width = labelWidth + chartWidth * 2 + 80;
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="100%" height="100%" fill="white"/>`);
   const steadyRate = rows.find((r) => r.steady)?.steady?.rate ?? 2000;
-  out.push(`<text x="10" y="20" font-size="15" font-weight="bold">Hourglass bench (${report.mode}, ${escapeXml(report.startedAt)}, ${report.machine.cpus} cores)</text>`);
+  out.push(
+    `<text x="10" y="20" font-size="15" font-weight="bold">Hourglass bench (${report.mode}, ${escapeXml(report.startedAt)}, ${report.machine.cpus} cores)</text>`,
+  );
 
   // Lateness panel (log10 scale from 1 ms to the largest p99).
   const x0 = labelWidth;
-  const maxLate = Math.max(10, ...rows.map((r) => (r.steady ? r.steady.p99Ms : 0)).filter((v) => Number.isFinite(v)));
+  const maxLate = Math.max(
+    10,
+    ...rows.map((r) => (r.steady ? r.steady.p99Ms : 0)).filter((v) => Number.isFinite(v)),
+  );
   const logMax = Math.log10(maxLate * 1.2);
-  const scaleLate = (ms: number): number => (Math.max(0, Math.log10(Math.max(1, ms))) / logMax) * (chartWidth - 20);
-  out.push(`<text x="${x0}" y="45" font-weight="bold">lateness at ${int.format(steadyRate)} msg/s (ms, log scale): p50 dark, p99 light</text>`);
+  const scaleLate = (ms: number): number =>
+    (Math.max(0, Math.log10(Math.max(1, ms))) / logMax) * (chartWidth - 20);
+  out.push(
+    `<text x="${x0}" y="45" font-weight="bold">lateness at ${int.format(steadyRate)} msg/s (ms, log scale): p50 dark, p99 light</text>`,
+  );
   // Throughput panel.
   const x1 = labelWidth + chartWidth + 40;
   const maxTp = Math.max(1, ...rows.map((r) => r.throughput?.bulkPerSec ?? 0));
@@ -138,22 +161,32 @@ export function renderChart(report: RunReport): string {
   rows.forEach((r, i) => {
     const y = top + i * rowHeight;
     const hourglass = r.system === 'Hourglass';
-    out.push(`<text x="10" y="${y + 16}"${hourglass ? ' font-weight="bold"' : ''}>${escapeXml(`${r.system} ${r.variant}`)}</text>`);
+    out.push(
+      `<text x="10" y="${y + 16}"${hourglass ? ' font-weight="bold"' : ''}>${escapeXml(`${r.system} ${r.variant}`)}</text>`,
+    );
     const s = r.steady;
     if (s && Number.isFinite(s.p99Ms)) {
       const p99w = scaleLate(s.p99Ms);
       const p50w = scaleLate(s.p50Ms);
-      out.push(`<rect x="${x0}" y="${y + 2}" width="${p99w.toFixed(1)}" height="22" fill="${hourglass ? '#f5b971' : '#a9c4e8'}"/>`);
-      out.push(`<rect x="${x0}" y="${y + 7}" width="${p50w.toFixed(1)}" height="12" fill="${hourglass ? '#d9770b' : '#2f6db5'}"/>`);
+      out.push(
+        `<rect x="${x0}" y="${y + 2}" width="${p99w.toFixed(1)}" height="22" fill="${hourglass ? '#f5b971' : '#a9c4e8'}"/>`,
+      );
+      out.push(
+        `<rect x="${x0}" y="${y + 7}" width="${p50w.toFixed(1)}" height="12" fill="${hourglass ? '#d9770b' : '#2f6db5'}"/>`,
+      );
       const flag = s.complete ? '' : ' (incomplete)';
-      out.push(`<text x="${x0 + p99w + 4}" y="${y + 17}">${int.format(s.p50Ms)} / ${int.format(s.p99Ms)}${flag}</text>`);
+      out.push(
+        `<text x="${x0 + p99w + 4}" y="${y + 17}">${int.format(s.p50Ms)} / ${int.format(s.p99Ms)}${flag}</text>`,
+      );
     } else {
       out.push(`<text x="${x0}" y="${y + 17}" fill="#888">n/a</text>`);
     }
     const tp = r.throughput?.bulkPerSec;
     if (tp !== undefined) {
       const w = (tp / maxTp) * (chartWidth - 80);
-      out.push(`<rect x="${x1}" y="${y + 4}" width="${w.toFixed(1)}" height="18" fill="${hourglass ? '#d9770b' : '#2f6db5'}"/>`);
+      out.push(
+        `<rect x="${x1}" y="${y + 4}" width="${w.toFixed(1)}" height="18" fill="${hourglass ? '#d9770b' : '#2f6db5'}"/>`,
+      );
       out.push(`<text x="${x1 + w + 4}" y="${y + 17}">${int.format(tp)}</text>`);
     } else {
       out.push(`<text x="${x1}" y="${y + 17}" fill="#888">n/a</text>`);
@@ -164,7 +197,9 @@ export function renderChart(report: RunReport): string {
   for (let decade = 1; decade <= maxLate * 1.2; decade *= 10) {
     const x = x0 + scaleLate(decade);
     out.push(`<line x1="${x}" y1="${top - 5}" x2="${x}" y2="${axisY}" stroke="#ddd"/>`);
-    out.push(`<text x="${x}" y="${axisY + 14}" text-anchor="middle" fill="#555">${int.format(decade)}</text>`);
+    out.push(
+      `<text x="${x}" y="${axisY + 14}" text-anchor="middle" fill="#555">${int.format(decade)}</text>`,
+    );
   }
   out.push('</svg>');
   return out.join('\n');

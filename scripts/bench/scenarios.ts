@@ -62,7 +62,11 @@ export interface ThroughputResult {
  * callers. Single: one message per call from 32 concurrent callers. Rate = messages / wall time
  * from the first call to the last acknowledgement.
  */
-export async function throughput(system: BenchSystem, bulkCount: number, singleCount: number): Promise<ThroughputResult> {
+export async function throughput(
+  system: BenchSystem,
+  bulkCount: number,
+  singleCount: number,
+): Promise<ThroughputResult> {
   const base = Date.now() + DAY_MS;
   const bulkRun = nextRun();
   const bulk = Array.from({ length: bulkCount }, (_, n) => ({ n, dueMs: base + n }));
@@ -113,7 +117,10 @@ export async function steady(
   const run = nextRun();
   const leadMs = leadBaseMs + Math.ceil((1.3 * count * 1000) / Math.max(1000, bulkPerSec));
   const firstDue = Date.now() + leadMs;
-  const messages = Array.from({ length: count }, (_, n) => ({ n, dueMs: firstDue + Math.floor((n * 1000) / rate) }));
+  const messages = Array.from({ length: count }, (_, n) => ({
+    n,
+    dueMs: firstDue + Math.floor((n * 1000) / rate),
+  }));
   const tracker = new DeliveryTracker(run, count);
   system.onDeliver = (r, n, due, received) => tracker.record(r, n, due, received);
   await scheduleAll(system, run, messages, `schedule ${rate}/s×${seconds}s`);
@@ -136,7 +143,12 @@ export interface BurstResult extends LatenessSummary {
 }
 
 /** `count` messages all due at the same instant, scheduled ahead; bounded by `timeoutMs`. */
-export async function burst(system: BenchSystem, count: number, bulkPerSec: number, timeoutMs: number): Promise<BurstResult> {
+export async function burst(
+  system: BenchSystem,
+  count: number,
+  bulkPerSec: number,
+  timeoutMs: number,
+): Promise<BurstResult> {
   const run = nextRun();
   const leadMs = leadBaseMs + Math.ceil((1.3 * count * 1000) / Math.max(1000, bulkPerSec));
   const due = Date.now() + leadMs;
@@ -180,16 +192,25 @@ export interface MemoryResult {
  * all of them are held in the wheel, and none fires during the measurement). Memory is read from
  * the node's own /metrics after it settles.
  */
-export async function memory(system: HourglassSystem, count: number, bulkPerSec: number): Promise<MemoryResult> {
+export async function memory(
+  system: HourglassSystem,
+  count: number,
+  bulkPerSec: number,
+): Promise<MemoryResult> {
   const run = nextRun();
   await sleep(settleMs / 2);
   const before = await system.memory();
   const expectedSeconds = count / Math.max(1000, bulkPerSec);
-  if (expectedSeconds > 150) log(`memory: ${count} messages may take ${expectedSeconds.toFixed(0)} s to schedule`);
+  if (expectedSeconds > 150)
+    log(`memory: ${count} messages may take ${expectedSeconds.toFixed(0)} s to schedule`);
   const firstDue = Date.now() + 180_000;
-  const messages = Array.from({ length: count }, (_, n) => ({ n, dueMs: firstDue + Math.floor((n * 90_000) / count) }));
+  const messages = Array.from({ length: count }, (_, n) => ({
+    n,
+    dueMs: firstDue + Math.floor((n * 90_000) / count),
+  }));
   await scheduleAll(system, run, messages, 'schedule held messages');
-  if (Date.now() > firstDue) throw new Error('scheduling took longer than the 3-minute lead; lower --memory-count');
+  if (Date.now() > firstDue)
+    throw new Error('scheduling took longer than the 3-minute lead; lower --memory-count');
   // Give the heap a moment to settle (no forced GC: this is the node as deployed).
   await sleep(settleMs);
   const after = await system.memory();
@@ -257,5 +278,11 @@ export async function scale(
   const fillSeconds = (performance.now() - started) / 1000;
   const tp = await throughput(system, throughputCounts.bulk, throughputCounts.single);
   const st = await steady(system, 2000, steadySeconds, tp.bulkPerSec, graceMs);
-  return { pending, filledBy: 'server-side INSERT … SELECT generate_series (not the HTTP API)', fillSeconds, throughput: tp, steady: st };
+  return {
+    pending,
+    filledBy: 'server-side INSERT … SELECT generate_series (not the HTTP API)',
+    fillSeconds,
+    throughput: tp,
+    steady: st,
+  };
 }

@@ -39,7 +39,9 @@ interface LocalNode {
 }
 
 function usage(exitCode: number): never {
-  process.stdout.write('usage: npm start -- [--nodes N] [--standalone]\n  --nodes N      nodes to run, 1-9 (default 3)\n  --standalone   one node, cluster.mode=standalone (no etcd)\n');
+  process.stdout.write(
+    'usage: npm start -- [--nodes N] [--standalone]\n  --nodes N      nodes to run, 1-9 (default 3)\n  --standalone   one node, cluster.mode=standalone (no etcd)\n',
+  );
   process.exit(exitCode);
 }
 
@@ -120,7 +122,9 @@ async function waitReady(node: LocalNode): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if (node.exitCode !== undefined) {
-      throw new Error(`${node.name} exited (code ${node.exitCode}) before it was ready; last lines of ${node.logFile}:\n${logTail(node.logFile)}`);
+      throw new Error(
+        `${node.name} exited (code ${node.exitCode}) before it was ready; last lines of ${node.logFile}:\n${logTail(node.logFile)}`,
+      );
     }
     try {
       const response = await fetch(`${node.httpUrl}/readyz`, { signal: AbortSignal.timeout(2000) });
@@ -128,7 +132,10 @@ async function waitReady(node: LocalNode): Promise<void> {
     } catch {
       // Not listening yet.
     }
-    if (Date.now() > deadline) throw new Error(`${node.name} not ready after ${READY_TIMEOUT_MS / 1000} s; see ${node.logFile}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${node.name} not ready after ${READY_TIMEOUT_MS / 1000} s; see ${node.logFile}`,
+      );
     await sleep(200);
   }
 }
@@ -139,8 +146,15 @@ async function slotSummary(node: LocalNode, adminToken: string): Promise<string>
   let summary = 'slot owners unknown';
   while (Date.now() < deadline) {
     try {
-      const response = await fetch(`${node.httpUrl}/v1/admin/cluster`, { headers: { authorization: `Bearer ${adminToken}` }, signal: AbortSignal.timeout(2000) });
-      const view = (await response.json()) as { slotCount: number; nodes: Array<{ id: string; slots: number[] }>; slots: Array<{ owner: string | null }> };
+      const response = await fetch(`${node.httpUrl}/v1/admin/cluster`, {
+        headers: { authorization: `Bearer ${adminToken}` },
+        signal: AbortSignal.timeout(2000),
+      });
+      const view = (await response.json()) as {
+        slotCount: number;
+        nodes: Array<{ id: string; slots: number[] }>;
+        slots: Array<{ owner: string | null }>;
+      };
       const unowned = view.slots.filter((slot) => slot.owner === null).length;
       summary = `${view.slotCount} slots: ${view.nodes.map((n) => `${n.id} ${n.slots.length}`).join(', ')}${unowned > 0 ? `, ${unowned} not owned yet` : ''}`;
       if (unowned === 0) return summary;
@@ -165,7 +179,9 @@ async function stopAll(nodes: readonly LocalNode[]): Promise<void> {
   const timer = setTimeout(() => {
     for (const node of nodes) {
       if (node.exitCode === undefined && node.child.pid !== undefined) {
-        process.stderr.write(`${node.name} did not stop within ${STOP_TIMEOUT_MS / 1000} s; killing it\n`);
+        process.stderr.write(
+          `${node.name} did not stop within ${STOP_TIMEOUT_MS / 1000} s; killing it\n`,
+        );
         process.kill(node.child.pid, 'SIGKILL');
       }
     }
@@ -204,7 +220,9 @@ async function main(): Promise<void> {
       }
       return;
     }
-    process.stdout.write(`\n${signal}: stopping ${nodes.length} node(s) (each hands its slots off)...\n`);
+    process.stdout.write(
+      `\n${signal}: stopping ${nodes.length} node(s) (each hands its slots off)...\n`,
+    );
     stopping = stopAll(nodes).then(() => {
       process.stdout.write('all nodes stopped\n');
       process.exit(0);
@@ -240,10 +258,15 @@ async function main(): Promise<void> {
   const out: string[] = [
     '',
     `Hourglass local cluster: ${nodes.length} node(s), cluster.mode=${options.standalone ? 'standalone' : `etcd (${config.etcd.endpoints.join(',')}, prefix ${config.cluster.etcdPrefix})`}`,
-    ...nodes.map((node) => `  ${node.name}  HTTP ${node.httpUrl}  gRPC ${node.grpcAddress}  pid ${node.child.pid}  log ${relative(process.cwd(), node.logFile)}`),
+    ...nodes.map(
+      (node) =>
+        `  ${node.name}  HTTP ${node.httpUrl}  gRPC ${node.grpcAddress}  pid ${node.child.pid}  log ${relative(process.cwd(), node.logFile)}`,
+    ),
     `  ${first ? await slotSummary(first, admin) : ''}`,
     '',
-    app ? `App token:   ${app.token}   (app "${app.name}", topics: ${app.topics.join(', ')})` : 'No app configured (config apps: [])',
+    app
+      ? `App token:   ${app.token}   (app "${app.name}", topics: ${app.topics.join(', ')})`
+      : 'No app configured (config apps: [])',
     `Admin token: ${admin}`,
     '',
   ];
@@ -265,7 +288,9 @@ async function main(): Promise<void> {
     nodes.map(async (node) => {
       const code = await node.exited;
       if (stopping) return;
-      process.stderr.write(`${node.name} exited on its own (code ${code}); last lines of its log:\n${logTail(node.logFile)}\n`);
+      process.stderr.write(
+        `${node.name} exited on its own (code ${code}); last lines of its log:\n${logTail(node.logFile)}\n`,
+      );
     }),
   );
   if (!stopping) {
@@ -275,6 +300,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`local-cluster: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `local-cluster: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exit(1);
 });

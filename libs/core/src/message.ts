@@ -52,7 +52,8 @@ export interface MessageLimits {
   readonly maxBatchSize: number;
 }
 
-export const MESSAGE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** `.` and `..` alone are excluded: URL normalisation would make them unreachable over HTTP. */
+export const MESSAGE_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._:-]{1,128}$/;
 /** Kafka's own rule for topic names. */
 export const TOPIC_PATTERN = /^[A-Za-z0-9._-]{1,249}$/;
 /** ISO-8601 date-time with a mandatory zone; `Date.parse` alone accepts zone-less local times. */
@@ -112,7 +113,7 @@ export function parseScheduleRequest(
   let id: string | undefined;
   if (body.id !== undefined) {
     if (typeof body.id !== 'string' || !MESSAGE_ID_PATTERN.test(body.id)) {
-      problem('id', 'must be 1-128 characters of A-Z a-z 0-9 . _ : -');
+      problem('id', 'must be 1-128 characters of A-Z a-z 0-9 . _ : - (and not "." or "..")');
     } else id = body.id;
   }
 

@@ -85,7 +85,14 @@ interface Settings {
 /** What `GET /v1/admin/cluster` shows (libs/http-api declares the same shape). */
 export interface ClusterView {
   slotCount: number;
-  nodes: Array<{ id: string; httpUrl: string; grpcAddress: string; startedAt: string; drained: boolean; slots: number[] }>;
+  nodes: Array<{
+    id: string;
+    httpUrl: string;
+    grpcAddress: string;
+    startedAt: string;
+    drained: boolean;
+    slots: number[];
+  }>;
   /**
    * `epoch`: the slot's fencing epoch in Postgres, as its owner reported it once it began firing
    * the slot; null while unowned or while the owner is still taking it over.
@@ -93,7 +100,12 @@ export interface ClusterView {
   slots: Array<{ slot: number; owner: string | null; epoch: number | null; pinnedTo?: string }>;
 }
 
-const silentLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+const silentLogger: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
 const systemClock: Clock = { now: () => Date.now() };
 
 /** etcd transactions in flight at once when keys are tried one by one. */
@@ -128,17 +140,26 @@ type Lifecycle = 'idle' | 'running' | 'stopping' | 'stopped';
 type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
 
 function watchBackoff(attempt: number): WatchBackoff {
-  return { duration: Math.min(WATCH_BACKOFF_MAX_MS, 100 * 2 ** attempt), next: () => watchBackoff(attempt + 1) };
+  return {
+    duration: Math.min(WATCH_BACKOFF_MAX_MS, 100 * 2 ** attempt),
+    next: () => watchBackoff(attempt + 1),
+  };
 }
 
 function settings(options: EtcdCoordinatorOptions): Settings {
   const ttlSeconds = options.leaseTtlSeconds ?? 5;
-  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 2) throw new RangeError(`leaseTtlSeconds must be an integer >= 2, got ${ttlSeconds}`);
-  if (!NODE_ID_PATTERN.test(options.nodeId)) throw new RangeError(`node id "${options.nodeId}" must be 1-64 of A-Z a-z 0-9 . _ -`);
-  if (!Number.isInteger(options.slotCount) || options.slotCount < 1) throw new RangeError(`slotCount must be a positive integer, got ${options.slotCount}`);
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 2)
+    throw new RangeError(`leaseTtlSeconds must be an integer >= 2, got ${ttlSeconds}`);
+  if (!NODE_ID_PATTERN.test(options.nodeId))
+    throw new RangeError(`node id "${options.nodeId}" must be 1-64 of A-Z a-z 0-9 . _ -`);
+  if (!Number.isInteger(options.slotCount) || options.slotCount < 1)
+    throw new RangeError(`slotCount must be a positive integer, got ${options.slotCount}`);
   const ttlMs = ttlSeconds * 1000;
   const fenceMarginMs = options.fenceMarginMs ?? Math.max(1000, ttlMs / 4);
-  if (fenceMarginMs >= ttlMs) throw new RangeError(`fenceMarginMs (${fenceMarginMs}) must be below the lease TTL (${ttlMs} ms)`);
+  if (fenceMarginMs >= ttlMs)
+    throw new RangeError(
+      `fenceMarginMs (${fenceMarginMs}) must be below the lease TTL (${ttlMs} ms)`,
+    );
   return {
     endpoints: options.endpoints,
     base: keyBase(options.prefix ?? '/hourglass'),
@@ -157,7 +178,11 @@ function settings(options: EtcdCoordinatorOptions): Settings {
 }
 
 /** Runs `work` over `items` with at most `limit` in flight; resolves with the failures. */
-async function settleAll<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<unknown[]> {
+async function settleAll<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<unknown[]> {
   const failures: unknown[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -214,7 +239,8 @@ export class EtcdCoordinator implements SlotCoordinator {
     this.client = new Etcd3({
       hosts: [...this.settings.endpoints],
       // A hung etcd must not hang a pass (or a graceful stop) forever; streams have their own timeouts.
-      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+      defaultCallOptions: (context) =>
+        context.isStream ? {} : { deadline: Date.now() + callTimeoutMs },
       faultHandling: { watchBackoff: watchBackoff(0) },
       dialTimeout: callTimeoutMs,
       // A large cluster's range read (one key per slot) can exceed gRPC's 4 MiB default.
@@ -233,7 +259,10 @@ export class EtcdCoordinator implements SlotCoordinator {
 
   /** Slots this node holds keys for and fires (the engine acquired them). For tests and logs. */
   ownedSlots(): number[] {
-    return [...this.held].filter(([, held]) => held.acquired).map(([slot]) => slot).sort((a, b) => a - b);
+    return [...this.held]
+      .filter(([, held]) => held.acquired)
+      .map(([slot]) => slot)
+      .sort((a, b) => a - b);
   }
 
   /**
@@ -345,21 +374,29 @@ export class EtcdCoordinator implements SlotCoordinator {
   async drainNode(node: string): Promise<void> {
     const state = await this.adminRead();
     if (!state.nodes.has(node)) throw new HourglassError('not_found', `no live node "${node}"`);
-    await this.adminWrite(() => this.ns.put(drainedKey(node)).value(JSON.stringify({ since: new Date(this.settings.clock.now()).toISOString() })).exec());
+    await this.adminWrite(() =>
+      this.ns
+        .put(drainedKey(node))
+        .value(JSON.stringify({ since: new Date(this.settings.clock.now()).toISOString() }))
+        .exec(),
+    );
   }
 
   /** @throws HourglassError `not_found` when the node is neither live nor drained. */
   async undrainNode(node: string): Promise<void> {
     const state = await this.adminRead();
-    if (!state.nodes.has(node) && !state.drained.has(node)) throw new HourglassError('not_found', `no node "${node}"`);
+    if (!state.nodes.has(node) && !state.drained.has(node))
+      throw new HourglassError('not_found', `no node "${node}"`);
     await this.adminWrite(() => this.ns.delete().key(drainedKey(node)).exec());
   }
 
   private checkSlot(slot: number): void {
     if (!Number.isInteger(slot) || slot < 0 || slot >= this.settings.slotCount) {
-      throw new HourglassError('invalid_request', `slot must be an integer from 0 to ${this.settings.slotCount - 1}`, [
-        { path: 'slot', message: 'out of range' },
-      ]);
+      throw new HourglassError(
+        'invalid_request',
+        `slot must be an integer from 0 to ${this.settings.slotCount - 1}`,
+        [{ path: 'slot', message: 'out of range' }],
+      );
     }
   }
 
@@ -384,13 +421,23 @@ export class EtcdCoordinator implements SlotCoordinator {
   // Session: lease, keepalive bookkeeping, registration.
 
   private isFresh(session: Session): boolean {
-    return this.settings.clock.now() - session.renewedAtMs < this.settings.ttlSeconds * 1000 - this.settings.fenceMarginMs;
+    return (
+      this.settings.clock.now() - session.renewedAtMs <
+      this.settings.ttlSeconds * 1000 - this.settings.fenceMarginMs
+    );
   }
 
   private async join(): Promise<Session> {
     const { clock, nodeId, ttlSeconds, logger } = this.settings;
     const lease = this.client.lease(ttlSeconds);
-    const session: Session = { lease, leaseId: '', lost: false, renewedAtMs: clock.now(), sentAtMs: [], nodeKeyRevision: 0 };
+    const session: Session = {
+      lease,
+      leaseId: '',
+      lost: false,
+      renewedAtMs: clock.now(),
+      sentAtMs: [],
+      nodeKeyRevision: 0,
+    };
     lease.on('lost', (error) => this.onLeaseLost(session, error));
     lease.on('keepaliveEstablished', () => {
       session.sentAtMs.length = 0;
@@ -411,7 +458,11 @@ export class EtcdCoordinator implements SlotCoordinator {
         grpcAddress: this.settings.grpcAddress,
         startedAt: new Date(clock.now()).toISOString(),
       };
-      const put = await this.ns.put(nodeKey(nodeId)).value(JSON.stringify(info)).lease(session.leaseId).exec();
+      const put = await this.ns
+        .put(nodeKey(nodeId))
+        .value(JSON.stringify(info))
+        .lease(session.leaseId)
+        .exec();
       session.nodeKeyRevision = Number(put.header.revision);
     } catch (error) {
       session.lost = true;
@@ -428,7 +479,10 @@ export class EtcdCoordinator implements SlotCoordinator {
     if (session.lost) return;
     session.lost = true;
     if (this.session !== session) return;
-    this.settings.logger.warn({ err: error, lease: session.leaseId }, 'etcd lease lost: stopping every slot, then rejoining');
+    this.settings.logger.warn(
+      { err: error, lease: session.leaseId },
+      'etcd lease lost: stopping every slot, then rejoining',
+    );
     this.kick(0);
   }
 
@@ -438,7 +492,10 @@ export class EtcdCoordinator implements SlotCoordinator {
         await lease.revoke();
         this.staleLeases.delete(lease);
       } catch (error) {
-        this.settings.logger.debug({ err: error }, 'revoking an old lease failed; it expires on its own');
+        this.settings.logger.debug(
+          { err: error },
+          'revoking an old lease failed; it expires on its own',
+        );
       }
     }
   }
@@ -469,7 +526,9 @@ export class EtcdCoordinator implements SlotCoordinator {
     // Events only wake a pass; the pass reads a full snapshot, so a missed or replayed event is harmless.
     watcher.on('data', () => this.kick(0));
     watcher.on('connected', () => this.kick(0));
-    watcher.on('disconnected', (error) => this.settings.logger.debug({ err: error }, 'etcd watch disconnected; reconnecting'));
+    watcher.on('disconnected', (error) =>
+      this.settings.logger.debug({ err: error }, 'etcd watch disconnected; reconnecting'),
+    );
     watcher.on('error', (error) => {
       // The watch was cancelled by etcd (e.g. compacted revision): make a new one.
       this.settings.logger.warn({ err: error }, 'etcd watch failed; re-creating it');
@@ -519,14 +578,20 @@ export class EtcdCoordinator implements SlotCoordinator {
         try {
           await this.pass();
           if (this.failingSince !== undefined) {
-            this.settings.logger.info({ failedForMs: Date.now() - this.failingSince }, 'etcd reachable again');
+            this.settings.logger.info(
+              { failedForMs: Date.now() - this.failingSince },
+              'etcd reachable again',
+            );
             this.failingSince = undefined;
           }
         } catch (error) {
           // Logged once per outage: with etcd down every resync fails the same way.
           if (this.failingSince === undefined) {
             this.failingSince = Date.now();
-            this.settings.logger.warn({ err: error }, 'cluster pass failed (etcd or Postgres unavailable?); retrying');
+            this.settings.logger.warn(
+              { err: error },
+              'cluster pass failed (etcd or Postgres unavailable?); retrying',
+            );
           } else {
             this.settings.logger.debug({ err: error }, 'cluster pass failed again');
           }
@@ -552,7 +617,10 @@ export class EtcdCoordinator implements SlotCoordinator {
     if (!self || self.lease !== session.leaseId) {
       // Our registration is gone: the lease expired (we were paused or cut off past the TTL)
       // even if the client has not said so yet.
-      this.onLeaseLost(session, new Error(`node key of ${this.settings.nodeId} is gone or held by another lease`));
+      this.onLeaseLost(
+        session,
+        new Error(`node key of ${this.settings.nodeId} is gone or held by another lease`),
+      );
       return;
     }
     const target = this.targetFor(state);
@@ -604,14 +672,27 @@ export class EtcdCoordinator implements SlotCoordinator {
       // Nodes left (lease expired or graceful leave) and nothing else changed: their slots are
       // unowned or about to be, so waiting would only lengthen the failover. Debouncing exists to
       // coalesce joins and admin changes, which move slots that are being fired.
-      logger.info({ nodes: membership.nodes, left: this.adopted.nodes.filter((id) => !membership.nodes.includes(id)) }, 'nodes left; rebalancing now');
+      logger.info(
+        {
+          nodes: membership.nodes,
+          left: this.adopted.nodes.filter((id) => !membership.nodes.includes(id)),
+        },
+        'nodes left; rebalancing now',
+      );
       this.adopted = membership;
       this.pending = undefined;
     } else {
       if (this.pending?.signature !== membership.signature) {
-        this.pending = { signature: membership.signature, sinceMs: now, firstSinceMs: this.pending?.firstSinceMs ?? now };
+        this.pending = {
+          signature: membership.signature,
+          sinceMs: now,
+          firstSinceMs: this.pending?.firstSinceMs ?? now,
+        };
       }
-      const dueMs = Math.min(this.pending.sinceMs + rebalanceDelayMs, this.pending.firstSinceMs + MAX_DEBOUNCE_FACTOR * rebalanceDelayMs);
+      const dueMs = Math.min(
+        this.pending.sinceMs + rebalanceDelayMs,
+        this.pending.firstSinceMs + MAX_DEBOUNCE_FACTOR * rebalanceDelayMs,
+      );
       if (now >= dueMs) {
         logger.info(
           { nodes: membership.nodes, drained: [...membership.drained], pins: membership.pins.size },
@@ -633,19 +714,27 @@ export class EtcdCoordinator implements SlotCoordinator {
     });
   }
 
-  private async apply(session: Session, plan: PassPlan, target: ReadonlyMap<number, string> | undefined): Promise<void> {
+  private async apply(
+    session: Session,
+    plan: PassPlan,
+    target: ReadonlyMap<number, string> | undefined,
+  ): Promise<void> {
     const { logger, nodeId } = this.settings;
-    for (const owner of plan.adopt) this.held.set(owner.slot, { revision: owner.createRevision, acquired: false });
+    for (const owner of plan.adopt)
+      this.held.set(owner.slot, { revision: owner.createRevision, acquired: false });
 
     // 1. Stop firing what we lost or hand over, before any key goes.
-    const stopFiring = [...plan.lost, ...plan.release].filter((slot) => this.held.get(slot)?.acquired);
+    const stopFiring = [...plan.lost, ...plan.release].filter(
+      (slot) => this.held.get(slot)?.acquired,
+    );
     for (const slot of plan.lost) this.held.delete(slot);
     for (const slot of plan.release) {
       const held = this.held.get(slot);
       if (held) held.acquired = false;
     }
     if (stopFiring.length > 0) await this.engine.releaseSlots(stopFiring);
-    if (plan.lost.length > 0) logger.warn({ slots: plan.lost }, 'owner keys vanished under us; stopped firing those slots');
+    if (plan.lost.length > 0)
+      logger.warn({ slots: plan.lost }, 'owner keys vanished under us; stopped firing those slots');
 
     // 2. Hand over: delete the keys of released slots (guarded, so only the key we created). One
     //    transaction for all of them, so the new owners see them go in one event and take them in
@@ -654,24 +743,45 @@ export class EtcdCoordinator implements SlotCoordinator {
       const held = this.held.get(slot);
       return held ? [{ slot, revision: held.revision }] : [];
     });
-    const released = await this.guardedTxns(releasing, (entry) => ({ key: ownerKey(entry.slot), createRevision: entry.revision }), (entry) => this.ns.delete().key(ownerKey(entry.slot)));
+    const released = await this.guardedTxns(
+      releasing,
+      (entry) => ({ key: ownerKey(entry.slot), createRevision: entry.revision }),
+      (entry) => this.ns.delete().key(ownerKey(entry.slot)),
+    );
     for (const entry of releasing) {
       // Errored ones stay held (not acquired) and are retried next pass; the others are gone or were never ours.
       if (!released.errored.has(entry)) this.held.delete(entry.slot);
     }
-    if (releasing.length > 0) logger.info({ slots: releasing.length, failed: released.errored.size }, 'released slots');
-    await this.guardedTxns(plan.stale, (owner) => ({ key: ownerKey(owner.slot), createRevision: owner.createRevision }), (owner) => this.ns.delete().key(ownerKey(owner.slot)));
+    if (releasing.length > 0)
+      logger.info({ slots: releasing.length, failed: released.errored.size }, 'released slots');
+    await this.guardedTxns(
+      plan.stale,
+      (owner) => ({ key: ownerKey(owner.slot), createRevision: owner.createRevision }),
+      (owner) => this.ns.delete().key(ownerKey(owner.slot)),
+    );
     if (released.errors.length > 0) throw released.errors[0];
 
     // 3. Take: create the keys of free slots assigned to us, then acquire them in the engine.
     if (!target || session.lost || !this.isFresh(session)) return;
     if (plan.claim.length > 0) {
       const value = JSON.stringify({ node: nodeId });
-      const claimed = await this.guardedTxns(plan.claim, (slot) => ({ key: ownerKey(slot), createRevision: 0 }), (slot) => this.ns.put(ownerKey(slot)).value(value).lease(session.leaseId));
-      if (!session.lost) for (const [slot, revision] of claimed.committed) this.held.set(slot, { revision, acquired: false });
-      if (claimed.committed.size < plan.claim.length) logger.debug({ wanted: plan.claim.length, won: claimed.committed.size }, 'some slots were taken first');
+      const claimed = await this.guardedTxns(
+        plan.claim,
+        (slot) => ({ key: ownerKey(slot), createRevision: 0 }),
+        (slot) => this.ns.put(ownerKey(slot)).value(value).lease(session.leaseId),
+      );
+      if (!session.lost)
+        for (const [slot, revision] of claimed.committed)
+          this.held.set(slot, { revision, acquired: false });
+      if (claimed.committed.size < plan.claim.length)
+        logger.debug(
+          { wanted: plan.claim.length, won: claimed.committed.size },
+          'some slots were taken first',
+        );
     }
-    const toAcquire = [...this.held].filter(([slot, held]) => !held.acquired && target.get(slot) === nodeId);
+    const toAcquire = [...this.held].filter(
+      ([slot, held]) => !held.acquired && target.get(slot) === nodeId,
+    );
     if (toAcquire.length === 0 || session.lost || !this.isFresh(session)) return;
     const slots = toAcquire.map(([slot]) => slot);
     const minEpoch = toAcquire.reduce((max, [, held]) => Math.max(max, held.revision), 0);
@@ -682,12 +792,24 @@ export class EtcdCoordinator implements SlotCoordinator {
     const startedMs = Date.now();
     const acquisition = this.engine.acquireSlots(slots, minEpoch).then(
       async (leases) => {
-        logger.info({ slots: slots.length, minEpoch, owned: this.ownedSlots().length, tookMs: Date.now() - startedMs }, 'acquired slots');
+        logger.info(
+          {
+            slots: slots.length,
+            minEpoch,
+            owned: this.ownedSlots().length,
+            tookMs: Date.now() - startedMs,
+          },
+          'acquired slots',
+        );
         await this.publishEpochs(session, toAcquire, leases);
       },
       (error: unknown) => {
-        for (const [slot, held] of toAcquire) if (this.held.get(slot) === held) held.acquired = false;
-        logger.warn({ err: error, slots: slots.length }, 'acquiring slots in the engine failed; retrying');
+        for (const [slot, held] of toAcquire)
+          if (this.held.get(slot) === held) held.acquired = false;
+        logger.warn(
+          { err: error, slots: slots.length },
+          'acquiring slots in the engine failed; retrying',
+        );
         this.kick(1000);
       },
     );
@@ -696,19 +818,30 @@ export class EtcdCoordinator implements SlotCoordinator {
   }
 
   /** Rewrites our owner keys with the epochs Postgres gave us, for the admin view (informational). */
-  private async publishEpochs(session: Session, acquired: ReadonlyArray<[number, HeldSlot]>, leases: readonly SlotLease[]): Promise<void> {
+  private async publishEpochs(
+    session: Session,
+    acquired: ReadonlyArray<[number, HeldSlot]>,
+    leases: readonly SlotLease[],
+  ): Promise<void> {
     const epochs = new Map(leases.map((lease) => [lease.slot, lease.epoch]));
     const publish = acquired.flatMap(([slot, held]) => {
       const epoch = epochs.get(slot);
-      return epoch !== undefined && this.held.get(slot) === held ? [{ slot, revision: held.revision, epoch }] : [];
+      return epoch !== undefined && this.held.get(slot) === held
+        ? [{ slot, revision: held.revision, epoch }]
+        : [];
     });
     if (publish.length === 0 || session.lost) return;
     const { errors } = await this.guardedTxns(
       publish,
       (entry) => ({ key: ownerKey(entry.slot), createRevision: entry.revision }),
-      (entry) => this.ns.put(ownerKey(entry.slot)).value(JSON.stringify({ node: this.settings.nodeId, epoch: entry.epoch })).ignoreLease(),
+      (entry) =>
+        this.ns
+          .put(ownerKey(entry.slot))
+          .value(JSON.stringify({ node: this.settings.nodeId, epoch: entry.epoch }))
+          .ignoreLease(),
     );
-    if (errors.length > 0) this.settings.logger.debug({ err: errors[0] }, 'could not publish some epochs');
+    if (errors.length > 0)
+      this.settings.logger.debug({ err: errors[0] }, 'could not publish some epochs');
   }
 
   /**
@@ -731,7 +864,8 @@ export class EtcdCoordinator implements SlotCoordinator {
       const txn = this.ns.if(first.key, 'Create', '==', first.createRevision);
       for (const more of rest) txn.and(more.key, 'Create', '==', more.createRevision);
       const result = await txn.then(...chunk.map(op)).commit();
-      if (result.succeeded) for (const item of chunk) committed.set(item, Number(result.header.revision));
+      if (result.succeeded)
+        for (const item of chunk) committed.set(item, Number(result.header.revision));
       return result.succeeded;
     };
     for (let i = 0; i < items.length; i += TXN_MAX_KEYS) {
@@ -773,7 +907,10 @@ export class EtcdCoordinator implements SlotCoordinator {
     if (session && !session.lost && this.held.size > 0) {
       let others = false;
       try {
-        await this.ns.if(nodeKey(nodeId), 'Mod', '==', session.nodeKeyRevision).then(this.ns.delete().key(nodeKey(nodeId))).commit();
+        await this.ns
+          .if(nodeKey(nodeId), 'Mod', '==', session.nodeKeyRevision)
+          .then(this.ns.delete().key(nodeKey(nodeId)))
+          .commit();
         const state = await this.readState();
         others = [...state.nodes.keys()].some((id) => id !== nodeId && !state.drained.has(id));
       } catch (error) {
@@ -791,7 +928,11 @@ export class EtcdCoordinator implements SlotCoordinator {
         ([slot, held]) => ({ key: ownerKey(slot), createRevision: held.revision }),
         ([slot]) => this.ns.delete().key(ownerKey(slot)),
       );
-      if (errors.length > 0) logger.warn({ err: errors[0], slots: errored.size }, 'could not delete some owner keys; they go when the lease is revoked or expires');
+      if (errors.length > 0)
+        logger.warn(
+          { err: errors[0], slots: errored.size },
+          'could not delete some owner keys; they go when the lease is revoked or expires',
+        );
     }
     this.held.clear();
     this.session = undefined;

@@ -40,7 +40,9 @@ export function parseOwnerValue(text: string): OwnerValue | undefined {
   try {
     const value = JSON.parse(text) as { node?: unknown; epoch?: unknown };
     if (typeof value.node !== 'string' || !NODE_ID_PATTERN.test(value.node)) return undefined;
-    return Number.isSafeInteger(value.epoch) ? { node: value.node, epoch: value.epoch as number } : { node: value.node };
+    return Number.isSafeInteger(value.epoch)
+      ? { node: value.node, epoch: value.epoch as number }
+      : { node: value.node };
   } catch {
     return undefined;
   }
@@ -68,7 +70,11 @@ export interface Membership {
  * Reads the keys of a cluster. Entries that do not parse (a slot out of range, a node key with
  * bad JSON) are skipped rather than trusted: an operator's stray key must not stop the cluster.
  */
-export function parseClusterState(revision: number, kvs: readonly RawKeyValue[], slotCount: number): ClusterState {
+export function parseClusterState(
+  revision: number,
+  kvs: readonly RawKeyValue[],
+  slotCount: number,
+): ClusterState {
   const nodes = new Map<string, NodeEntry>();
   const owners = new Map<number, OwnerEntry>();
   const pins = new Map<number, string>();
@@ -88,7 +94,13 @@ export function parseClusterState(revision: number, kvs: readonly RawKeyValue[],
       // A slot key that does not parse still blocks the slot (it exists, so no one can create it);
       // it is shown as owned by '?' and only its lease expiry or an operator removes it.
       if (slot !== undefined) {
-        owners.set(slot, { slot, node: value?.node ?? '?', createRevision: kv.createRevision, epoch: value?.epoch, lease: kv.lease });
+        owners.set(slot, {
+          slot,
+          node: value?.node ?? '?',
+          createRevision: kv.createRevision,
+          epoch: value?.epoch,
+          lease: kv.lease,
+        });
       }
     } else if (kv.key.startsWith(PINS)) {
       const slot = slotOf(kv.key.slice(PINS.length));
@@ -120,14 +132,22 @@ export function membershipOf(state: ClusterState): Membership {
   return membership(state.nodes.keys(), state.drained, state.pins);
 }
 
-function membership(ids: Iterable<string>, allDrained: Iterable<string>, allPins: Iterable<[number, string]>): Membership {
+function membership(
+  ids: Iterable<string>,
+  allDrained: Iterable<string>,
+  allPins: Iterable<[number, string]>,
+): Membership {
   const nodes = [...ids].sort();
   // Drains and pins of nodes that are not live change nothing in the assignment, so they do not
   // count as a change either (a stale drain key of a departed node must not trigger a rebalance).
   const live = new Set(nodes);
   const drained = new Set([...allDrained].filter((id) => live.has(id)));
   const pins = new Map([...allPins].filter(([, node]) => live.has(node)));
-  const signature = JSON.stringify([nodes, [...drained].sort(), [...pins].sort(([a], [b]) => a - b)]);
+  const signature = JSON.stringify([
+    nodes,
+    [...drained].sort(),
+    [...pins].sort(([a], [b]) => a - b),
+  ]);
   return { nodes, drained, pins, signature };
 }
 

@@ -20,7 +20,14 @@ import express from 'express';
 /** What `GET /v1/admin/cluster` answers. */
 export interface ClusterView {
   slotCount: number;
-  nodes: Array<{ id: string; httpUrl: string; grpcAddress: string; startedAt: string; drained: boolean; slots: number[] }>;
+  nodes: Array<{
+    id: string;
+    httpUrl: string;
+    grpcAddress: string;
+    startedAt: string;
+    drained: boolean;
+    slots: number[];
+  }>;
   /**
    * `epoch`: the slot's fencing epoch, reported by its owner once it fires the slot; null while the
    * slot is unowned or its new owner is still taking it over.
@@ -60,18 +67,22 @@ function slotParam(req: Request, slotCount: number): number {
   const text = String(req.params.slot);
   const slot = /^(0|[1-9][0-9]{0,8})$/.test(text) ? Number(text) : Number.NaN;
   if (!(slot < slotCount)) {
-    throw new HourglassError('invalid_request', `slot must be an integer from 0 to ${slotCount - 1}`, [
-      { path: 'slot', message: `"${text.slice(0, 32)}" is not a slot of this cluster` },
-    ]);
+    throw new HourglassError(
+      'invalid_request',
+      `slot must be an integer from 0 to ${slotCount - 1}`,
+      [{ path: 'slot', message: `"${text.slice(0, 32)}" is not a slot of this cluster` }],
+    );
   }
   return slot;
 }
 
 function nodeId(value: unknown, path: string): string {
   if (typeof value !== 'string' || !NODE_ID.test(value)) {
-    throw new HourglassError('invalid_request', 'node ids are 1-64 characters of A-Z a-z 0-9 . _ -', [
-      { path, message: typeof value === 'string' ? 'invalid node id' : 'required, a string' },
-    ]);
+    throw new HourglassError(
+      'invalid_request',
+      'node ids are 1-64 characters of A-Z a-z 0-9 . _ -',
+      [{ path, message: typeof value === 'string' ? 'invalid node id' : 'required, a string' }],
+    );
   }
   return value;
 }
@@ -85,7 +96,12 @@ export function adminClusterRouter(options: AdminClusterOptions): Router {
   const requireAdmin = async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
     const token = bearer(req);
     if (!token) {
-      next(new HourglassError('unauthenticated', 'send the admin token as "Authorization: Bearer <token>"'));
+      next(
+        new HourglassError(
+          'unauthenticated',
+          'send the admin token as "Authorization: Bearer <token>"',
+        ),
+      );
       return;
     }
     if (apps.isAdmin(token)) {
@@ -95,14 +111,27 @@ export function adminClusterRouter(options: AdminClusterOptions): Router {
     const app = await apps.authenticate(token);
     next(
       app
-        ? new HourglassError('forbidden', `app "${app.name}" may not use admin endpoints; use the admin token`)
+        ? new HourglassError(
+            'forbidden',
+            `app "${app.name}" may not use admin endpoints; use the admin token`,
+          )
         : new HourglassError('unauthenticated', 'unknown token'),
     );
   };
   const requireJson = (req: Request, _res: Response, next: NextFunction): void => {
-    next(req.is(['application/json', 'application/*+json']) ? undefined : new HourglassError('unsupported_media_type', 'send the body as JSON with Content-Type: application/json'));
+    next(
+      req.is(['application/json', 'application/*+json'])
+        ? undefined
+        : new HourglassError(
+            'unsupported_media_type',
+            'send the body as JSON with Content-Type: application/json',
+          ),
+    );
   };
-  const json = express.json({ limit: options.maxBodyBytes ?? 16_384, type: ['application/json', 'application/*+json'] });
+  const json = express.json({
+    limit: options.maxBodyBytes ?? 16_384,
+    type: ['application/json', 'application/*+json'],
+  });
 
   router.get('/v1/admin/cluster', requireAdmin, async (_req, res) => {
     res.json(await cluster.clusterView());
@@ -112,7 +141,11 @@ export function adminClusterRouter(options: AdminClusterOptions): Router {
     const slot = slotParam(req, cluster.slotCount);
     const body: unknown = req.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      throw new HourglassError('invalid_request', 'the body must be a JSON object {"node": "<id>"}', [{ path: '', message: 'expected an object' }]);
+      throw new HourglassError(
+        'invalid_request',
+        'the body must be a JSON object {"node": "<id>"}',
+        [{ path: '', message: 'expected an object' }],
+      );
     }
     const node = nodeId((body as { node?: unknown }).node, 'node');
     await cluster.pinSlot(slot, node);
@@ -157,7 +190,12 @@ export interface StandaloneNode {
  */
 export function standaloneClusterAdmin(node: StandaloneNode): ClusterAdmin {
   const refuse = (): Promise<void> =>
-    Promise.reject(new HourglassError('invalid_request', 'this node runs with cluster.mode=standalone; pins and drains need cluster.mode=etcd'));
+    Promise.reject(
+      new HourglassError(
+        'invalid_request',
+        'this node runs with cluster.mode=standalone; pins and drains need cluster.mode=etcd',
+      ),
+    );
   return {
     slotCount: node.slotCount,
     clusterView() {

@@ -20,8 +20,24 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { slotOf } from '@hourglass/core';
 import type { ClusterView } from '@hourglass/http-api';
 import type { TestDatabase } from '@hourglass/testkit';
-import { createTestDatabase, createTopics, etcdPrefix, randomId, randomTopicName, serviceUrls } from '@hourglass/testkit';
-import { APP, LoadGenerator, TestCluster, ViewRecorder, handoffGaps, isBalanced, services, unownedSpells } from '../support/cluster';
+import {
+  createTestDatabase,
+  createTopics,
+  etcdPrefix,
+  randomId,
+  randomTopicName,
+  serviceUrls,
+} from '@hourglass/testkit';
+import {
+  APP,
+  LoadGenerator,
+  TestCluster,
+  ViewRecorder,
+  handoffGaps,
+  isBalanced,
+  services,
+  unownedSpells,
+} from '../support/cluster';
 import type { Observation } from '../support/cluster';
 import { collectProduced } from '../support/produced';
 import type { ProducedCollector, ProducedRecord } from '../support/produced';
@@ -64,7 +80,15 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
   const figures: string[] = [];
   /** What the SIGSTOP scenario observed, checked against Kafka once every record has arrived. */
   let paused:
-    | { node: string; stoppedAt: number; resumedAt: number; ownedNothingUntil: number; endedAt: number; lost: Set<number>; regained: Set<number> }
+    | {
+        node: string;
+        stoppedAt: number;
+        resumedAt: number;
+        ownedNothingUntil: number;
+        endedAt: number;
+        lost: Set<number>;
+        regained: Set<number>;
+      }
     | undefined;
 
   before(async function () {
@@ -83,8 +107,19 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
       rebalanceDelayMs: REBALANCE_DELAY_MS,
     });
     await cluster.start('node-1', 'node-2', 'node-3');
-    await cluster.waitForView('node-1', 'three nodes share the slots', (v) => isBalanced(v, ['node-1', 'node-2', 'node-3']), 30_000);
-    load = new LoadGenerator(cluster, topic, { batchSize: 10, intervalMs: 150, minDelayMs: 2000, maxDelayMs: 5000, runTag: `c${randomId()}` });
+    await cluster.waitForView(
+      'node-1',
+      'three nodes share the slots',
+      (v) => isBalanced(v, ['node-1', 'node-2', 'node-3']),
+      30_000,
+    );
+    load = new LoadGenerator(cluster, topic, {
+      batchSize: 10,
+      intervalMs: 150,
+      minDelayMs: 2000,
+      maxDelayMs: 5000,
+      runTag: `c${randomId()}`,
+    });
     load.start(['node-1', 'node-2', 'node-3']);
     // Let the load reach steady state: deliveries flowing from every node.
     const until = Date.now() + 15_000;
@@ -102,7 +137,8 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
     await load?.stop();
     await cluster?.stopAll();
     // HOURGLASS_TEST_NODE_LOG=info (or debug) makes the nodes say more.
-    if ((failed || process.env.HOURGLASS_TEST_NODE_LOG) && cluster) console.log(`      node logs: ${cluster.dumpLogs()}`);
+    if ((failed || process.env.HOURGLASS_TEST_NODE_LOG) && cluster)
+      console.log(`      node logs: ${cluster.dumpLogs()}`);
     await produced?.stop();
     await db?.drop();
   });
@@ -111,11 +147,24 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
     load.without('node-3');
     const killedAt = Date.now();
     await cluster.node('node-3').stop('SIGKILL');
-    await cluster.waitForView('node-1', 'node-1 and node-2 own every slot', (v) => isBalanced(v, ['node-1', 'node-2']), 20_000, 100);
+    await cluster.waitForView(
+      'node-1',
+      'node-1 and node-2 own every slot',
+      (v) => isBalanced(v, ['node-1', 'node-2']),
+      20_000,
+      100,
+    );
     const failoverMs = Date.now() - killedAt;
-    windows.push({ name: 'kill -9', fromMs: killedAt - 1000, toMs: Date.now() + 2000, strict: false });
+    windows.push({
+      name: 'kill -9',
+      fromMs: killedAt - 1000,
+      toMs: Date.now() + 2000,
+      strict: false,
+    });
     const budget = TTL_SECONDS * 1000 + REBALANCE_DELAY_MS + 1000;
-    figures.push(`kill -9 failover: ${failoverMs} ms until every slot was owned again (budget ${budget} ms; view polled every 100 ms)`);
+    figures.push(
+      `kill -9 failover: ${failoverMs} ms until every slot was owned again (budget ${budget} ms; view polled every 100 ms)`,
+    );
     log(figures.at(-1) ?? '');
     assert.ok(failoverMs <= budget, `failover took ${failoverMs} ms`);
   });
@@ -126,7 +175,12 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
     const startedAt = Date.now();
     await cluster.start('node-4');
     load.with('node-4');
-    await cluster.waitForView('node-1', 'node-4 has its share', (v) => isBalanced(v, ['node-1', 'node-2', 'node-4']), 30_000);
+    await cluster.waitForView(
+      'node-1',
+      'node-4 has its share',
+      (v) => isBalanced(v, ['node-1', 'node-2', 'node-4']),
+      30_000,
+    );
     const balancedMs = Date.now() - startedAt;
     await recorder.more(3);
     await recorder.stop();
@@ -137,7 +191,11 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
       observation.owners.forEach((owner, slot) => {
         // One key per slot holds one value, so "two owners" cannot even be written; what can go
         // wrong is an owner that is not a registered node.
-        if (owner !== null) assert.ok(observation.nodes.includes(owner), `slot ${slot} owned by unregistered ${owner}`);
+        if (owner !== null)
+          assert.ok(
+            observation.nodes.includes(owner),
+            `slot ${slot} owned by unregistered ${owner}`,
+          );
       });
     }
     const first = observations[0] as Observation;
@@ -150,7 +208,10 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
       if (last.owners[slot] !== 'node-4') between.push(`${slot}: ${owner} -> ${last.owners[slot]}`);
     });
     const spells = unownedSpells(observations);
-    const gaps = [...handoffGaps(observations, 'node-1'), ...handoffGaps(observations, 'node-2')].map((gap) => gap.gapMs);
+    const gaps = [
+      ...handoffGaps(observations, 'node-1'),
+      ...handoffGaps(observations, 'node-2'),
+    ].map((gap) => gap.gapMs);
     figures.push(
       `add node: balanced ${balancedMs} ms after node-4 was ready; ${moved} slots moved, ${moved - between.length} to node-4` +
         `${between.length > 0 ? ` and ${between.length} between old nodes (${between.join(', ')})` : ''}; ` +
@@ -167,19 +228,35 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
 
   it('SIGSTOP past the lease, others take over, SIGCONT: it fires nothing it lost and rejoins cleanly', async () => {
     const x = 'node-1';
-    const { view } = await cluster.waitForView('node-2', 'balanced', (v) => isBalanced(v, ['node-1', 'node-2', 'node-4']), 20_000);
+    const { view } = await cluster.waitForView(
+      'node-2',
+      'balanced',
+      (v) => isBalanced(v, ['node-1', 'node-2', 'node-4']),
+      20_000,
+    );
     const lost = new Set(view.slots.filter((s) => s.owner === x).map((s) => s.slot));
     load.without(x);
     const stoppedAt = Date.now();
     cluster.node(x).signal('SIGSTOP');
-    await cluster.waitForView('node-2', 'node-2 and node-4 took over', (v) => isBalanced(v, ['node-2', 'node-4']), 20_000);
+    await cluster.waitForView(
+      'node-2',
+      'node-2 and node-4 took over',
+      (v) => isBalanced(v, ['node-2', 'node-4']),
+      20_000,
+    );
     const takeoverMs = Date.now() - stoppedAt;
 
     const recorder = new ViewRecorder(cluster.node('node-2').url, 50).start();
     await recorder.more(1);
     const resumedAt = Date.now();
     cluster.node(x).signal('SIGCONT');
-    await cluster.waitForView('node-2', 'node-1 rejoined with its share', (v) => isBalanced(v, ['node-1', 'node-2', 'node-4']), 30_000, 50);
+    await cluster.waitForView(
+      'node-2',
+      'node-1 rejoined with its share',
+      (v) => isBalanced(v, ['node-1', 'node-2', 'node-4']),
+      30_000,
+      250,
+    );
     const rejoinMs = Date.now() - resumedAt;
     await recorder.more(2);
     await recorder.stop();
@@ -189,15 +266,29 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
     const firstWithX = after.findIndex((o) => o.owners.includes(x));
     assert.ok(firstWithX >= 0, 'node-1 owns slots again');
     // The last poll sent before node-1 owned anything again: until then it owned no key at all.
-    const ownedNothingUntil = firstWithX > 0 ? (after[firstWithX - 1] as Observation).sentAtMs : resumedAt;
+    const ownedNothingUntil =
+      firstWithX > 0 ? (after[firstWithX - 1] as Observation).sentAtMs : resumedAt;
     const final = after.at(-1) as Observation;
     const regained = new Set<number>();
     final.owners.forEach((owner, slot) => {
       if (owner === x) regained.add(slot);
     });
     // Until the next scenario moves slots again, node-1 owns exactly `regained`.
-    paused = { node: x, stoppedAt, resumedAt, ownedNothingUntil, endedAt: final.sentAtMs, lost, regained };
-    windows.push({ name: 'SIGSTOP', fromMs: stoppedAt - 1000, toMs: Date.now() + 2000, strict: false });
+    paused = {
+      node: x,
+      stoppedAt,
+      resumedAt,
+      ownedNothingUntil,
+      endedAt: final.sentAtMs,
+      lost,
+      regained,
+    };
+    windows.push({
+      name: 'SIGSTOP',
+      fromMs: stoppedAt - 1000,
+      toMs: Date.now() + 2000,
+      strict: false,
+    });
     figures.push(
       `SIGSTOP ${x}: others owned its ${lost.size} slots ${takeoverMs} ms after the stop; after SIGCONT it owned nothing for ` +
         `${ownedNothingUntil - resumedAt} ms, then rejoined: balanced ${rejoinMs} ms after SIGCONT, owning ${regained.size} slots`,
@@ -207,19 +298,33 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
   });
 
   it('SIGTERM: hands its slots off with no gap over 1 s', async () => {
-    await cluster.waitForView('node-1', 'balanced', (v) => isBalanced(v, ['node-1', 'node-2', 'node-4']), 20_000);
+    await cluster.waitForView(
+      'node-1',
+      'balanced',
+      (v) => isBalanced(v, ['node-1', 'node-2', 'node-4']),
+      20_000,
+    );
     load.without('node-2');
     const recorder = new ViewRecorder(cluster.node('node-1').url, 50).start();
     await recorder.more(2);
     const termAt = Date.now();
     const exitCode = await cluster.node('node-2').stop('SIGTERM');
     const exitMs = Date.now() - termAt;
-    await cluster.waitForView('node-1', 'node-1 and node-4 own every slot', (v) => isBalanced(v, ['node-1', 'node-4']), 20_000, 50);
+    // Polled slowly: the recorder is the measurement; this only notices the end.
+    await cluster.waitForView(
+      'node-1',
+      'node-1 and node-4 own every slot',
+      (v) => isBalanced(v, ['node-1', 'node-4']),
+      20_000,
+      250,
+    );
     await recorder.more(2);
     await recorder.stop();
     windows.push({ name: 'SIGTERM', fromMs: termAt, toMs: Date.now() + 2000, strict: true });
 
-    const handedOver = (recorder.observations[0] as Observation).owners.filter((owner) => owner === 'node-2').length;
+    const handedOver = (recorder.observations[0] as Observation).owners.filter(
+      (owner) => owner === 'node-2',
+    ).length;
     const gaps = handoffGaps(recorder.observations, 'node-2').map((gap) => gap.gapMs);
     const spells = unownedSpells(recorder.observations);
     const maxGap = Math.max(...gaps);
@@ -236,17 +341,29 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
 
   it('etcd down for 20 s: nothing is fired by two nodes, and the cluster converges after it returns', async function () {
     this.timeout(ETCD_OUTAGE_MS + 90_000);
-    const { view } = await cluster.waitForView('node-1', 'balanced', (v) => isBalanced(v, ['node-1', 'node-4']), 20_000);
+    const { view } = await cluster.waitForView(
+      'node-1',
+      'balanced',
+      (v) => isBalanced(v, ['node-1', 'node-4']),
+      20_000,
+    );
     const epochBefore = Math.max(...view.slots.map((s) => s.epoch ?? 0));
     const downAt = Date.now();
-    const window: Window = { name: 'etcd outage', fromMs: downAt - 1000, toMs: Number.POSITIVE_INFINITY, strict: true };
+    const window: Window = {
+      name: 'etcd outage',
+      fromMs: downAt - 1000,
+      toMs: Number.POSITIVE_INFINITY,
+      strict: true,
+    };
     windows.push(window);
     services('down', 'etcd');
     etcdDown = true;
     const deliveredAtDown = produced.records.length;
     await outage(ETCD_OUTAGE_MS);
     // Deliveries while etcd was down: only until each node's self-fence (TTL - margin) cut in.
-    const lastDuringOutage = produced.records.filter((r) => r.timestampMs >= downAt).reduce((max, r) => Math.max(max, r.timestampMs), downAt);
+    const lastDuringOutage = produced.records
+      .filter((r) => r.timestampMs >= downAt)
+      .reduce((max, r) => Math.max(max, r.timestampMs), downAt);
     services('up', 'etcd');
     etcdDown = false;
     const upAt = Date.now();
@@ -265,7 +382,10 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
         `converged ${convergedMs} ms after etcd was back`,
     );
     log(figures.at(-1) ?? '');
-    assert.ok(lastDuringOutage - downAt <= TTL_SECONDS * 1000, 'nodes stopped firing once their lease could have expired');
+    assert.ok(
+      lastDuringOutage - downAt <= TTL_SECONDS * 1000,
+      'nodes stopped firing once their lease could have expired',
+    );
   });
 
   it('every accepted message arrived, none early; no message fired by two nodes in a graceful move or the etcd outage', async function () {
@@ -284,18 +404,31 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
       }
       const missing = [...expected.keys()].filter((id) => !seen.has(id));
       if (missing.length === 0) break;
-      if (Date.now() > deadline) assert.fail(`${missing.length} of ${expected.size} accepted messages never arrived, e.g. ${missing.slice(0, 5).join(', ')}`);
+      if (Date.now() > deadline)
+        assert.fail(
+          `${missing.length} of ${expected.size} accepted messages never arrived, e.g. ${missing.slice(0, 5).join(', ')}`,
+        );
       await sleep(250);
     }
     // Producer ids must be real: a '-1'/'unknown' would make the per-node checks below vacuous.
     assert.ok(produced.records.every((r) => r.producerId !== 'unknown' && r.producerId !== '-1'));
 
     const early = produced.records.filter((r) => r.timestampMs < r.deliverAtMs);
-    const wrongDue = [...expected.values()].filter((m) => seen.get(m.id)?.some((r) => r.deliverAtMs !== m.deliverAtMs));
-    const duplicates = [...seen.entries()].filter(([id, records]) => expected.has(id) && records.length > 1);
-    const byTwoNodes = duplicates.filter(([, records]) => new Set(records.map((r) => r.producerId)).size > 1);
-    const firstAt = (records: readonly ProducedRecord[]): number => Math.min(...records.map((r) => r.timestampMs));
-    const inWindow = (window: Window, list: typeof duplicates) => list.filter(([, records]) => firstAt(records) >= window.fromMs && firstAt(records) <= window.toMs);
+    const wrongDue = [...expected.values()].filter((m) =>
+      seen.get(m.id)?.some((r) => r.deliverAtMs !== m.deliverAtMs),
+    );
+    const duplicates = [...seen.entries()].filter(
+      ([id, records]) => expected.has(id) && records.length > 1,
+    );
+    const byTwoNodes = duplicates.filter(
+      ([, records]) => new Set(records.map((r) => r.producerId)).size > 1,
+    );
+    const firstAt = (records: readonly ProducedRecord[]): number =>
+      Math.min(...records.map((r) => r.timestampMs));
+    const inWindow = (window: Window, list: typeof duplicates) =>
+      list.filter(
+        ([, records]) => firstAt(records) >= window.fromMs && firstAt(records) <= window.toMs,
+      );
 
     figures.push(
       `load: ${expected.size} messages accepted (${load.failedRequests} batch requests failed or timed out and are not counted), ` +
@@ -303,7 +436,9 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
         `(${byTwoNodes.length} fired by two nodes)`,
     );
     for (const window of windows) {
-      figures.push(`  duplicates around ${window.name}: ${inWindow(window, duplicates).length} (${inWindow(window, byTwoNodes).length} by two nodes)`);
+      figures.push(
+        `  duplicates around ${window.name}: ${inWindow(window, duplicates).length} (${inWindow(window, byTwoNodes).length} by two nodes)`,
+      );
     }
 
     // SIGSTOP: the paused node's own records after it resumed.
@@ -313,18 +448,30 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
     // Its producer id: the one that fired its slots in the seconds before it was stopped.
     const votes = new Map<string, number>();
     for (const r of produced.records) {
-      if (r.timestampMs >= stoppedAt - 4000 && r.timestampMs < stoppedAt - 100 && lost.has(slotOfRecord(r))) {
+      if (
+        r.timestampMs >= stoppedAt - 4000 &&
+        r.timestampMs < stoppedAt - 100 &&
+        lost.has(slotOfRecord(r))
+      ) {
         votes.set(r.producerId, (votes.get(r.producerId) ?? 0) + 1);
       }
     }
     const producerOfPaused = [...votes].sort((a, b) => b[1] - a[1])[0]?.[0];
     assert.ok(producerOfPaused, `${node} delivered something before it was stopped`);
     const byPaused = produced.records.filter((r) => r.producerId === producerOfPaused);
-    const whileOwningNothing = byPaused.filter((r) => r.timestampMs >= resumedAt && r.timestampMs <= ownedNothingUntil);
-    const lostNotRegained = byPaused.filter(
-      (r) => r.timestampMs >= resumedAt && r.timestampMs <= endedAt && lost.has(slotOfRecord(r)) && !regained.has(slotOfRecord(r)),
+    const whileOwningNothing = byPaused.filter(
+      (r) => r.timestampMs >= resumedAt && r.timestampMs <= ownedNothingUntil,
     );
-    const inFlightAtStop = byPaused.filter((r) => r.timestampMs < stoppedAt && r.receivedAtMs >= resumedAt).length;
+    const lostNotRegained = byPaused.filter(
+      (r) =>
+        r.timestampMs >= resumedAt &&
+        r.timestampMs <= endedAt &&
+        lost.has(slotOfRecord(r)) &&
+        !regained.has(slotOfRecord(r)),
+    );
+    const inFlightAtStop = byPaused.filter(
+      (r) => r.timestampMs < stoppedAt && r.receivedAtMs >= resumedAt,
+    ).length;
     figures.push(
       `SIGSTOP ${node}: records it produced after SIGCONT while it owned no slot: ${whileOwningNothing.length}; ` +
         `records it produced after SIGCONT (until the next scenario) for slots it lost and did not regain: ${lostNotRegained.length} ` +
@@ -334,7 +481,14 @@ describe('cluster of node processes: failover, handoff, fencing (issue #4)', fun
 
     console.log('');
     for (const line of figures) log(line);
-    assert.equal(early.length, 0, `early deliveries: ${early.slice(0, 3).map((r) => `${r.id} at ${r.timestampMs} < ${r.deliverAtMs}`).join(', ')}`);
+    assert.equal(
+      early.length,
+      0,
+      `early deliveries: ${early
+        .slice(0, 3)
+        .map((r) => `${r.id} at ${r.timestampMs} < ${r.deliverAtMs}`)
+        .join(', ')}`,
+    );
     assert.equal(wrongDue.length, 0);
     assert.equal(whileOwningNothing.length, 0, `${node} fired after resuming while owning nothing`);
     assert.equal(lostNotRegained.length, 0, `${node} fired slots it had lost`);

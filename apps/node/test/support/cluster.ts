@@ -109,7 +109,13 @@ export class TestCluster {
   }
 
   /** Polls `via` until the view satisfies `condition`; the time it took, or a timeout error. */
-  async waitForView(via: string, what: string, condition: (view: ClusterView) => boolean, timeoutMs: number, intervalMs = 100): Promise<{ view: ClusterView; tookMs: number }> {
+  async waitForView(
+    via: string,
+    what: string,
+    condition: (view: ClusterView) => boolean,
+    timeoutMs: number,
+    intervalMs = 100,
+  ): Promise<{ view: ClusterView; tookMs: number }> {
     const started = Date.now();
     let last: ClusterView | undefined;
     for (;;) {
@@ -120,7 +126,9 @@ export class TestCluster {
       }
       if (Date.now() - started > timeoutMs) {
         const owners = last ? summarize(last) : 'no answer';
-        throw new Error(`timed out after ${timeoutMs} ms waiting until ${what} (last view: ${owners})`);
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting until ${what} (last view: ${owners})`,
+        );
       }
       await sleep(intervalMs);
     }
@@ -146,7 +154,8 @@ export class TestCluster {
 
 export function summarize(view: ClusterView): string {
   const counts = new Map<string, number>();
-  for (const { owner } of view.slots) counts.set(owner ?? '(none)', (counts.get(owner ?? '(none)') ?? 0) + 1);
+  for (const { owner } of view.slots)
+    counts.set(owner ?? '(none)', (counts.get(owner ?? '(none)') ?? 0) + 1);
   return [...counts].map(([owner, count]) => `${owner}=${count}`).join(' ');
 }
 
@@ -200,7 +209,8 @@ export class ViewRecorder {
     const target = this.observations.length + count;
     const deadline = Date.now() + timeoutMs;
     while (this.observations.length < target) {
-      if (Date.now() > deadline) throw new Error(`the cluster view did not answer ${count} times within ${timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new Error(`the cluster view did not answer ${count} times within ${timeoutMs} ms`);
       await sleep(this.intervalMs / 2);
     }
   }
@@ -217,7 +227,10 @@ export class ViewRecorder {
  * owner firing it. An upper bound of the real gap (old owner stops firing → new owner fires) with
  * the poll interval (plus the request's own time) as its resolution.
  */
-export function handoffGaps(observations: readonly Observation[], from: string): Array<{ slot: number; gapMs: number; to: string }> {
+export function handoffGaps(
+  observations: readonly Observation[],
+  from: string,
+): Array<{ slot: number; gapMs: number; to: string }> {
   const first = observations[0];
   if (!first) return [];
   const gaps: Array<{ slot: number; gapMs: number; to: string }> = [];
@@ -240,7 +253,10 @@ export function handoffGaps(observations: readonly Observation[], from: string):
  * How many observations showed some slot not being fired (no owner, or an owner still taking it
  * over), and the longest run of consecutive observations one slot spent so (first to last, ms).
  */
-export function unownedSpells(observations: readonly Observation[]): { observationsWithUnowned: number; longestMs: number } {
+export function unownedSpells(observations: readonly Observation[]): {
+  observationsWithUnowned: number;
+  longestMs: number;
+} {
   let observationsWithUnowned = 0;
   let longestMs = 0;
   const since = new Map<number, number>();
@@ -279,7 +295,13 @@ export class LoadGenerator {
   constructor(
     private readonly cluster: TestCluster,
     private readonly topic: string,
-    private readonly options: { batchSize: number; intervalMs: number; minDelayMs: number; maxDelayMs: number; runTag: string },
+    private readonly options: {
+      batchSize: number;
+      intervalMs: number;
+      minDelayMs: number;
+      maxDelayMs: number;
+      runTag: string;
+    },
   ) {}
 
   start(targets: string[]): this {
@@ -330,10 +352,16 @@ export class LoadGenerator {
         await response.arrayBuffer();
         return;
       }
-      const body = (await response.json()) as { results: Array<{ status: number; message?: { id: string; deliverAt: string } }> };
+      const body = (await response.json()) as {
+        results: Array<{ status: number; message?: { id: string; deliverAt: string } }>;
+      };
       for (const result of body.results) {
         if (result.status === 201 && result.message) {
-          this.accepted.push({ id: result.message.id, deliverAtMs: Date.parse(result.message.deliverAt), via: target });
+          this.accepted.push({
+            id: result.message.id,
+            deliverAtMs: Date.parse(result.message.deliverAt),
+            via: target,
+          });
         }
       }
     } catch {

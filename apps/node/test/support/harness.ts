@@ -20,7 +20,7 @@ const repoRoot = resolve(__dirname, '../../../..');
 export type ConfigOverrides = Record<string, unknown>;
 
 export function testConfig(overrides: ConfigOverrides): HourglassConfig {
-  return loadConfig({ env: {}, overrides: { log: { level: 'silent' }, http: { port: 0 }, ...overrides } });
+  return loadConfig({ env: {}, overrides: { log: { level: 'silent' }, http: { port: 0 }, grpc: { port: 0 }, ...overrides } });
 }
 
 export async function startInProcess(config: HourglassConfig): Promise<RunningNode> {
@@ -89,9 +89,13 @@ export class ChildNode {
 
   static async create(overrides: ConfigOverrides, extraEnv: Record<string, string> = {}): Promise<ChildNode> {
     const port = await freePort();
+    const grpcPort = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'hourglass-node-'));
     const configFile = join(dir, 'node.yaml');
-    writeFileSync(configFile, stringify({ log: { level: 'warn' }, ...overrides, http: { port, host: '127.0.0.1' } }));
+    writeFileSync(
+      configFile,
+      stringify({ log: { level: 'warn' }, grpc: { port: grpcPort, host: '127.0.0.1' }, ...overrides, http: { port, host: '127.0.0.1' } }),
+    );
     return new ChildNode(configFile, port, extraEnv);
   }
 

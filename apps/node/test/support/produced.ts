@@ -31,7 +31,11 @@ function header(message: KafkaMessage, name: string): string {
 }
 
 /** Collects every record of `topic` from the beginning; resolves once the consumer has its partitions. */
-export async function collectProduced(brokers: string[], topic: string, timeoutMs = 30_000): Promise<ProducedCollector> {
+export async function collectProduced(
+  brokers: string[],
+  topic: string,
+  timeoutMs = 30_000,
+): Promise<ProducedCollector> {
   const records: ProducedRecord[] = [];
   const consumer: Consumer = kafkaClient(brokers, 'hourglass-test-produced').consumer({
     groupId: `test-produced-${randomId()}`,
@@ -48,7 +52,8 @@ export async function collectProduced(brokers: string[], topic: string, timeoutM
   await consumer.run({
     eachMessage: ({ message }) => {
       // kafkajs decodes the batch header into `batchContext` but does not declare it in its types.
-      const context = (message as unknown as { batchContext?: { producerId?: string } }).batchContext;
+      const context = (message as unknown as { batchContext?: { producerId?: string } })
+        .batchContext;
       records.push({
         id: header(message, 'hourglass-id'),
         app: header(message, 'hourglass-app'),
@@ -65,7 +70,10 @@ export async function collectProduced(brokers: string[], topic: string, timeoutM
     await Promise.race([
       joined,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`collectProduced(${topic}): no partitions after ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`collectProduced(${topic}): no partitions after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
       }),
     ]);
   } catch (error) {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { HourglassClientOptions, ScheduleMessage } from '../../src';
 import { HourglassClient, HourglassClientError, decodeDelivery } from '../../src';
 import type { TestCluster } from '../support/cluster';
-import { OTHER_TOKEN, TOKEN, asKafkaRecord, startTestCluster } from '../support/cluster';
+import { OTHER_TOKEN, TOKEN, asKafkaRecord, sleep, startTestCluster } from '../support/cluster';
 
 type TransportName = 'http' | 'grpc';
 const TRANSPORTS: readonly TransportName[] = ['http', 'grpc'];
@@ -144,7 +144,15 @@ describe('the SDK over HTTP and gRPC (same suite, same node)', function () {
         const decoded = decodeDelivery(asKafkaRecord(cluster.recordsWithId(json.message.id)[0]!));
         assert.deepEqual(decoded.headers, { 'x-trace': 't7' });
         assert.equal(decoded.key, 'order-7');
-        const delivered = await client.get(json.message.id);
+        // Kafka acknowledges before the node records the delivery, so the record can be read first.
+        let delivered = await client.get(json.message.id);
+        for (
+          const deadline = Date.now() + 10_000;
+          delivered.state !== 'delivered' && Date.now() < deadline;
+        ) {
+          await sleep(50);
+          delivered = await client.get(json.message.id);
+        }
         assert.equal(delivered.state, 'delivered');
         assert.ok(delivered.deliveredAt instanceof Date);
       });

@@ -19,7 +19,12 @@ const urls = serviceUrls();
 /** Records the engine calls and fails the test on an impossible sequence. */
 class FakeEngine {
   readonly owned = new Set<number>();
-  readonly calls: Array<{ op: 'acquire' | 'release'; slots: number[]; minEpoch?: number; atMs: number }> = [];
+  readonly calls: Array<{
+    op: 'acquire' | 'release';
+    slots: number[];
+    minEpoch?: number;
+    atMs: number;
+  }> = [];
   readonly errors: string[] = [];
 
   acquireSlots(slots: readonly number[], minEpoch = 0): Promise<SlotLease[]> {
@@ -39,7 +44,9 @@ class FakeEngine {
 }
 
 /** The view once every owned slot shows its epoch (owners publish it right after acquiring). */
-async function settledView(coordinator: EtcdCoordinator): Promise<Awaited<ReturnType<EtcdCoordinator['clusterView']>>> {
+async function settledView(
+  coordinator: EtcdCoordinator,
+): Promise<Awaited<ReturnType<EtcdCoordinator['clusterView']>>> {
   let view = await coordinator.clusterView();
   await until('every owner published its epoch', async () => {
     view = await coordinator.clusterView();
@@ -48,11 +55,16 @@ async function settledView(coordinator: EtcdCoordinator): Promise<Awaited<Return
   return view;
 }
 
-async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<number> {
+async function until(
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<number> {
   const started = Date.now();
   for (;;) {
     if (await condition()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    if (Date.now() - started > timeoutMs)
+      throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
     await sleep(20);
   }
 }
@@ -63,7 +75,11 @@ describe('EtcdCoordinator (real etcd)', function () {
   let etcd: Etcd3;
   const running: EtcdCoordinator[] = [];
 
-  const coordinator = (nodeId: string, engine: FakeEngine, options: Partial<EtcdCoordinatorOptions> = {}): EtcdCoordinator => {
+  const coordinator = (
+    nodeId: string,
+    engine: FakeEngine,
+    options: Partial<EtcdCoordinatorOptions> = {},
+  ): EtcdCoordinator => {
     const created = new EtcdCoordinator(engine, {
       endpoints: [urls.etcd],
       prefix,
@@ -104,16 +120,23 @@ describe('EtcdCoordinator (real etcd)', function () {
     const a = coordinator('node-a', engineA);
     const b = coordinator('node-b', engineB);
     await Promise.all([a.start(), b.start()]);
-    await until('the slots are split 8/8', () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2);
-    for (const slot of engineA.owned) assert.ok(!engineB.owned.has(slot), `slot ${slot} owned by both`);
+    await until(
+      'the slots are split 8/8',
+      () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2,
+    );
+    for (const slot of engineA.owned)
+      assert.ok(!engineB.owned.has(slot), `slot ${slot} owned by both`);
     assert.ok(a.canFire() && b.canFire());
 
     const view = await settledView(b);
     assert.equal(view.slotCount, SLOTS);
-    assert.deepEqual(view.nodes.map((n) => [n.id, n.httpUrl, n.drained, n.slots.length]), [
-      ['node-a', 'http://node-a.test', false, 8],
-      ['node-b', 'http://node-b.test', false, 8],
-    ]);
+    assert.deepEqual(
+      view.nodes.map((n) => [n.id, n.httpUrl, n.drained, n.slots.length]),
+      [
+        ['node-a', 'http://node-a.test', false, 8],
+        ['node-b', 'http://node-b.test', false, 8],
+      ],
+    );
     for (const { slot, owner, epoch } of view.slots) {
       assert.equal(owner, engineA.owned.has(slot) ? 'node-a' : 'node-b');
       assert.ok(epoch !== null && epoch > 0);
@@ -122,7 +145,9 @@ describe('EtcdCoordinator (real etcd)', function () {
     // and the epochs it answered (the fake answers the floor) are what the view shows.
     const acquireA = engineA.calls.filter((call) => call.op === 'acquire');
     const keys = await etcd.getAll().prefix(`${prefix}/owners/`).exec();
-    const revisionsA = keys.kvs.filter((kv) => JSON.parse(kv.value.toString()).node === 'node-a').map((kv) => Number(kv.create_revision));
+    const revisionsA = keys.kvs
+      .filter((kv) => (JSON.parse(kv.value.toString()) as { node: string }).node === 'node-a')
+      .map((kv) => Number(kv.create_revision));
     assert.equal(revisionsA.length, SLOTS / 2);
     assert.equal(Math.max(...acquireA.map((call) => call.minEpoch ?? 0)), Math.max(...revisionsA));
     const epochsA = new Set(view.slots.filter((s) => s.owner === 'node-a').map((s) => s.epoch));
@@ -136,9 +161,14 @@ describe('EtcdCoordinator (real etcd)', function () {
     const a = coordinator('node-a', engineA);
     const b = coordinator('node-b', engineB);
     await Promise.all([a.start(), b.start()]);
-    await until('the slots are split', () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2);
+    await until(
+      'the slots are split',
+      () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2,
+    );
     const before = await settledView(b);
-    const epochsOfA = new Map(before.slots.filter((s) => s.owner === 'node-a').map((s) => [s.slot, s.epoch ?? 0]));
+    const epochsOfA = new Map(
+      before.slots.filter((s) => s.owner === 'node-a').map((s) => [s.slot, s.epoch ?? 0]),
+    );
 
     await a.stop();
     assert.equal(engineA.owned.size, 0, 'a stopped firing everything before stop() resolved');
@@ -152,9 +182,15 @@ describe('EtcdCoordinator (real etcd)', function () {
     for (const [slot, epoch] of epochsOfA) {
       const now = after.slots[slot];
       assert.equal(now?.owner, 'node-b');
-      assert.ok((now?.epoch ?? 0) > epoch, `slot ${slot}: the new epoch ${now?.epoch} must exceed ${epoch}`);
+      assert.ok(
+        (now?.epoch ?? 0) > epoch,
+        `slot ${slot}: the new epoch ${now?.epoch} must exceed ${epoch}`,
+      );
     }
-    assert.deepEqual(after.nodes.map((n) => n.id), ['node-b']);
+    assert.deepEqual(
+      after.nodes.map((n) => n.id),
+      ['node-b'],
+    );
     assert.deepEqual([...engineA.errors, ...engineB.errors], []);
   });
 
@@ -164,11 +200,20 @@ describe('EtcdCoordinator (real etcd)', function () {
     const a = coordinator('node-a', engineA);
     const b = coordinator('node-b', engineB);
     await Promise.all([a.start(), b.start()]);
-    await until('the slots are split', () => engineA.owned.size + engineB.owned.size === SLOTS && engineA.owned.size > 0 && engineB.owned.size > 0);
+    await until(
+      'the slots are split',
+      () =>
+        engineA.owned.size + engineB.owned.size === SLOTS &&
+        engineA.owned.size > 0 &&
+        engineB.owned.size > 0,
+    );
 
     const slotOfA = [...engineA.owned][0] ?? 0;
     await b.pinSlot(slotOfA, 'node-b');
-    await until(`slot ${slotOfA} moved to its pin`, () => engineB.owned.has(slotOfA) && !engineA.owned.has(slotOfA));
+    await until(
+      `slot ${slotOfA} moved to its pin`,
+      () => engineB.owned.has(slotOfA) && !engineA.owned.has(slotOfA),
+    );
     const pinned = await a.clusterView();
     assert.equal(pinned.slots[slotOfA]?.pinnedTo, 'node-b');
     await a.unpinSlot(slotOfA);
@@ -177,16 +222,31 @@ describe('EtcdCoordinator (real etcd)', function () {
     await a.drainNode('node-a');
     await until('a is drained', () => engineA.owned.size === 0 && engineB.owned.size === SLOTS);
     const drained = await a.clusterView();
-    assert.deepEqual(drained.nodes.map((n) => [n.id, n.drained, n.slots.length]), [
-      ['node-a', true, 0],
-      ['node-b', false, SLOTS],
-    ]);
+    assert.deepEqual(
+      drained.nodes.map((n) => [n.id, n.drained, n.slots.length]),
+      [
+        ['node-a', true, 0],
+        ['node-b', false, SLOTS],
+      ],
+    );
     await b.undrainNode('node-a');
-    await until('a has slots again', () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2);
+    await until(
+      'a has slots again',
+      () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2,
+    );
 
-    await assert.rejects(a.pinSlot(1, 'node-zz'), (error: unknown) => error instanceof HourglassError && error.code === 'not_found');
-    await assert.rejects(a.drainNode('node-zz'), (error: unknown) => error instanceof HourglassError && error.code === 'not_found');
-    await assert.rejects(a.pinSlot(SLOTS, 'node-a'), (error: unknown) => error instanceof HourglassError && error.code === 'invalid_request');
+    await assert.rejects(
+      a.pinSlot(1, 'node-zz'),
+      (error: unknown) => error instanceof HourglassError && error.code === 'not_found',
+    );
+    await assert.rejects(
+      a.drainNode('node-zz'),
+      (error: unknown) => error instanceof HourglassError && error.code === 'not_found',
+    );
+    await assert.rejects(
+      a.pinSlot(SLOTS, 'node-a'),
+      (error: unknown) => error instanceof HourglassError && error.code === 'invalid_request',
+    );
     assert.deepEqual([...engineA.errors, ...engineB.errors], []);
   });
 
@@ -196,7 +256,10 @@ describe('EtcdCoordinator (real etcd)', function () {
     const a = coordinator('node-a', engineA);
     const b = coordinator('node-b', engineB);
     await Promise.all([a.start(), b.start()]);
-    await until('the slots are split', () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2);
+    await until(
+      'the slots are split',
+      () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2,
+    );
 
     // Revoking a's lease from outside is what etcd does when it expires: a's keys vanish.
     const nodeKey = await etcd.get(`${prefix}/nodes/node-a`).exec();
@@ -212,7 +275,10 @@ describe('EtcdCoordinator (real etcd)', function () {
     assert.equal(first.slots.length, SLOTS / 2, 'released in one call');
     console.log(`      lease revoked -> a released everything in ${releasedIn} ms`);
 
-    await until('a rejoined and owns its share', () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2 && a.canFire());
+    await until(
+      'a rejoined and owns its share',
+      () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2 && a.canFire(),
+    );
     const view = await b.clusterView();
     assert.equal(view.slots.filter((s) => s.owner === null).length, 0);
     assert.deepEqual([...engineA.errors, ...engineB.errors], []);
