@@ -354,9 +354,12 @@ export class HourglassSystem implements BenchSystem {
     const node = this.nodes[0];
     if (!node) throw new Error('Hourglass is not started');
     const metrics = await scrapeMetrics(node.url);
-    // The node registers prom-client's default metrics with an `hourglass_` prefix.
+    // The node registers prom-client's default metrics with the prefix `hourglass_process_`.
     const pick = (name: string): number =>
-      metrics.get(`hourglass_${name}`) ?? metrics.get(name) ?? Number.NaN;
+      metrics.get(`hourglass_process_${name}`) ??
+      metrics.get(`hourglass_${name}`) ??
+      metrics.get(name) ??
+      Number.NaN;
     return {
       rssBytes: pick('process_resident_memory_bytes'),
       heapUsedBytes: pick('nodejs_heap_size_used_bytes'),

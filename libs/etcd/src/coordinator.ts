@@ -218,7 +218,6 @@ export class EtcdCoordinator implements SlotCoordinator {
   /** The membership the assignment currently follows, and the change waiting out the debounce. */
   private adopted: Membership | undefined;
   private pending: { signature: string; sinceMs: number; firstSinceMs: number } | undefined;
-  private lastState: ClusterState | undefined;
   private watcher: Watcher | undefined;
   private watchRetry: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
@@ -292,8 +291,9 @@ export class EtcdCoordinator implements SlotCoordinator {
   }
 
   /**
-   * Graceful leave: unregisters (the others start their debounce), keeps firing until they are
-   * about to take over, then stops firing and deletes its owner keys, and revokes the lease.
+   * Graceful leave: unregisters (the others rebalance at once), keeps firing while they adopt the
+   * new membership, then stops firing, deletes its owner keys and revokes its lease. Resolves when
+   * the engine fires none of our slots any more and the etcd client is closed.
    */
   stop(): Promise<void> {
     if (this.lifecycle === 'idle') {
@@ -301,6 +301,8 @@ export class EtcdCoordinator implements SlotCoordinator {
       this.client.close();
       return Promise.resolve();
     }
+    // A start() that failed already cleaned up.
+    if (this.lifecycle === 'stopped' && !this.stopping) return Promise.resolve();
     this.stopping ??= this.leave();
     return this.stopping;
   }
@@ -611,7 +613,6 @@ export class EtcdCoordinator implements SlotCoordinator {
       session = await this.join();
     }
     const state = await this.readState();
-    this.lastState = state;
     if (this.session !== session || session.lost || this.lifecycle !== 'running') return;
     const self = state.nodes.get(this.settings.nodeId);
     if (!self || self.lease !== session.leaseId) {
