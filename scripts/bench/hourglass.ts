@@ -49,15 +49,30 @@ export interface HourglassOptions {
 
 const repoRoot = resolve(__dirname, '../..');
 
+/** What scripts/bench/gc-on-signal.ts prints after a forced GC: `<marker> <n> <memoryUsage JSON>`. */
+const GC_REPORT = /^hourglass-bench-gc (\d+) (\{.*\})$/;
+
+/** The node's memory right after forced full GCs (process.memoryUsage(), bytes). */
+export interface GcMemory {
+  rss: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
 /**
- * One node process: `node [--cpu-prof] --require tsx/cjs apps/node/src/main.ts` with a YAML file
- * layered over config/default.yaml. Like the test harness's ChildNode, but it can pass V8 flags
- * (`--cpu-prof` is not allowed in NODE_OPTIONS).
+ * One node process: `node [--cpu-prof] --expose-gc --require tsx/cjs --require
+ * scripts/bench/gc-on-signal.ts apps/node/src/main.ts` with a YAML file layered over
+ * config/default.yaml. Like the test harness's ChildNode, but it can pass V8 flags (`--cpu-prof`
+ * is not allowed in NODE_OPTIONS). The GC hook only acts on SIGUSR2 ({@link NodeProcess.gcMemory}).
  */
 class NodeProcess {
   private child: ChildProcess | undefined;
   private exited: Promise<void> | undefined;
   private output = '';
+  private stderrLine = '';
+  private readonly gcReports = new Map<number, GcMemory>();
+  private gcRequests = 0;
   readonly url: string;
 
   constructor(
@@ -86,7 +101,15 @@ class NodeProcess {
     );
     const child = spawn(
       process.execPath,
-      [...this.execArgv, '--require', 'tsx/cjs', 'apps/node/src/main.ts'],
+      [
+        ...this.execArgv,
+        '--expose-gc',
+        '--require',
+        'tsx/cjs',
+        '--require',
+        './scripts/bench/gc-on-signal.ts',
+        'apps/node/src/main.ts',
+      ],
       {
         cwd: repoRoot,
         env: { ...process.env, HOURGLASS_CONFIG: file },
@@ -99,6 +122,14 @@ class NodeProcess {
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
+    child.stderr?.on('data', (chunk: Buffer) => {
+      const lines = (this.stderrLine + chunk.toString()).split('\n');
+      this.stderrLine = lines.pop() ?? '';
+      for (const line of lines) {
+        const match = GC_REPORT.exec(line);
+        if (match) this.gcReports.set(Number(match[1]), JSON.parse(match[2]!) as GcMemory);
+      }
+    });
     let gone = false;
     this.exited = new Promise((resolveExit) =>
       child.once('exit', () => {
@@ -121,6 +152,21 @@ class NodeProcess {
       if (Date.now() > deadline)
         throw new Error(`node not ready after ${timeoutMs} ms: ${this.output.slice(-500)}`);
       await sleep(100);
+    }
+  }
+
+  /** Forces full GCs in the node (SIGUSR2, see gc-on-signal.ts) and returns its memory after them. */
+  async gcMemory(timeoutMs = 10_000): Promise<GcMemory> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) throw new Error('the node is not running');
+    const n = ++this.gcRequests;
+    child.kill('SIGUSR2');
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const report = this.gcReports.get(n);
+      if (report) return report;
+      if (Date.now() > deadline) throw new Error('the node printed no memory report after SIGUSR2');
+      await sleep(20);
     }
   }
 
@@ -348,6 +394,13 @@ export class HourglassSystem implements BenchSystem {
     );
     if (response.status !== 201 && response.status !== 200)
       throw new Error(`single: HTTP ${response.status} ${response.text.slice(0, 200)}`);
+  }
+
+  /** The first node's memory right after forced full GCs (live memory, without garbage). */
+  gcMemory(): Promise<GcMemory> {
+    const node = this.nodes[0];
+    if (!node) throw new Error('Hourglass is not started');
+    return node.gcMemory();
   }
 
   async memory(): Promise<{ rssBytes: number; heapUsedBytes: number; held: number }> {

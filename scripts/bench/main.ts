@@ -34,6 +34,7 @@ const { values: args } = parseArgs({
     single: { type: 'string' },
     rates: { type: 'string' },
     'peak-seconds': { type: 'string' },
+    warmup: { type: 'string' },
     burst: { type: 'string' },
     'burst-timeout': { type: 'string' },
     'memory-count': { type: 'string' },
@@ -51,6 +52,11 @@ const settings = {
   steadyRate: 2000,
   steadySeconds: Number(args.seconds ?? (quick ? 1 : 60)),
   steadyGraceMs: quick ? 5000 : 30_000,
+  /**
+   * An unmeasured run at the steady rate before scenario 2, for every system alike: JIT, pools and
+   * producer/consumer connections warm up, so the first measured seconds are not a cold start.
+   */
+  warmupSeconds: Number(args.warmup ?? (quick ? 1 : 5)),
   peakRates: quick ? [] : (args.rates ?? '5000,10000,20000').split(',').map(Number),
   peakSearchSeconds: Number(args['peak-seconds'] ?? 20),
   burstCount: Number(args.burst ?? (quick ? 2000 : 200_000)),
@@ -194,6 +200,12 @@ async function benchSystem(entry: Entry): Promise<SystemResult> {
       bulkRate = result.throughput?.bulkPerSec ?? bulkRate;
     }
     if (scenarios.has(2)) {
+      if (settings.warmupSeconds > 0) {
+        const warm = await attempt('warm-up', () =>
+          steady(system, settings.steadyRate, settings.warmupSeconds, bulkRate, settings.steadyGraceMs),
+        );
+        if (warm && !warm.complete) await restart();
+      }
       result.steady = await attempt('steady', () =>
         steady(
           system,

@@ -5,6 +5,7 @@
  *   node --require tsx/cjs scripts/bench/probe-claim.ts [N=30000]
  */
 /** Time claim/markDelivered of 1000 refs on a table of N messages, with EXPLAIN ANALYZE. */
+import type { MessageRef } from '@hourglass/core';
 import { slotOf } from '@hourglass/core';
 import { PgMessageStore } from '@hourglass/postgres';
 import { createTestDatabase } from '@hourglass/testkit';
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
   );
   const now = Date.now();
   const total = Number(process.argv[2] ?? 30000);
+  const created: MessageRef[] = [];
   for (let off = 0; off < total; off += 1000) {
     const msgs = Array.from({ length: 1000 }, (_, k) => {
       const id = `m-${off + k}`;
@@ -41,13 +43,11 @@ async function main(): Promise<void> {
         fingerprint: 'f',
       };
     });
-    await store.insertBatch(msgs, { ownedEpochs: leases, hintBeforeMs: now });
+    for (const outcome of await store.insertBatch(msgs, { ownedEpochs: leases, hintBeforeMs: now }))
+      if (outcome.kind === 'created')
+        created.push({ seq: outcome.seq, slot: outcome.message.slot });
   }
-  const refs = Array.from({ length: 1000 }, (_, k) => ({
-    app: 'bench',
-    id: `m-${k}`,
-    slot: slotOf('bench', `m-${k}`, 256),
-  }));
+  const refs = created.slice(0, 1000);
   let t = performance.now();
   const claimed = await store.claim(refs, leases, Date.now());
   console.log(
@@ -56,11 +56,7 @@ async function main(): Promise<void> {
   t = performance.now();
   await store.markDelivered(refs, leases, Date.now());
   console.log(`mark 1000: ${(performance.now() - t).toFixed(1)} ms`);
-  const refs2 = Array.from({ length: 1000 }, (_, k) => ({
-    app: 'bench',
-    id: `m-${k + 1000}`,
-    slot: slotOf('bench', `m-${k + 1000}`, 256),
-  }));
+  const refs2 = created.slice(1000, 2000);
   // eslint-disable-next-line @typescript-eslint/unbound-method -- re-bound with .call below
   const orig = pg.Pool.prototype.query as unknown as (
     this: pg.Pool,

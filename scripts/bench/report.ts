@@ -87,7 +87,11 @@ export function renderTable(report: RunReport): string {
     lines.push('');
     lines.push(
       `Memory (Hourglass single node, ${num(memory.held)} messages held in the wheel): RSS ${num(memory.rssBeforeBytes / 2 ** 20)} → ${num(memory.rssAfterBytes / 2 ** 20)} MiB, ` +
-        `**${num(memory.rssBytesPerMessage)} B per held message (RSS delta)**, ${num(memory.heapBytesPerMessage)} B per message of V8 heap. ` +
+        `**${num(memory.rssBytesPerMessage)} B per held message (RSS delta, no forced GC)**, ${num(memory.heapBytesPerMessage)} B per message of V8 heap. ` +
+        (memory.liveBytesPerMessage === undefined
+          ? ''
+          : `After forced full GCs in the node: **${num(memory.liveBytesPerMessage)} B per held message live** (V8 heap used + ArrayBuffers, ${num((memory.liveBeforeBytes ?? 0) / 2 ** 20)} → ${num((memory.liveAfterBytes ?? 0) / 2 ** 20)} MiB), ` +
+            `${num(memory.rssAfterGcBytesPerMessage)} B per message of RSS (${num((memory.rssAfterGcBytes ?? 0) / 2 ** 20)} MiB). `) +
         `The wheel holds no payload (each request carried ${memory.payloadBytesPerMessage} B of payload, which stays in Postgres), so the figure is the same with or without payload.`,
     );
   }

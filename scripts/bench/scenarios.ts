@@ -179,10 +179,19 @@ export interface MemoryResult {
   rssAfterBytes: number;
   heapBeforeBytes: number;
   heapAfterBytes: number;
-  /** (RSS after − RSS before) / held. */
+  /** (RSS after − RSS before) / held: the node as deployed, garbage not yet collected included. */
   rssBytesPerMessage: number;
-  /** (V8 heap used after − before) / held: the wheel's own cost, without allocator slack. */
+  /** (V8 heap used after − before) / held, also without forced GC. */
   heapBytesPerMessage: number;
+  /** V8 heap used + ArrayBuffers right after forced full GCs, before and after scheduling. */
+  liveBeforeBytes?: number;
+  liveAfterBytes?: number;
+  /** (live after − live before) / held: what the node keeps per held message (the wheel's share). */
+  liveBytesPerMessage?: number;
+  /** RSS right after the forced GCs that follow scheduling (V8 may keep freed pages mapped). */
+  rssAfterGcBytes?: number;
+  /** (RSS after the forced GCs − RSS before) / held. */
+  rssAfterGcBytesPerMessage?: number;
   /** Payload bytes each message carried in its request; the wheel does not hold them. */
   payloadBytesPerMessage: number;
 }
@@ -190,7 +199,10 @@ export interface MemoryResult {
 /**
  * A fresh node, then `count` messages due 3–4.5 minutes ahead (inside the 5-minute horizon, so
  * all of them are held in the wheel, and none fires during the measurement). Memory is read from
- * the node's own /metrics after it settles.
+ * the node's own /metrics after it settles (the node as deployed: no forced GC), then once more
+ * right after forced full GCs in the node (SIGUSR2, scripts/bench/gc-on-signal.ts), which tells
+ * what the node holds apart from the garbage that scheduling a million messages over HTTP leaves
+ * until V8 next collects.
  */
 export async function memory(
   system: HourglassSystem,
@@ -200,6 +212,7 @@ export async function memory(
   const run = nextRun();
   await sleep(settleMs / 2);
   const before = await system.memory();
+  const liveBefore = await system.gcMemory();
   const expectedSeconds = count / Math.max(1000, bulkPerSec);
   if (expectedSeconds > 150)
     log(`memory: ${count} messages may take ${expectedSeconds.toFixed(0)} s to schedule`);
@@ -214,7 +227,10 @@ export async function memory(
   // Give the heap a moment to settle (no forced GC: this is the node as deployed).
   await sleep(settleMs);
   const after = await system.memory();
+  const liveAfter = await system.gcMemory();
   const held = after.held - before.held;
+  const live = (m: { heapUsed: number; arrayBuffers: number }): number =>
+    m.heapUsed + m.arrayBuffers;
   return {
     messages: count,
     held,
@@ -224,6 +240,11 @@ export async function memory(
     heapAfterBytes: after.heapUsedBytes,
     rssBytesPerMessage: Math.round((after.rssBytes - before.rssBytes) / held),
     heapBytesPerMessage: Math.round((after.heapUsedBytes - before.heapUsedBytes) / held),
+    liveBeforeBytes: live(liveBefore),
+    liveAfterBytes: live(liveAfter),
+    liveBytesPerMessage: Math.round((live(liveAfter) - live(liveBefore)) / held),
+    rssAfterGcBytes: liveAfter.rss,
+    rssAfterGcBytesPerMessage: Math.round((liveAfter.rss - before.rssBytes) / held),
     payloadBytesPerMessage: Buffer.byteLength(JSON.stringify({ n: count - 1 })),
   };
 }

@@ -4,7 +4,9 @@
  */
 import { ConfigError, loadConfig } from '@hourglass/config';
 import pino from 'pino';
-import { startNode } from './node';
+import { DependencyUnavailableError } from '@hourglass/core';
+import { SchemaError } from '@hourglass/postgres';
+import { ListenError, startNode } from './node';
 
 async function main(): Promise<void> {
   let config;
@@ -39,7 +41,20 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
+/**
+ * What to print when the start fails: errors that explain themselves (a taken port, a schema this
+ * version cannot use, an unreachable dependency) without a stack trace, anything else with one.
+ */
+function describeStartFailure(error: unknown): string {
+  if (error instanceof ListenError || error instanceof SchemaError) return error.message;
+  if (error instanceof DependencyUnavailableError) {
+    const cause = error.cause instanceof Error ? error.cause.message : String(error.cause);
+    return `${error.dependency} is unreachable (${cause}): check that it runs at the configured address`;
+  }
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}
+
 main().catch((error: unknown) => {
-  process.stderr.write(`hourglass: failed to start: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+  process.stderr.write(`hourglass: failed to start: ${describeStartFailure(error)}\n`);
   process.exit(1);
 });

@@ -4,5 +4,6 @@ export * from './message';
 export * from './ports';
 export * from './slots';
 export * from './state-machine';
+export * from './time';
 export * from './wheel';
 export * from './assignment';

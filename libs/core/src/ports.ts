@@ -38,8 +38,17 @@ export interface InsertContext {
 }
 
 export type InsertOutcome =
-  /** Committed. `wheelable`: the slot's epoch matched ours inside the insert transaction, so this node may put it in its wheel; otherwise a hint was left for the owner when it was near due. */
-  | { readonly kind: 'created'; readonly message: StoredMessage; readonly wheelable: boolean }
+  /**
+   * Committed, with the store's sequence number `seq` (what the wheel holds and claims refer to).
+   * `wheelable`: the slot's epoch matched ours inside the insert transaction, so this node may put
+   * it in its wheel; otherwise a hint was left for the owner when it was near due.
+   */
+  | {
+      readonly kind: 'created';
+      readonly message: StoredMessage;
+      readonly seq: number;
+      readonly wheelable: boolean;
+    }
   /** The same app sent the same id with the same fingerprint before. */
   | { readonly kind: 'existing'; readonly message: StoredMessage }
   /** The id exists with a different fingerprint. */
@@ -50,8 +59,9 @@ export type CancelOutcome =
   | { readonly kind: 'not_found' }
   | { readonly kind: 'refused'; readonly message: StoredMessage };
 
-/** A claimed message, everything needed to produce it. */
+/** A claimed message, everything needed to produce it (app and id go into the Kafka headers). */
 export interface ClaimedMessage {
+  readonly seq: number;
   readonly app: string;
   readonly id: string;
   readonly slot: number;
@@ -63,9 +73,12 @@ export interface ClaimedMessage {
   readonly attempts: number;
 }
 
+/**
+ * A message as the firing path refers to it: its sequence number, unique across the store and
+ * below 2^53 (Postgres: `messages.seq`), and its slot (for the epoch fence).
+ */
 export interface MessageRef {
-  readonly app: string;
-  readonly id: string;
+  readonly seq: number;
   readonly slot: number;
 }
 
@@ -90,8 +103,17 @@ export interface MessageStore {
    * the slots' wheel hints (the load that follows sees their messages). Returns the new epochs.
    */
   acquireSlots(slots: readonly number[], minEpoch: number): Promise<SlotLease[]>;
-  /** Scheduled messages of the slots due in [fromMs, untilMs), ascending; at most `limit`. */
-  loadDue(slots: readonly number[], fromMs: number, untilMs: number, limit: number, after?: WheelItem): Promise<WheelItem[]>;
+  /**
+   * Scheduled messages of the slots due in [fromMs, untilMs), in (due, seq) order; at most
+   * `limit`, after `after` (the last item of the previous page) when given.
+   */
+  loadDue(
+    slots: readonly number[],
+    fromMs: number,
+    untilMs: number,
+    limit: number,
+    after?: WheelItem,
+  ): Promise<WheelItem[]>;
   /** Removes and returns the wheel hints of these slots. */
   drainHints(slots: readonly number[]): Promise<WheelItem[]>;
   /** Calls back with a slot whenever a hint for it is committed (best effort; drainHints is the guarantee). */
@@ -99,13 +121,30 @@ export interface MessageStore {
 
   /**
    * Claims due messages for delivery (scheduled → delivering), fenced: only rows of slots whose
-   * epoch still equals the lease's. Messages already cancelled, claimed or delivered are skipped.
+   * epoch still equals the lease's. Only scheduled messages are taken: messages already cancelled,
+   * claimed (by anyone, this node included) or delivered are skipped, so a ref given twice, or
+   * again while its first claim is in flight, is claimed once. A ref repeated within one call is
+   * returned once.
    */
-  claim(refs: readonly MessageRef[], leases: ReadonlyMap<number, number>, nowMs: number): Promise<ClaimedMessage[]>;
+  claim(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    nowMs: number,
+  ): Promise<ClaimedMessage[]>;
   /** delivering → delivered, fenced. Returns how many rows changed. */
-  markDelivered(refs: readonly MessageRef[], leases: ReadonlyMap<number, number>, nowMs: number): Promise<number>;
+  markDelivered(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    nowMs: number,
+  ): Promise<number>;
   /** delivering → scheduled (retry later) or → failed when `giveUp`, recording the error; fenced. */
-  releaseClaims(refs: readonly MessageRef[], leases: ReadonlyMap<number, number>, error: string, giveUp: boolean, nowMs: number): Promise<number>;
+  releaseClaims(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    error: string,
+    giveUp: boolean,
+    nowMs: number,
+  ): Promise<number>;
 }
 
 /** One Kafka record as Hourglass produces it. */
@@ -135,7 +174,10 @@ export interface Publisher {
   /** Resolves only once Kafka acknowledged every record (acks=all); throws {@link PublishError}. */
   publish(records: readonly OutboundRecord[]): Promise<void>;
   /** Creates missing topics (existing ones are left as they are); options default to the adapter's. */
-  ensureTopics(topics: readonly string[], options?: { partitions?: number; replicationFactor?: number }): Promise<void>;
+  ensureTopics(
+    topics: readonly string[],
+    options?: { partitions?: number; replicationFactor?: number },
+  ): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,7 +216,10 @@ export interface AppRecord {
   /** Topics granted to the app, sorted. */
   readonly topics: readonly string[];
   /** The app's tokens (never their hashes): when each was issued and when it stops working. */
-  readonly tokens: ReadonlyArray<{ readonly createdAtMs: number; readonly expiresAtMs: number | null }>;
+  readonly tokens: ReadonlyArray<{
+    readonly createdAtMs: number;
+    readonly expiresAtMs: number | null;
+  }>;
 }
 
 /** What a token proves: the app, and until when the proof holds (null: until rotated). */
@@ -199,8 +244,14 @@ export interface AppPatch {
 export interface AppStats {
   readonly apps: number;
   readonly byState: Readonly<Record<string, number>>;
-  readonly byApp: ReadonlyArray<{ readonly app: string; readonly byState: Readonly<Record<string, number>> }>;
-  readonly pendingByApp: ReadonlyArray<{ readonly app: string; readonly buckets: Readonly<Record<string, number>> }>;
+  readonly byApp: ReadonlyArray<{
+    readonly app: string;
+    readonly byState: Readonly<Record<string, number>>;
+  }>;
+  readonly pendingByApp: ReadonlyArray<{
+    readonly app: string;
+    readonly buckets: Readonly<Record<string, number>>;
+  }>;
 }
 
 /** A due-time bucket for statistics: messages due before `untilMs` from now (null: any later time). */
@@ -223,7 +274,11 @@ export interface AppStore {
    * Bootstrap from config: creates the app when missing, grants its topics, and makes `tokenHash`
    * its config token (replacing an earlier config token). Tokens issued by the admin API stay.
    */
-  ensureConfigApp(app: { name: string; topics: readonly string[] }, tokenHash: string, nowMs: number): Promise<void>;
+  ensureConfigApp(
+    app: { name: string; topics: readonly string[] },
+    tokenHash: string,
+    nowMs: number,
+  ): Promise<void>;
   updateApp(name: string, patch: AppPatch): Promise<AppRecord | null>;
   /** Removes the app, its tokens and grants; returns the removed token hashes (null: no such app). Messages stay. */
   deleteApp(name: string): Promise<string[] | null>;
@@ -233,7 +288,12 @@ export interface AppStore {
    * Adds a token; the app's other tokens expire `graceMs` from now (0: at once), those already
    * expiring sooner keep their earlier expiry. null when there is no such app.
    */
-  rotateToken(name: string, tokenHash: string, nowMs: number, graceMs: number): Promise<AppRecord | null>;
+  rotateToken(
+    name: string,
+    tokenHash: string,
+    nowMs: number,
+    graceMs: number,
+  ): Promise<AppRecord | null>;
   /** The app holding an unexpired token with this hash, or null. Disabled apps are returned (callers refuse them). */
   findByToken(tokenHash: string, nowMs: number): Promise<TokenGrant | null>;
   grantTopic(name: string, topic: string): Promise<AppRecord | null>;
@@ -264,16 +324,26 @@ export interface AppCache {
 }
 
 export type QuotaDecision =
-  | { readonly allowed: true }
-  | { readonly allowed: false; readonly retryAfterMs: number };
+  { readonly allowed: true } | { readonly allowed: false; readonly retryAfterMs: number };
 
 /** The shared quota counters (libs/redis). Throws DependencyUnavailableError when unreachable. */
 export interface QuotaBackend {
   /** Takes `count` tokens from the app's bucket at `nowMs`, or says how long until they exist. */
-  takeTokens(app: string, count: number, ratePerSecond: number, burst: number, nowMs: number): Promise<QuotaDecision>;
+  takeTokens(
+    app: string,
+    count: number,
+    ratePerSecond: number,
+    burst: number,
+    nowMs: number,
+  ): Promise<QuotaDecision>;
   /**
    * Reserves room for `count` more pending messages under `max`. The count is loaded from
    * `countFromStore` when the shared copy is missing or older than the reconciliation interval.
    */
-  reservePending(app: string, count: number, max: number, countFromStore: () => Promise<number>): Promise<QuotaDecision>;
+  reservePending(
+    app: string,
+    count: number,
+    max: number,
+    countFromStore: () => Promise<number>,
+  ): Promise<QuotaDecision>;
 }

@@ -7,48 +7,57 @@
  * Time is passed in (`advance(nowMs)`); the wheel never reads a clock, so tests drive it with
  * plain numbers and the engine decides when to tick (it sleeps until {@link TimingWheel.nextDueMs}).
  *
- * Layout. Items live in a struct-of-arrays store indexed by a small integer handle (due time,
- * slot, next/prev links, location), with a free list, grown by 1.5x; a `Map` finds the handle of
- * a key. Every held item is in exactly one of three places, and these invariants hold between
- * public calls (the `cursor` is the first millisecond whose bucket has not been emptied):
+ * Items are three numbers: the message's `seq` (its store-wide sequence number, opaque to the
+ * wheel), its slot and its due time. The wheel keeps no strings and no object per item, and no
+ * index by seq: it does not deduplicate (an item inserted twice is held, and fired, twice) and it
+ * cannot cancel one item. The engine relies on the store for both: a claim only takes messages
+ * that are still scheduled, so a duplicate or a cancelled message fires to nothing.
+ *
+ * Layout. Items live in a struct-of-arrays store indexed by a small integer handle (seq, due time,
+ * slot, next/prev links, location), with a free list, grown by 1.5x. Every held item is in exactly
+ * one of three places, and these invariants hold between public calls (the `cursor` is the first
+ * millisecond whose bucket has not been emptied):
  *   - late:     dueMs <  cursor              a min-heap on (dueMs, insertion order)
  *   - buckets:  cursor <= dueMs < cursor + B  bucket dueMs mod B, a FIFO doubly linked list
  *   - overflow: dueMs >= cursor + B           a min-heap on (dueMs, insertion order)
  * where B is the bucket count, the next power of two >= spanMs. Because an overflow item moves into
  * its bucket as soon as the cursor brings it within B (before any later insert can land there) and
  * heaps pop in insertion order on ties, every bucket lists its items in insertion order, so firing
- * order is (dueMs, insertion order) without storing a sequence number per bucketed item.
+ * order is (dueMs, insertion order) without storing an insertion number per bucketed item.
  *
  * Never early: advance(nowMs) only takes late items (due < cursor <= nowMs + 1), buckets of
  * milliseconds <= nowMs, and overflow items with dueMs <= nowMs; due times are whole milliseconds.
  *
- * Costs. insert/cancel O(1) for items within the span; O(log n) for items beyond it or already
- * overdue (the heaps, expected to be small: the engine loads only up to the horizon). advance is
+ * Costs. insert O(1) for items within the span; O(log n) for items beyond it or already overdue
+ * (the heaps, expected to be small: the engine loads only up to the horizon). advance is
  * O(fired + milliseconds moved), capped at O(B + fired * log n) for a jump longer than the span
  * (one pass over the buckets, then the overflow heap directly); empty milliseconds already
  * scanned by nextDueMs are skipped, so sleep-until-next-due then advance scans each ms once.
  * dropSlot is O(high-water mark).
  *
- * Capacity and memory. Sized and measured for 1-2 million items; V8's Map caps it near 16.7M.
- * Per held item, key strings excluded:
- *   - 19 bytes per handle in typed arrays (8 due + 2 slot + 4 + 4 links + 1 location), grown by
- *     1.5x so that its slack does not line up with the Map's, which V8 grows by doubling;
- *   - 8 for the key reference in the keys array, and the key -> handle Map, about 27-53 bytes
- *     per entry depending on where it is in its doubling.
- *   Measured (node 20, `--expose-gc`, heapUsed + arrayBuffers after gc, before/after inserting N
- *   items with pre-built 15-character keys, 7-minute span): 51-70 bytes/item from 1M to 2M items
- *   (1M: 51, 1.5M: 61, 2M: 55), worst 85 just after the Map doubles at 2^20 entries. The
- *   product target of 100 bytes holds.
+ * Capacity and memory. Sized and measured for 1-2 million items; handles are 31-bit.
+ * Per held item, 27 bytes in typed arrays (8 seq + 8 due + 2 slot + 4 + 4 links + 1 location),
+ * plus the slack of growing by 1.5x (0-50 %, so 27-41 bytes). Nothing else is allocated per item.
+ *   Measured (node 20, `--expose-gc`, heapUsed + arrayBuffers after gc, before/after creating a
+ *   wheel with a 7-minute span and inserting N items, so the fixed bucket arrays are included):
+ *   31.5 bytes/item at 1M, 30.1 at 1.5M, 32.7 at 2M; worst 44.5 just after a growth step (1.01M).
+ *   The earlier design (a key string per item, a keys array and a key -> handle Map) measured
+ *   56-64 bytes/item the same way without the key strings, and 119-128 with the engine's
+ *   `app + NUL + id` keys. The product target of 100 bytes per held message holds.
  *   Overdue and beyond-span items cost 12-24 bytes more each (heap entry).
- *   Fixed: 8 bytes per bucket (head + tail), 4 MiB for a 7-minute span.
+ *   Fixed: 8 bytes per bucket (head + tail), 4 MiB for a 7-minute span (42 bytes/item at 100k).
  * Memory is not returned when the wheel empties; it stays at its high-water mark.
- * Firing is bound by the Map (about 0.5 us per delete at 1M entries, cache misses): about 1M
- * items/s fired from a 1M-item wheel. Slots must fit 16 bits (< 65536).
+ * Firing allocates only the returned items: 20-35 million items/s from a 1M-item wheel (node 20,
+ * advancing 10 ms at a time, 5000 per call; the Map design managed 1.5 million/s, bound by its
+ * deletes). Slots must fit 16 bits (< 65536).
  */
 
-/** An item held by the wheel. `key` is opaque to the wheel (the engine uses app + '\u0000' + id). */
+/**
+ * An item held by the wheel: the message's store sequence number (a non-negative integer below
+ * 2^53, opaque to the wheel), its slot and its due time.
+ */
 export interface WheelItem {
-  key: string;
+  seq: number;
   slot: number;
   dueMs: number;
 }
@@ -67,6 +76,8 @@ export interface TimingWheelOptions {
 /** Largest span accepted: 2^24 buckets cost 128 MiB of heads and tails. */
 const MAX_SPAN_MS = 1 << 24;
 const MAX_SLOT = 0xffff;
+/** Handles index Int32Arrays (links, heaps) and -1 is NIL. */
+const MAX_HANDLES = 0x7fffffff;
 const INITIAL_CAPACITY = 1024;
 const NIL = -1;
 
@@ -81,17 +92,20 @@ const IN_OVERFLOW = 3;
  * bucket and its heap position while in a heap; `next` doubles as the free-list link.
  */
 class WheelStore {
+  seq: Float64Array;
   due: Float64Array;
   slot: Uint16Array;
   next: Int32Array;
   prev: Int32Array;
   where: Uint8Array;
-  readonly keys: string[] = [];
   /** Handles ever handed out; every handle below it is either held or on the free list. */
   highWater = 0;
+  /** Handles held (allocated and not released). */
+  held = 0;
   private freeHead = NIL;
 
   constructor(capacity: number) {
+    this.seq = new Float64Array(capacity);
     this.due = new Float64Array(capacity);
     this.slot = new Uint16Array(capacity);
     this.next = new Int32Array(capacity);
@@ -100,6 +114,7 @@ class WheelStore {
   }
 
   alloc(): number {
+    this.held++;
     const reused = this.freeHead;
     if (reused !== NIL) {
       this.freeHead = this.next[reused]!;
@@ -110,15 +125,16 @@ class WheelStore {
   }
 
   release(i: number): void {
+    this.held--;
     this.where[i] = FREE;
-    // Drop the string reference so a released handle does not keep its key alive.
-    this.keys[i] = '';
     this.next[i] = this.freeHead;
     this.freeHead = i;
   }
 
   private grow(): void {
-    const capacity = Math.ceil(this.due.length * 1.5);
+    if (this.due.length >= MAX_HANDLES) throw new RangeError('timing wheel is full');
+    const capacity = Math.min(MAX_HANDLES, Math.ceil(this.due.length * 1.5));
+    this.seq = copyInto(new Float64Array(capacity), this.seq);
     this.due = copyInto(new Float64Array(capacity), this.due);
     this.slot = copyInto(new Uint16Array(capacity), this.slot);
     this.next = copyInto(new Int32Array(capacity), this.next);
@@ -136,28 +152,28 @@ function copyInto<T extends Float64Array | Int32Array | Uint16Array | Uint8Array
 }
 
 /**
- * A binary min-heap of handles ordered by (due, seq), where seq is the insertion sequence number,
- * so equal due times pop in insertion order. Keeps each handle's heap position in `store.prev` for
+ * A binary min-heap of handles ordered by (due, order), where order is the insertion number, so
+ * equal due times pop in insertion order. Keeps each handle's heap position in `store.prev` for
  * O(log n) removal.
  */
 class DueHeap {
   private items = new Int32Array(16);
-  private seqs = new Float64Array(16);
+  private orders = new Float64Array(16);
   length = 0;
 
   constructor(private readonly store: WheelStore) {}
 
-  /** The handle with the smallest (due, seq), or NIL. */
+  /** The handle with the smallest (due, order), or NIL. */
   peek(): number {
     return this.length === 0 ? NIL : this.items[0]!;
   }
 
-  push(i: number, seq: number): void {
+  push(i: number, order: number): void {
     if (this.length === this.items.length) {
       this.items = copyInto(new Int32Array(this.length * 2), this.items);
-      this.seqs = copyInto(new Float64Array(this.length * 2), this.seqs);
+      this.orders = copyInto(new Float64Array(this.length * 2), this.orders);
     }
-    this.siftUp(this.length++, i, seq);
+    this.siftUp(this.length++, i, order);
   }
 
   pop(): number {
@@ -174,61 +190,60 @@ class DueHeap {
     const lastPos = --this.length;
     if (p === lastPos) return;
     const last = this.items[lastPos]!;
-    const lastSeq = this.seqs[lastPos]!;
-    if (p > 0 && this.before(last, lastSeq, (p - 1) >> 1)) this.siftUp(p, last, lastSeq);
-    else this.siftDown(p, last, lastSeq);
+    const lastOrder = this.orders[lastPos]!;
+    if (p > 0 && this.before(last, lastOrder, (p - 1) >> 1)) this.siftUp(p, last, lastOrder);
+    else this.siftDown(p, last, lastOrder);
   }
 
-  /** Whether handle i with sequence s orders before the entry at heap position p. */
-  private before(i: number, s: number, p: number): boolean {
+  /** Whether handle i with insertion number o orders before the entry at heap position p. */
+  private before(i: number, o: number, p: number): boolean {
     const due = this.store.due;
     const d = due[i]!;
     const other = due[this.items[p]!]!;
-    return d < other || (d === other && s < this.seqs[p]!);
+    return d < other || (d === other && o < this.orders[p]!);
   }
 
-  private siftUp(p: number, i: number, s: number): void {
+  private siftUp(p: number, i: number, o: number): void {
     while (p > 0) {
       const parent = (p - 1) >> 1;
-      if (!this.before(i, s, parent)) break;
-      this.put(p, this.items[parent]!, this.seqs[parent]!);
+      if (!this.before(i, o, parent)) break;
+      this.put(p, this.items[parent]!, this.orders[parent]!);
       p = parent;
     }
-    this.put(p, i, s);
+    this.put(p, i, o);
   }
 
-  private siftDown(p: number, i: number, s: number): void {
+  private siftDown(p: number, i: number, o: number): void {
     const n = this.length;
     for (;;) {
       let child = 2 * p + 1;
       if (child >= n) break;
       const right = child + 1;
-      if (right < n && this.before(this.items[right]!, this.seqs[right]!, child)) child = right;
-      if (this.before(i, s, child)) break;
-      this.put(p, this.items[child]!, this.seqs[child]!);
+      if (right < n && this.before(this.items[right]!, this.orders[right]!, child)) child = right;
+      if (this.before(i, o, child)) break;
+      this.put(p, this.items[child]!, this.orders[child]!);
       p = child;
     }
-    this.put(p, i, s);
+    this.put(p, i, o);
   }
 
-  private put(p: number, i: number, s: number): void {
+  private put(p: number, i: number, o: number): void {
     this.items[p] = i;
-    this.seqs[p] = s;
+    this.orders[p] = o;
     this.store.prev[i] = p;
   }
 }
 
 export class TimingWheel {
   private readonly store: WheelStore;
-  private readonly index = new Map<string, number>();
   private readonly bucketCount: number;
   private readonly mask: number;
   private readonly heads: Int32Array;
   private readonly tails: Int32Array;
   private readonly late: DueHeap;
   private readonly overflow: DueHeap;
-  /** Insertion sequence for heap tie-breaks; a double stays exact for 2^53 inserts. */
-  private seq = 0;
+  /** Insertion number for heap tie-breaks; a double stays exact for 2^53 inserts. */
+  private order = 0;
   /** First millisecond whose bucket has not been emptied; see the invariants above. */
   private cursor: number;
   private pos: number;
@@ -258,9 +273,9 @@ export class TimingWheel {
     this.hint = this.cursor;
   }
 
-  /** Number of items held. */
+  /** Number of items held (an item inserted twice counts twice). */
   get size(): number {
-    return this.index.size;
+    return this.store.held;
   }
 
   /** The time (epoch ms) the wheel has advanced to. */
@@ -269,49 +284,37 @@ export class TimingWheel {
   }
 
   /**
-   * Adds the item, or keeps the one already held under its key (returns false; the first due time
-   * wins). Items due at or before the position fire on the next advance. O(1) within the span,
-   * O(log n) beyond it or in the past.
-   * @throws RangeError if dueMs is not a safe integer or slot is not an integer in [0, 65535].
+   * Adds the item. Nothing is deduplicated: an item inserted twice is held and fired twice. Items
+   * due at or before the position fire on the next advance. O(1) within the span, O(log n) beyond
+   * it or in the past.
+   * @throws RangeError if seq is not a safe non-negative integer, dueMs is not a safe integer or
+   * slot is not an integer in [0, 65535].
    */
-  insert(item: WheelItem): boolean {
-    const { key, slot, dueMs } = item;
+  insert(item: WheelItem): void {
+    const { seq, slot, dueMs } = item;
+    if (!Number.isSafeInteger(seq) || seq < 0) {
+      throw new RangeError(`seq must be a safe non-negative integer, got ${seq}`);
+    }
     if (!Number.isSafeInteger(dueMs)) {
       throw new RangeError(`dueMs must be a whole number of milliseconds, got ${dueMs}`);
     }
     if (!Number.isInteger(slot) || slot < 0 || slot > MAX_SLOT) {
       throw new RangeError(`slot must be an integer in [0, ${MAX_SLOT}], got ${slot}`);
     }
-    if (this.index.has(key)) return false;
     const store = this.store;
     const i = store.alloc();
+    store.seq[i] = seq;
     store.due[i] = dueMs;
     store.slot[i] = slot;
-    store.keys[i] = key;
-    this.index.set(key, i);
     if (dueMs < this.cursor) {
       store.where[i] = IN_LATE;
-      this.late.push(i, this.seq++);
+      this.late.push(i, this.order++);
     } else if (dueMs < this.cursor + this.bucketCount) {
       this.linkBucket(i, dueMs);
     } else {
       store.where[i] = IN_OVERFLOW;
-      this.overflow.push(i, this.seq++);
+      this.overflow.push(i, this.order++);
     }
-    return true;
-  }
-
-  /** Removes the item with this key. O(1) within the span, O(log n) otherwise. */
-  cancel(key: string): boolean {
-    const i = this.index.get(key);
-    if (i === undefined) return false;
-    this.unlink(i);
-    this.discard(i);
-    return true;
-  }
-
-  has(key: string): boolean {
-    return this.index.has(key);
   }
 
   /** Removes every item of a slot (its ownership moved away). O(high-water mark of handles). */
@@ -321,7 +324,7 @@ export class TimingWheel {
     for (let i = 0; i < store.highWater; i++) {
       if (store.where[i] !== FREE && store.slot[i] === slot) {
         this.unlink(i);
-        this.discard(i);
+        store.release(i);
         removed++;
       }
     }
@@ -507,13 +510,8 @@ export class TimingWheel {
 
   private fire(i: number, fired: WheelItem[]): void {
     const store = this.store;
-    fired.push({ key: store.keys[i]!, slot: store.slot[i]!, dueMs: store.due[i]! });
-    this.discard(i);
-  }
-
-  private discard(i: number): void {
-    this.index.delete(this.store.keys[i]!);
-    this.store.release(i);
+    fired.push({ seq: store.seq[i]!, slot: store.slot[i]!, dueMs: store.due[i]! });
+    store.release(i);
   }
 
   /** dueMs mod B, non-negative; `%` is exact on doubles, unlike `&` which truncates to 32 bits. */

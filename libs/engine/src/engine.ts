@@ -22,7 +22,7 @@ import type {
   SlotLease,
   WheelItem,
 } from '@hourglass/core';
-import { PublishError, TimingWheel, messageKey } from '@hourglass/core';
+import { PublishError, TimingWheel } from '@hourglass/core';
 import type { EngineMetrics } from './metrics';
 
 export interface Clock {
@@ -43,6 +43,12 @@ export interface EngineOptions {
   hintDrainIntervalMs: number;
   fireBatchSize: number;
   fireConcurrency: number;
+  /**
+   * How long before its due time a message is claimed, so that at the due time only the produce
+   * is left. A cancel in this window gets `already_delivered`. 0 claims at the due time.
+   * @default 25
+   */
+  claimAheadMs?: number;
   maxAttempts: number;
   retryInitialMs: number;
   retryMaxMs: number;
@@ -65,10 +71,25 @@ export interface EngineDeps {
 const WHEEL_SLACK_MS = 2 * 60_000;
 /** Rows per loader query. */
 const LOAD_PAGE = 5000;
+/** Most messages marked delivered by one statement when acks pile up. */
+const MARK_FLUSH_LIMIT = 20_000;
+const DEFAULT_CLAIM_AHEAD_MS = 25;
 
-function splitKey(item: WheelItem): MessageRef {
-  const separator = item.key.indexOf('\u0000');
-  return { app: item.key.slice(0, separator), id: item.key.slice(separator + 1), slot: item.slot };
+/** A claimed batch waiting for its messages' due times, in due order from `next` on. */
+interface HeldBatch {
+  messages: ClaimedMessage[];
+  next: number;
+  leases: ReadonlyMap<number, number>;
+}
+
+interface PendingMark {
+  claimed: readonly ClaimedMessage[];
+  leases: ReadonlyMap<number, number>;
+  ackedAt: number;
+}
+
+function toRef(item: WheelItem): MessageRef {
+  return { seq: item.seq, slot: item.slot };
 }
 
 export class DelayEngine {
@@ -76,9 +97,40 @@ export class DelayEngine {
   /** slot → epoch of every slot this node owns and fires. */
   private readonly leases = new Map<number, number>();
   private loadedUntil: number;
+  /** The highest `untilMs` a load has started with (it may still be paging, or have failed). */
+  private loadingUntil = Number.NEGATIVE_INFINITY;
   /** Loader steps (acquire, release, horizon moves) run one at a time: they share `loadedUntil`. */
   private loaderChain: Promise<void> = Promise.resolve();
+  /** Fire batches under way; releasing slots and stopping wait for them. */
   private readonly inFlight = new Set<Promise<void>>();
+  /**
+   * Claims under way. One at a time while firing keeps up: due messages then pile up into the next,
+   * larger batch instead of many small claims queueing on Postgres commits. With a backlog (the
+   * last batch taken was full: a burst, or catching up) up to `fireConcurrency` run at once, so
+   * Postgres works them in parallel.
+   */
+  private claimingBatches = 0;
+  private backlogged = false;
+  /** Claimed messages not yet produced, per claim, and their count (bounded by `heldLimit`). */
+  private held: HeldBatch[] = [];
+  private heldCount = 0;
+  /** Whether a produce is under way: one at a time, so messages due meanwhile go in the next one. */
+  private publishing = false;
+  /**
+   * Seqs claimed by this node and not yet marked or released. After a claim whose outcome is
+   * unknown (the connection broke), every other message of its batch is released: none of those
+   * can be in flight here.
+   */
+  private readonly ownClaims = new Set<number>();
+  /** Set by stop(): no more claims, but what is claimed is still produced. */
+  private draining = false;
+  /** Acked batches waiting to be marked delivered, in one statement per flush. */
+  private pendingMarks: PendingMark[] = [];
+  private markFlush: Promise<void> | undefined;
+  /** Marks enqueued and marks flushed (or given up) so far: lets a release wait for just its own. */
+  private marksEnqueued = 0;
+  private marksFlushed = 0;
+  private markWaiters: Array<{ upTo: number; resolve: () => void }> = [];
   private fireTimer: NodeJS.Timeout | undefined;
   private armedAtMs = Number.POSITIVE_INFINITY;
   private loaderTimer: NodeJS.Timeout | undefined;
@@ -123,13 +175,38 @@ export class DelayEngine {
   /** Stops firing; resolves when in-flight batches finished. Slots stay owned (the coordinator releases them). */
   async stop(): Promise<void> {
     if (!this.running) return;
-    this.running = false;
+    // First drain: no new claims, but what is claimed (due within claimAheadMs) is produced at its
+    // due time, or released if producing fails.
+    this.draining = true;
     clearInterval(this.loaderTimer);
     clearInterval(this.hintTimer);
+    while (this.inFlight.size > 0 || this.heldCount > 0) {
+      if (this.inFlight.size === 0) {
+        // Held messages not due yet: wait for the earliest (at most claimAheadMs away).
+        const waitMs = (this.nextHeldDueMs() ?? 0) - this.deps.clock.now();
+        await new Promise((resolve) => setTimeout(resolve, Math.max(1, waitMs)));
+        this.pump();
+        continue;
+      }
+      await Promise.allSettled([...this.inFlight]);
+    }
+    this.running = false;
     clearTimeout(this.fireTimer);
     this.fireTimer = undefined;
     await this.loaderChain;
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.markFlush;
+  }
+
+  /**
+   * Waits for the batches under way now, then for every mark enqueued by then: a released slot's
+   * messages must be marked delivered before its next owner resets what is still delivering.
+   */
+  private async settleFiring(): Promise<void> {
     await Promise.allSettled([...this.inFlight]);
+    const upTo = this.marksEnqueued;
+    if (this.marksFlushed >= upTo) return;
+    await new Promise<void>((resolve) => this.markWaiters.push({ upTo, resolve }));
   }
 
   ownedSlots(): SlotLease[] {
@@ -164,12 +241,51 @@ export class DelayEngine {
    */
   releaseSlots(slots: readonly number[]): Promise<void> {
     return this.enqueueLoad(async () => {
+      const released = new Set<number>();
       for (const slot of slots) {
-        if (this.leases.delete(slot)) this.wheel.dropSlot(slot);
+        if (this.leases.delete(slot)) {
+          this.wheel.dropSlot(slot);
+          released.add(slot);
+        }
       }
-      await Promise.allSettled([...this.inFlight]);
+      await this.dropHeld(released);
+      await this.settleFiring();
       this.deps.logger.info({ slots: slots.length }, 'slots released');
     });
+  }
+
+  /**
+   * Forgets claimed-but-unproduced messages of released slots and puts them back to `scheduled`
+   * under their old epoch, so the next owner fires them (its takeover would reset them anyway).
+   */
+  private async dropHeld(slots: ReadonlySet<number>): Promise<void> {
+    if (slots.size === 0) return;
+    const dropped: ClaimedMessage[] = [];
+    const leases = new Map<number, number>();
+    for (const batch of this.held) {
+      const keep: ClaimedMessage[] = [];
+      for (let i = batch.next; i < batch.messages.length; i++) {
+        const message = batch.messages[i]!;
+        if (!slots.has(message.slot)) {
+          keep.push(message);
+          continue;
+        }
+        dropped.push(message);
+        const epoch = batch.leases.get(message.slot);
+        if (epoch !== undefined) leases.set(message.slot, epoch);
+      }
+      batch.messages = keep;
+      batch.next = 0;
+    }
+    this.held = this.held.filter((batch) => batch.messages.length > 0);
+    this.heldCount -= dropped.length;
+    for (const message of dropped) this.ownClaims.delete(message.seq);
+    if (dropped.length === 0) return;
+    try {
+      await this.deps.store.releaseClaims(dropped, leases, 'slot handed over before its due time', false, this.deps.clock.now());
+    } catch (error) {
+      this.deps.logger.warn({ err: error, messages: dropped.length }, 'releasing claims of released slots failed; the next owner resets them');
+    }
   }
 
   /** Persists a batch and wheels what this node may fire itself. Outcomes are in input order. */
@@ -181,13 +297,15 @@ export class DelayEngine {
       hintBeforeMs: now + this.options.horizonMs + WHEEL_SLACK_MS / 2,
     });
     let wheeled = false;
+    const reach = this.loadReach();
     for (const outcome of outcomes) {
       if (outcome.kind !== 'created' || !outcome.wheelable) continue;
-      const { app, id, slot, deliverAtMs } = outcome.message;
+      const { slot, deliverAtMs } = outcome.message;
       // Re-check: the slot may have been released while the insert was in flight.
       if (this.leases.get(slot) !== ownedEpochs.get(slot)) continue;
-      if (deliverAtMs < now + this.options.horizonMs + WHEEL_SLACK_MS) {
-        this.wheel.insert({ key: messageKey(app, id), slot, dueMs: deliverAtMs });
+      // Beyond the loader's reach, a load that starts later (after our commit) wheels it.
+      if (deliverAtMs < reach) {
+        this.wheel.insert({ seq: outcome.seq, slot, dueMs: deliverAtMs });
         wheeled = true;
       }
     }
@@ -195,9 +313,15 @@ export class DelayEngine {
     return outcomes;
   }
 
-  /** Forgets a cancelled message locally; the store's state is what guarantees it never fires. */
-  forget(app: string, id: string): void {
-    this.wheel.cancel(messageKey(app, id));
+  /**
+   * How far the loads reach: no load has covered a due time at or after it, and the loads that
+   * start from now on (after the caller's commit, so they see its rows) cover every due time from
+   * `loadedUntil` on as the horizon moves. So the insert and hint paths need not wheel a message
+   * due at or after it, and do not: the wheel does not deduplicate, and a message wheeled twice
+   * costs its memory twice (firing it twice is harmless: the claim takes it once).
+   */
+  private loadReach(): number {
+    return Math.max(this.loadedUntil, this.loadingUntil);
   }
 
   private enqueueLoad<T>(step: () => Promise<T>): Promise<T> {
@@ -219,6 +343,8 @@ export class DelayEngine {
   }
 
   private async loadRange(slots: readonly number[], fromMs: number, untilMs: number): Promise<void> {
+    // Before the first query: from here on, inserts committing now are wheeled up to untilMs.
+    this.loadingUntil = Math.max(this.loadingUntil, untilMs);
     let after: WheelItem | undefined;
     for (;;) {
       const page = await this.deps.store.loadDue(slots, fromMs, untilMs, LOAD_PAGE, after);
@@ -244,9 +370,10 @@ export class DelayEngine {
         do {
           this.drainAgain = false;
           const items = await this.deps.store.drainHints([...this.leases.keys()]);
-          const horizonEnd = this.deps.clock.now() + this.options.horizonMs + WHEEL_SLACK_MS;
+          // A hint due beyond the loads' reach is left to the loader (see loadReach).
+          const reach = this.loadReach();
           for (const item of items) {
-            if (this.leases.has(item.slot) && item.dueMs < horizonEnd) this.wheel.insert(item);
+            if (this.leases.has(item.slot) && item.dueMs < reach) this.wheel.insert(item);
           }
           if (items.length > 0) this.arm();
         } while (this.drainAgain && this.running);
@@ -261,7 +388,12 @@ export class DelayEngine {
   /** Sets the fire timer for the earliest due item, unless an earlier one is already set. */
   private arm(): void {
     if (!this.running) return;
-    const next = this.wheel.nextDueMs();
+    // What cannot start now is started by the claim or produce that finishes first; a timer
+    // would only spin until then.
+    const heldDue = this.publishing ? undefined : this.nextHeldDueMs();
+    const wheelDue = this.canClaim() ? this.wheel.nextDueMs() : undefined;
+    const claimAt = wheelDue === undefined ? undefined : wheelDue - this.claimAheadMs;
+    const next = heldDue === undefined ? claimAt : claimAt === undefined ? heldDue : Math.min(heldDue, claimAt);
     if (next === undefined || next >= this.armedAtMs) return;
     clearTimeout(this.fireTimer);
     this.armedAtMs = next;
@@ -274,21 +406,38 @@ export class DelayEngine {
     this.pump();
   }
 
-  /** Starts batches for everything due, up to the concurrency limit; re-arms for the rest. */
+  private get claimAheadMs(): number {
+    return this.options.claimAheadMs ?? DEFAULT_CLAIM_AHEAD_MS;
+  }
+
+  private get heldLimit(): number {
+    return this.options.fireBatchSize * this.options.fireConcurrency;
+  }
+
+  private canClaim(): boolean {
+    const claimLimit = this.backlogged ? this.options.fireConcurrency : 1;
+    return !this.draining && this.claimingBatches < claimLimit && this.heldCount < this.heldLimit;
+  }
+
+  /**
+   * Moves messages along: produces the claimed ones that are due, claims those coming due within
+   * `claimAheadMs`, and sets the timer for whatever comes next.
+   */
   private pump(): void {
     if (!this.running) return;
-    while (this.inFlight.size < this.options.fireConcurrency) {
-      const items = this.wheel.advance(this.deps.clock.now(), this.options.fireBatchSize);
+    if (!this.publishing) this.startPublish();
+    while (this.canClaim()) {
+      const items = this.wheel.advance(this.deps.clock.now() + this.claimAheadMs, this.options.fireBatchSize);
+      this.backlogged = items.length === this.options.fireBatchSize;
       if (items.length === 0) break;
-      const batch: Promise<void> = this.fireBatch(items)
-        .catch((error: unknown) => this.deps.logger.error({ err: error }, 'fire batch failed'))
-        .finally(() => {
-          this.inFlight.delete(batch);
-          this.pump();
-        });
-      this.inFlight.add(batch);
+      this.track(this.claimBatch(items).catch((error: unknown) => this.deps.logger.error({ err: error }, 'claim failed')));
     }
     this.arm();
+  }
+
+  private track(work: Promise<void>): void {
+    const tracked = work.finally(() => this.inFlight.delete(tracked));
+    this.inFlight.add(tracked);
   }
 
   private retryDelayMs(): number {
@@ -296,42 +445,124 @@ export class DelayEngine {
     return Math.min(this.options.retryMaxMs, this.options.retryInitialMs * 2 ** exponent);
   }
 
-  /** Puts items back to fire again later; the store keeps them scheduled meanwhile. */
-  private retryLater(items: readonly { app: string; id: string; slot: number }[], delayMs: number): void {
+  /**
+   * Puts items back to fire again later. Only for messages the store has `scheduled`: the claim
+   * takes nothing else, so a message still `delivering` would fire to nothing.
+   */
+  private retryLater(items: readonly MessageRef[], delayMs: number): void {
     const dueMs = this.deps.clock.now() + delayMs;
     for (const item of items) {
-      if (this.leases.has(item.slot)) this.wheel.insert({ key: messageKey(item.app, item.id), slot: item.slot, dueMs });
+      if (this.leases.has(item.slot)) this.wheel.insert({ seq: item.seq, slot: item.slot, dueMs });
     }
     this.arm();
   }
 
-  private async fireBatch(items: readonly WheelItem[]): Promise<void> {
-    const leases = new Map<number, number>();
-    const refs: MessageRef[] = [];
-    for (const item of items) {
-      const epoch = this.leases.get(item.slot);
-      if (epoch === undefined) continue;
-      leases.set(item.slot, epoch);
-      refs.push(splitKey(item));
-    }
-    if (refs.length === 0) return;
-    const canFire = this.deps.canFire ?? (() => true);
-    if (!canFire()) {
-      this.retryLater(refs, this.options.retryInitialMs);
-      return;
-    }
-    let claimed: ClaimedMessage[];
+  /** Claims messages coming due and holds them until their due time. */
+  private async claimBatch(items: readonly WheelItem[]): Promise<void> {
+    this.claimingBatches++;
     try {
-      claimed = await this.deps.store.claim(refs, leases, this.deps.clock.now());
-    } catch (error) {
-      this.deps.logger.warn({ err: error, messages: refs.length }, 'claim failed; will retry');
-      this.retryLater(refs, this.options.retryInitialMs);
-      return;
+      const leases = new Map<number, number>();
+      const refs: MessageRef[] = [];
+      for (const item of items) {
+        const epoch = this.leases.get(item.slot);
+        if (epoch === undefined) continue;
+        leases.set(item.slot, epoch);
+        refs.push(toRef(item));
+      }
+      if (refs.length === 0) return;
+      if (!(this.deps.canFire?.() ?? true)) {
+        this.retryLater(refs, this.options.retryInitialMs);
+        return;
+      }
+      let claimed: ClaimedMessage[];
+      try {
+        // The store takes only messages due by then; producing waits for each one's due time.
+        claimed = await this.deps.store.claim(refs, leases, this.deps.clock.now() + this.claimAheadMs);
+      } catch (error) {
+        await this.recoverFromFailedClaim(refs, leases, error);
+        return;
+      }
+      if (claimed.length === 0) return;
+      // A slot released while claiming: its claims are the next owner's to reset.
+      const kept = claimed.filter((message) => this.leases.get(message.slot) === leases.get(message.slot));
+      if (kept.length === 0) return;
+      for (const message of kept) this.ownClaims.add(message.seq);
+      kept.sort((a, b) => a.deliverAtMs - b.deliverAtMs);
+      this.held.push({ messages: kept, next: 0, leases });
+      this.heldCount += kept.length;
+    } finally {
+      this.claimingBatches--;
+      this.pump();
     }
-    if (claimed.length === 0) return;
-    if (!canFire()) {
-      // Ownership may have lapsed while claiming: produce nothing. The next owner resets the claims.
-      this.retryLater(claimed, this.options.retryInitialMs);
+  }
+
+  /**
+   * The claim may have committed although it failed here. Messages of the batch that this node
+   * has not claimed otherwise are put back to `scheduled` (fenced: nothing of another owner is
+   * touched) before they are wheeled again, or they would stay `delivering`.
+   */
+  private async recoverFromFailedClaim(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    error: unknown,
+  ): Promise<void> {
+    this.deps.logger.warn({ err: error, messages: refs.length }, 'claim failed; will retry');
+    const unknown = refs.filter((ref) => !this.ownClaims.has(ref.seq));
+    const released = await this.releaseUntilDone(unknown, leases, 'claim outcome unknown', false, this.deps.clock.now());
+    if (released) this.retryLater(unknown, this.options.retryInitialMs);
+  }
+
+  /** Takes the held messages due by now, up to `heldLimit`, with their leases merged. */
+  private takeDueHeld(nowMs: number): { messages: ClaimedMessage[]; leases: Map<number, number> } {
+    const messages: ClaimedMessage[] = [];
+    const leases = new Map<number, number>();
+    for (const batch of this.held) {
+      const start = batch.next;
+      while (batch.next < batch.messages.length && messages.length < this.heldLimit) {
+        const message = batch.messages[batch.next]!;
+        if (message.deliverAtMs > nowMs) break;
+        messages.push(message);
+        batch.next++;
+      }
+      if (batch.next > start) for (const [slot, epoch] of batch.leases) leases.set(slot, epoch);
+    }
+    this.held = this.held.filter((batch) => batch.next < batch.messages.length);
+    this.heldCount -= messages.length;
+    return { messages, leases };
+  }
+
+  private nextHeldDueMs(): number | undefined {
+    let next: number | undefined;
+    for (const batch of this.held) {
+      const due = batch.messages[batch.next]?.deliverAtMs;
+      if (due !== undefined && (next === undefined || due < next)) next = due;
+    }
+    return next;
+  }
+
+  /** Produces every held message that is due, as one request; the next starts when it is acked. */
+  private startPublish(): void {
+    const { messages, leases } = this.takeDueHeld(this.deps.clock.now());
+    if (messages.length === 0) return;
+    this.publishing = true;
+    this.track(
+      this.publishHeld(messages, leases)
+        .catch((error: unknown) => this.deps.logger.error({ err: error }, 'fire batch failed'))
+        .finally(() => {
+          this.publishing = false;
+          this.pump();
+        }),
+    );
+  }
+
+  private async publishHeld(claimed: readonly ClaimedMessage[], leases: ReadonlyMap<number, number>): Promise<void> {
+    if (!(this.deps.canFire?.() ?? true)) {
+      // Ownership may have lapsed since the claim: produce nothing. A next owner would reset the
+      // claims, but our lease may recover, so put them back (fenced) before re-wheeling.
+      const error = 'not produced: slot ownership was uncertain';
+      if (await this.releaseUntilDone(claimed, leases, error, false, this.deps.clock.now())) {
+        this.retryLater(claimed, this.options.retryInitialMs);
+      }
       return;
     }
     try {
@@ -355,7 +586,52 @@ export class DelayEngine {
     this.consecutivePublishFailures = 0;
     const ackedAt = this.deps.clock.now();
     this.deps.metrics.delivered(claimed.map((message) => ackedAt - message.deliverAtMs));
-    await this.markDelivered(claimed, leases, ackedAt);
+    this.enqueueMark({ claimed, leases, ackedAt });
+  }
+
+  /**
+   * Marking is off the latency path: consumers already have the messages. Acks that arrive while a
+   * mark runs are merged into the next statement, so a burst costs few commits.
+   */
+  private enqueueMark(mark: PendingMark): void {
+    this.pendingMarks.push(mark);
+    this.marksEnqueued++;
+    this.markFlush ??= this.flushMarks().finally(() => {
+      this.markFlush = undefined;
+    });
+  }
+
+  private async flushMarks(): Promise<void> {
+    while (this.pendingMarks.length > 0) {
+      const group = this.takeMarkGroup();
+      await this.markDelivered(group.claimed, group.leases, group.ackedAt);
+      for (const message of group.claimed) this.ownClaims.delete(message.seq);
+      this.marksFlushed += group.marks;
+      this.markWaiters = this.markWaiters.filter((waiter) => {
+        if (waiter.upTo > this.marksFlushed) return true;
+        waiter.resolve();
+        return false;
+      });
+    }
+  }
+
+  /** Takes pending marks from the front while their leases agree (a slot re-acquired has a new epoch). */
+  private takeMarkGroup(): PendingMark & { marks: number } {
+    const claimed: ClaimedMessage[] = [];
+    const leases = new Map<number, number>();
+    let ackedAt = 0;
+    let marks = 0;
+    while (this.pendingMarks.length > 0) {
+      const next = this.pendingMarks[0]!;
+      const conflicts = [...next.leases].some(([slot, epoch]) => (leases.get(slot) ?? epoch) !== epoch);
+      if (marks > 0 && (conflicts || claimed.length + next.claimed.length > MARK_FLUSH_LIMIT)) break;
+      this.pendingMarks.shift();
+      marks++;
+      for (const message of next.claimed) claimed.push(message);
+      for (const [slot, epoch] of next.leases) leases.set(slot, epoch);
+      ackedAt = Math.max(ackedAt, next.ackedAt);
+    }
+    return { claimed, leases, ackedAt, marks };
   }
 
   private async onPublishFailure(
@@ -375,14 +651,50 @@ export class DelayEngine {
     const giveUp = failure.retriable ? [] : claimed.filter((message) => message.attempts >= this.options.maxAttempts);
     const retry = failure.retriable ? claimed : claimed.filter((message) => message.attempts < this.options.maxAttempts);
     const now = this.deps.clock.now();
-    try {
-      if (giveUp.length > 0) await this.deps.store.releaseClaims(giveUp, leases, failure.message, true, now);
-      if (retry.length > 0) await this.deps.store.releaseClaims(retry, leases, failure.message, false, now);
-    } catch (releaseError) {
-      // Rows stay `delivering` under our epoch; the claim re-takes our own claims, so retrying is safe.
-      this.deps.logger.warn({ err: releaseError }, 'releasing claims failed; retrying delivery anyway');
+    if (giveUp.length > 0) await this.releaseUntilDone(giveUp, leases, failure.message, true, now);
+    // Re-wheel only once the rows are `scheduled` again: the claim takes nothing else.
+    const released = await this.releaseUntilDone(retry, leases, failure.message, false, now);
+    if (released) this.retryLater(retry, delay);
+  }
+
+  /**
+   * releaseClaims, retried with backoff until it succeeds (true). Gives up (false) once the node
+   * stops or holds none of the batch's slots under the batch's epochs any more: the rows then stay
+   * `delivering` until the slot's next acquisition resets them (by the next owner, or by this
+   * node after a restart). Never gives up otherwise, because a claim never re-takes a row still
+   * `delivering` (the wheel may hold a message twice; see sql/claims.ts in @hourglass/postgres).
+   */
+  private async releaseUntilDone(
+    claimed: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    error: string,
+    giveUp: boolean,
+    nowMs: number,
+  ): Promise<boolean> {
+    if (claimed.length === 0) return true;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.deps.store.releaseClaims(claimed, leases, error, giveUp, nowMs);
+        for (const message of claimed) this.ownClaims.delete(message.seq);
+        return true;
+      } catch (releaseError) {
+        const held = [...leases].some(([slot, epoch]) => this.leases.get(slot) === epoch);
+        // Stopping gives up too: the rows are reset by the slots' next acquisition.
+        if (!this.running || this.draining || !held) {
+          for (const message of claimed) this.ownClaims.delete(message.seq);
+          this.deps.logger.warn(
+            { err: releaseError, messages: claimed.length },
+            'releasing claims failed; left for the next acquisition of their slots to reset',
+          );
+          return false;
+        }
+        if (attempt % 12 === 0) {
+          const context = { err: releaseError, messages: claimed.length, attempt };
+          this.deps.logger.warn(context, 'releasing claims failed; retrying');
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt)));
+      }
     }
-    this.retryLater(retry, delay);
   }
 
   /**

@@ -4,8 +4,24 @@
  * both answer every request with the same semantics and error codes.
  */
 import { randomBytes } from 'node:crypto';
-import type { AppQuotas, InsertOutcome, MessageLimits, NewMessage, PublicMessageState, StoredMessage } from '@hourglass/core';
-import { HourglassError, MESSAGE_ID_PATTERN, parseBatch, parseScheduleRequest, publicState, slotOf, uuidv7 } from '@hourglass/core';
+import type {
+  AppQuotas,
+  InsertOutcome,
+  MessageLimits,
+  NewMessage,
+  PublicMessageState,
+  StoredMessage,
+} from '@hourglass/core';
+import {
+  HourglassError,
+  MESSAGE_ID_PATTERN,
+  isoTime,
+  parseBatch,
+  parseScheduleRequest,
+  publicState,
+  slotOf,
+  uuidv7,
+} from '@hourglass/core';
 import type { MessageStore } from '@hourglass/core';
 import type { Clock, DelayEngine } from './engine';
 import type { EngineMetrics } from './metrics';
@@ -53,12 +69,14 @@ export function toView(message: StoredMessage): MessageView {
     topic: message.topic,
     key: message.key,
     slot: message.slot,
-    deliverAt: new Date(message.deliverAtMs).toISOString(),
+    // isoTime: toISOString's string, cheaper (a batch answer formats 2000 of them).
+    deliverAt: isoTime(message.deliverAtMs),
     state: publicState(message.state),
-    createdAt: new Date(message.createdAtMs).toISOString(),
+    createdAt: isoTime(message.createdAtMs),
     attempts: message.attempts,
   };
-  if (message.state === 'delivered' && message.finishedAtMs !== null) view.deliveredAt = new Date(message.finishedAtMs).toISOString();
+  if (message.state === 'delivered' && message.finishedAtMs !== null)
+    view.deliveredAt = new Date(message.finishedAtMs).toISOString();
   if (message.lastError) view.lastError = message.lastError;
   return view;
 }
@@ -84,7 +102,10 @@ export class MessageService {
   }
 
   /** Schedules one message; throws {@link HourglassError} for any refusal. */
-  async schedule(app: AppIdentity, body: unknown): Promise<{ created: boolean; message: MessageView }> {
+  async schedule(
+    app: AppIdentity,
+    body: unknown,
+  ): Promise<{ created: boolean; message: MessageView }> {
     const [result] = await this.scheduleMany(app, [body], '');
     if (!result) throw new HourglassError('internal', 'no result for the message');
     if (!result.ok) throw result.error;
@@ -96,19 +117,37 @@ export class MessageService {
     return this.scheduleMany(app, parseBatch(body, this.options.limits), 'messages/');
   }
 
-  private async scheduleMany(app: AppIdentity, bodies: readonly unknown[], pathPrefix: string): Promise<ScheduleResult[]> {
+  private async scheduleMany(
+    app: AppIdentity,
+    bodies: readonly unknown[],
+    pathPrefix: string,
+  ): Promise<ScheduleResult[]> {
     const now = this.clock.now();
-    const results: Array<ScheduleResult | undefined> = new Array<ScheduleResult | undefined>(bodies.length);
+    const results: Array<ScheduleResult | undefined> = new Array<ScheduleResult | undefined>(
+      bodies.length,
+    );
     const limits = this.limitsFor(app);
     const accepted: NewMessage[] = [];
     const positions: number[] = [];
     bodies.forEach((body, index) => {
       try {
-        const request = parseScheduleRequest(body, limits, now, pathPrefix ? `${pathPrefix}${index}/` : '');
+        const request = parseScheduleRequest(
+          body,
+          limits,
+          now,
+          pathPrefix ? `${pathPrefix}${index}/` : '',
+        );
         if (!app.topics.has(request.topic)) {
-          throw new HourglassError('topic_not_allowed', `app "${app.name}" may not publish to topic "${request.topic}"`, [
-            { path: `${pathPrefix ? `${pathPrefix}${index}/` : ''}topic`, message: 'not granted to this app' },
-          ]);
+          throw new HourglassError(
+            'topic_not_allowed',
+            `app "${app.name}" may not publish to topic "${request.topic}"`,
+            [
+              {
+                path: `${pathPrefix ? `${pathPrefix}${index}/` : ''}topic`,
+                message: 'not granted to this app',
+              },
+            ],
+          );
         }
         const id = request.id ?? uuidv7(now, randomBytes);
         accepted.push({
@@ -142,7 +181,10 @@ export class MessageService {
       });
       if (created > 0) this.metrics.accepted(app.name, created);
     }
-    return results.map((result) => result ?? { ok: false, error: new HourglassError('internal', 'no result for the message') });
+    return results.map(
+      (result) =>
+        result ?? { ok: false, error: new HourglassError('internal', 'no result for the message') },
+    );
   }
 
   /** The global limits, lowered by the app's own where it has them. */
@@ -152,7 +194,10 @@ export class MessageService {
     if (!quotas) return global;
     return {
       maxBatchSize: global.maxBatchSize,
-      maxPayloadBytes: Math.min(global.maxPayloadBytes, quotas.maxPayloadBytes ?? Number.POSITIVE_INFINITY),
+      maxPayloadBytes: Math.min(
+        global.maxPayloadBytes,
+        quotas.maxPayloadBytes ?? Number.POSITIVE_INFINITY,
+      ),
       maxDelayMs: Math.min(global.maxDelayMs, quotas.maxDelayMs ?? Number.POSITIVE_INFINITY),
     };
   }
@@ -166,18 +211,22 @@ export class MessageService {
       case 'conflict':
         return {
           ok: false,
-          error: new HourglassError('id_conflict', `message "${outcome.message.id}" already exists with different content`, [
-            { path: 'id', message: 'reuse an id only to re-send identical content' },
-          ]),
+          error: new HourglassError(
+            'id_conflict',
+            `message "${outcome.message.id}" already exists with different content`,
+            [{ path: 'id', message: 'reuse an id only to re-send identical content' }],
+          ),
         };
     }
   }
 
   private checkId(id: string): void {
     if (!MESSAGE_ID_PATTERN.test(id)) {
-      throw new HourglassError('invalid_request', 'message ids are 1-128 characters of A-Z a-z 0-9 . _ : -', [
-        { path: 'id', message: 'invalid characters or length' },
-      ]);
+      throw new HourglassError(
+        'invalid_request',
+        'message ids are 1-128 characters of A-Z a-z 0-9 . _ : -',
+        [{ path: 'id', message: 'invalid characters or length' }],
+      );
     }
   }
 
@@ -188,13 +237,15 @@ export class MessageService {
     return toView(message);
   }
 
-  /** A success guarantees the message is never delivered, even if it sits in a wheel right now. */
+  /**
+   * A success guarantees the message is never delivered, even if it sits in a wheel right now: it
+   * stays there and fires to nothing, because the claim only takes scheduled messages.
+   */
   async cancel(app: AppIdentity, id: string): Promise<{ id: string; state: 'cancelled' }> {
     this.checkId(id);
     const outcome = await this.store.cancel(app.name, id, this.clock.now());
     switch (outcome.kind) {
       case 'cancelled':
-        this.engine.forget(app.name, id);
         this.metrics.cancelled(app.name);
         return { id, state: 'cancelled' };
       case 'not_found':
@@ -204,11 +255,17 @@ export class MessageService {
           case 'cancelled':
             throw new HourglassError('already_cancelled', `message "${id}" was already cancelled`);
           case 'failed':
-            throw new HourglassError('already_failed', `message "${id}" failed delivery and cannot be cancelled`);
+            throw new HourglassError(
+              'already_failed',
+              `message "${id}" failed delivery and cannot be cancelled`,
+            );
           case 'delivered':
           case 'delivering':
           case 'scheduled':
-            throw new HourglassError('already_delivered', `message "${id}" was already delivered (or is being delivered right now)`);
+            throw new HourglassError(
+              'already_delivered',
+              `message "${id}" was already delivered (or is being delivered right now)`,
+            );
         }
     }
   }

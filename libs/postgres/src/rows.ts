@@ -1,6 +1,5 @@
 /** Mapping between the table's compact encodings and the core's types. */
 import type { MessageState, PayloadEncoding, StoredMessage, WheelItem } from '@hourglass/core';
-import { messageKey } from '@hourglass/core';
 
 /** `messages.state` values. The order is the schema's; never renumber. */
 export const STATE_CODES: readonly MessageState[] = [
@@ -72,25 +71,26 @@ export function toStoredMessage(row: MessageRow): StoredMessage {
   };
 }
 
+/**
+ * `messages.seq` as a number. The engine holds seqs in doubles (the wheel's Float64Array), exact
+ * below 2^53; an identity sequence never gets there, but a value that did would be refused here
+ * rather than silently rounded onto another message's seq.
+ */
+export function seqNumber(value: string | number): number {
+  const seq = Number(value);
+  if (!Number.isSafeInteger(seq) || seq < 0)
+    throw new Error(`messages.seq ${value} is beyond 2^53`);
+  return seq;
+}
+
 export interface DueRow {
   slot: number;
-  app: string;
-  id: string;
+  seq: string;
   deliver_at: string;
 }
 
 export function toWheelItem(row: DueRow): WheelItem {
-  return { key: messageKey(row.app, row.id), slot: row.slot, dueMs: int8(row.deliver_at) };
-}
-
-/**
- * Splits a wheel key back into (app, id). The separator is NUL, which a Postgres text value can
- * never contain, so the first NUL is the separator.
- */
-export function splitKey(key: string): { app: string; id: string } {
-  const at = key.indexOf('\u0000');
-  if (at < 0) throw new Error(`not a message key: ${JSON.stringify(key)}`);
-  return { app: key.slice(0, at), id: key.slice(at + 1) };
+  return { seq: seqNumber(row.seq), slot: row.slot, dueMs: int8(row.deliver_at) };
 }
 
 /** A lease map as two parallel arrays, for `unnest($slots::int[], $epochs::bigint[])`. */

@@ -21,7 +21,7 @@ import { Client, Pool } from 'pg';
 import { isUnavailable, toStoreError } from './errors';
 import { HintListener, hintChannel } from './listener';
 import type { MessageRow } from './rows';
-import { splitKey, toStoredMessage, toWheelItem } from './rows';
+import { seqNumber, toStoredMessage, toWheelItem } from './rows';
 import { claimMessages, markMessagesDelivered, releaseMessageClaims } from './sql/claims';
 import { selectDue } from './sql/due';
 import { deleteHints } from './sql/hints';
@@ -190,8 +190,7 @@ export class PgMessageStore implements MessageStore {
   ): Promise<WheelItem[]> {
     if (slots.length === 0 || limit <= 0 || fromMs >= untilMs) return [];
     const pool = this.requirePool();
-    const cursor =
-      after === undefined ? undefined : { deliverAtMs: after.dueMs, ...splitKey(after.key) };
+    const cursor = after === undefined ? undefined : { deliverAtMs: after.dueMs, seq: after.seq };
     const rows = await this.guard(() => selectDue(pool, slots, fromMs, untilMs, limit, cursor));
     return rows.map(toWheelItem);
   }
@@ -217,6 +216,7 @@ export class PgMessageStore implements MessageStore {
     const pool = this.requirePool();
     const rows = await this.guard(() => claimMessages(pool, refs, leases, nowMs));
     return rows.map((row) => ({
+      seq: seqNumber(row.seq),
       app: row.app,
       id: row.id,
       slot: row.slot,
@@ -273,41 +273,47 @@ export class PgMessageStore implements MessageStore {
     const outcomes: (InsertOutcome | undefined)[] = new Array<InsertOutcome | undefined>(
       messages.length,
     );
-    const firstIndex = new Map<string, number>();
-    const repeats: number[] = [];
-    const unseen: number[] = [];
+    /**
+     * Created rows by seq: a second occurrence of an id created by this batch joins the same new
+     * row, so it comes back with the same seq (numbers: cheaper keys than app and id).
+     */
+    const createdAt = new Map<number, number>();
+    /** [index, index of the first occurrence]. */
+    const repeats: [number, number][] = [];
+    /** Ids that exist already (every occurrence): compared with the stored row below. */
+    const existing: number[] = [];
     for (const row of rows) {
       const index = row.ord - 1;
-      const message = messages[index]!;
-      const key = messageKey(message.app, message.id);
-      if (firstIndex.has(key)) {
-        repeats.push(index);
-      } else {
-        firstIndex.set(key, index);
-        if (row.created) {
-          outcomes[index] = {
-            kind: 'created',
-            message: createdMessage(message, Number(row.new_created_at)),
-            wheelable: row.wheelable === true,
-          };
-        } else if (row.app !== null) {
-          outcomes[index] = compare(message, toStoredMessage(row));
-        } else {
-          unseen.push(index);
-        }
+      if (row.new_seq === null) {
+        existing.push(index);
+        continue;
       }
+      const seq = seqNumber(row.new_seq);
+      const first = createdAt.get(seq);
+      if (first !== undefined) {
+        repeats.push([index, first]);
+        continue;
+      }
+      createdAt.set(seq, index);
+      outcomes[index] = {
+        kind: 'created',
+        message: createdMessage(messages[index]!, Number(row.new_created_at)),
+        seq,
+        wheelable: row.wheelable === true,
+      };
     }
 
-    if (unseen.length > 0) {
-      // Committed by a concurrent insert after our statement began: read it with a new snapshot.
+    if (existing.length > 0) {
+      // Read with a new snapshot, so rows a concurrent insert committed after our statement began
+      // (ON CONFLICT waited for them) are seen too.
       const found = new Map<string, MessageRow>();
       for (const row of await selectMessages(
         pool,
-        unseen.map((i) => messages[i]!),
+        existing.map((i) => messages[i]!),
       ))
         found.set(messageKey(row.app, row.id), row);
       const vanished: number[] = [];
-      for (const index of unseen) {
+      for (const index of existing) {
         const message = messages[index]!;
         const row = found.get(messageKey(message.app, message.id));
         if (row) outcomes[index] = compare(message, toStoredMessage(row));
@@ -329,11 +335,9 @@ export class PgMessageStore implements MessageStore {
       }
     }
 
-    // A second occurrence of an id in the batch is a re-send of the first.
-    for (const index of repeats) {
-      const message = messages[index]!;
-      const first = outcomes[firstIndex.get(messageKey(message.app, message.id))!]!;
-      outcomes[index] = compare(message, first.message);
+    // A second occurrence of an id created by the batch is a re-send of the first.
+    for (const [index, first] of repeats) {
+      outcomes[index] = compare(messages[index]!, outcomes[first]!.message);
     }
     return outcomes.map((outcome, index) => {
       if (!outcome) throw new Error(`insert returned no outcome for message ${index}`);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import type { MessageLimits } from '@hourglass/core';
-import { HourglassError, parseBatch, parseScheduleRequest } from '@hourglass/core';
+import { HourglassError, parseBatch, parseScheduleRequest, requestFingerprint } from '@hourglass/core';
 
 const limits: MessageLimits = {
   maxPayloadBytes: 1024,
@@ -169,6 +170,76 @@ describe('parseScheduleRequest', () => {
         JSON.stringify(changed),
       );
     }
+  });
+
+  it('keeps the stored fingerprint formula: sha256(JSON of the rest ‖ NUL ‖ payload bytes)', () => {
+    // The formula stored rows were fingerprinted with; a re-send after an upgrade must match.
+    const reference = (
+      topic: string,
+      key: string | null,
+      encoding: string,
+      headers: Record<string, string>,
+      due: unknown,
+      payload: Buffer,
+    ): string =>
+      createHash('sha256')
+        .update(
+          JSON.stringify([
+            topic,
+            key,
+            encoding,
+            Object.keys(headers)
+              .sort()
+              .map((name) => [name, headers[name]]),
+            due,
+          ]),
+        )
+        .update('\u0000')
+        .update(payload)
+        .digest('base64url');
+    assert.equal(
+      parseScheduleRequest({ topic: 't', payload: { n: 1 }, deliverAt: NOW }, limits, NOW)
+        .fingerprint,
+      'OQULKiB_R40-P80vLr9g2x4Rc7v6O9KDdoBN3Uj5IX8',
+    );
+    const text = fc.string({ unit: 'grapheme', maxLength: 8 });
+    fc.assert(
+      fc.property(
+        fc.jsonValue({ maxDepth: 2 }),
+        fc.uint8Array({ maxLength: 16 }),
+        fc.option(text, { nil: undefined }),
+        fc.dictionary(fc.stringMatching(/^[a-z]{1,4}$/), text, { maxKeys: 3 }),
+        fc.boolean(),
+        fc.oneof(
+          fc.record({ delayMs: fc.nat(86_400_000) }),
+          fc.record({ deliverAt: fc.integer({ min: 0, max: NOW + 86_400_000 }) }),
+          fc
+            .integer({ min: 0, max: NOW + 86_400_000 })
+            .map((ms) => ({ deliverAt: new Date(ms).toISOString().replace('Z', '+00:00') })),
+        ),
+        fc.stringMatching(/^[A-Za-z0-9._-]{1,20}$/),
+        (json, bytes, key, headers, binary, due, topic) => {
+          const body = binary
+            ? { payloadBase64: Buffer.from(bytes).toString('base64') }
+            : { payload: json };
+          const request = parseScheduleRequest(
+            { topic, key, headers, ...due, ...body },
+            { ...limits, maxPayloadBytes: 1 << 20 },
+            NOW,
+          );
+          const encoding = binary ? 'binary' : 'json';
+          assert.equal(
+            request.fingerprint,
+            reference(topic, key ?? null, encoding, headers, due, request.payload),
+          );
+          assert.equal(
+            requestFingerprint(topic, key ?? null, request.payload, encoding, headers, due),
+            request.fingerprint,
+          );
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('never throws anything but a HourglassError, whatever the input', () => {

@@ -5,12 +5,26 @@ import { TimingWheel } from '../../src/wheel';
 
 const T0 = 1_700_000_000_000;
 
-function item(key: string, dueMs: number, slot = 0): WheelItem {
-  return { key, slot, dueMs };
+// Tests name items; the wheel holds numbers. Each name gets a seq of its own, for the whole file.
+const seqOfName = new Map<string, number>();
+const nameOfSeq = new Map<number, string>();
+
+function seqOf(name: string): number {
+  let seq = seqOfName.get(name);
+  if (seq === undefined) {
+    seq = 1_000 + seqOfName.size;
+    seqOfName.set(name, seq);
+    nameOfSeq.set(seq, name);
+  }
+  return seq;
+}
+
+function item(name: string, dueMs: number, slot = 0): WheelItem {
+  return { seq: seqOf(name), slot, dueMs };
 }
 
 function keysOf(items: readonly WheelItem[]): string[] {
-  return items.map((i) => i.key);
+  return items.map((i) => nameOfSeq.get(i.seq) ?? `seq ${i.seq}`);
 }
 
 describe('TimingWheel', () => {
@@ -34,21 +48,39 @@ describe('TimingWheel', () => {
   describe('insert', () => {
     it('fires exactly at the due millisecond, never before', () => {
       const wheel = new TimingWheel({ spanMs: 1000, startMs: T0 });
-      assert.equal(wheel.insert(item('a', T0 + 250)), true);
+      wheel.insert(item('a', T0 + 250));
       assert.deepEqual(wheel.advance(T0 + 249), []);
-      assert.equal(wheel.has('a'), true);
+      assert.equal(wheel.size, 1);
       assert.deepEqual(wheel.advance(T0 + 250), [item('a', T0 + 250)]);
-      assert.equal(wheel.has('a'), false);
       assert.equal(wheel.size, 0);
     });
 
-    it('keeps the first due time when a key is inserted twice', () => {
+    it('does not deduplicate: an item inserted twice is held and fired twice', () => {
       const wheel = new TimingWheel({ spanMs: 1000, startMs: T0 });
-      assert.equal(wheel.insert(item('a', T0 + 10, 3)), true);
-      assert.equal(wheel.insert(item('a', T0 + 5, 4)), false);
-      assert.equal(wheel.size, 1);
-      assert.deepEqual(wheel.advance(T0 + 9), []);
-      assert.deepEqual(wheel.advance(T0 + 10), [item('a', T0 + 10, 3)]);
+      wheel.insert(item('a', T0 + 10, 3));
+      wheel.insert(item('a', T0 + 5, 4));
+      wheel.insert(item('a', T0 + 10, 3));
+      assert.equal(wheel.size, 3);
+      assert.deepEqual(wheel.advance(T0 + 9), [item('a', T0 + 5, 4)]);
+      assert.deepEqual(wheel.advance(T0 + 10), [item('a', T0 + 10, 3), item('a', T0 + 10, 3)]);
+      assert.equal(wheel.size, 0);
+    });
+
+    it('keeps seqs exact up to 2^53 - 1', () => {
+      const wheel = new TimingWheel({ spanMs: 1000, startMs: T0 });
+      const seqs = [
+        0,
+        1,
+        2 ** 32,
+        2 ** 32 + 1,
+        Number.MAX_SAFE_INTEGER - 1,
+        Number.MAX_SAFE_INTEGER,
+      ];
+      seqs.forEach((seq, n) => wheel.insert({ seq, slot: n, dueMs: T0 + n }));
+      assert.deepEqual(
+        wheel.advance(T0 + 10).map((i) => i.seq),
+        seqs,
+      );
     });
 
     it('fires an item due in the past on the next advance, even at the same position', () => {
@@ -67,8 +99,11 @@ describe('TimingWheel', () => {
       assert.deepEqual(keysOf(wheel.advance(T0)), ['a']);
     });
 
-    it('rejects fractional or unsafe due times and out-of-range slots', () => {
+    it('rejects fractional or unsafe due times, out-of-range slots and seqs', () => {
       const wheel = new TimingWheel({ spanMs: 1000, startMs: T0 });
+      for (const seq of [-1, 1.5, 2 ** 53, Number.NaN, Number.POSITIVE_INFINITY]) {
+        assert.throws(() => wheel.insert({ seq, slot: 0, dueMs: T0 }), RangeError, String(seq));
+      }
       assert.throws(() => wheel.insert(item('a', T0 + 0.5)), RangeError);
       assert.throws(() => wheel.insert(item('a', Number.NaN)), RangeError);
       assert.throws(() => wheel.insert(item('a', 2 ** 53)), RangeError);
@@ -126,46 +161,32 @@ describe('TimingWheel', () => {
     });
   });
 
-  describe('cancel and has', () => {
-    it('removes held items wherever they are and reports absence', () => {
-      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
-      wheel.advance(T0 + 100);
-      wheel.insert(item('late', T0 + 50));
-      wheel.insert(item('bucket', T0 + 105));
-      wheel.insert(item('overflow', T0 + 5000));
-      wheel.insert(item('keep', T0 + 106));
-      assert.equal(wheel.cancel('late'), true);
-      assert.equal(wheel.cancel('bucket'), true);
-      assert.equal(wheel.cancel('overflow'), true);
-      assert.equal(wheel.cancel('overflow'), false);
-      assert.equal(wheel.cancel('never'), false);
-      assert.equal(wheel.has('bucket'), false);
-      assert.equal(wheel.has('keep'), true);
-      assert.equal(wheel.size, 1);
-      assert.deepEqual(keysOf(wheel.advance(T0 + 10_000)), ['keep']);
-    });
-
-    it('can re-insert a cancelled key with a new due time', () => {
-      const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
-      wheel.insert(item('a', T0 + 10));
-      wheel.cancel('a');
-      assert.equal(wheel.insert(item('a', T0 + 20)), true);
-      assert.deepEqual(wheel.advance(T0 + 15), []);
-      assert.deepEqual(wheel.advance(T0 + 20), [item('a', T0 + 20)]);
-    });
-
+  describe('dropSlot', () => {
     it('unlinks from the middle, head and tail of a bucket', () => {
       const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
-      for (const k of ['a', 'b', 'c', 'd', 'e']) wheel.insert(item(k, T0 + 7));
-      wheel.cancel('c');
-      wheel.cancel('a');
-      wheel.cancel('e');
+      for (const [k, slot] of [
+        ['a', 1],
+        ['b', 0],
+        ['c', 1],
+        ['d', 0],
+        ['e', 1],
+      ] as const)
+        wheel.insert(item(k, T0 + 7, slot));
+      assert.equal(wheel.dropSlot(1), 3);
       wheel.insert(item('f', T0 + 7));
       assert.deepEqual(keysOf(wheel.advance(T0 + 7)), ['b', 'd', 'f']);
     });
-  });
 
-  describe('dropSlot', () => {
+    it('reuses dropped handles', () => {
+      const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
+      wheel.insert(item('a', T0 + 10, 1));
+      wheel.dropSlot(1);
+      wheel.insert(item('a', T0 + 20, 2));
+      assert.equal(wheel.size, 1);
+      assert.deepEqual(wheel.advance(T0 + 15), []);
+      assert.deepEqual(wheel.advance(T0 + 20), [item('a', T0 + 20, 2)]);
+    });
+
     it('removes only that slot and returns how many it removed', () => {
       const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
       wheel.advance(T0 + 100);
@@ -178,7 +199,6 @@ describe('TimingWheel', () => {
       assert.equal(wheel.dropSlot(1), 0);
       assert.equal(wheel.dropSlot(3), 0);
       assert.equal(wheel.size, 2);
-      assert.equal(wheel.has('a2'), false);
       assert.deepEqual(keysOf(wheel.advance(T0 + 10_000)), ['b1', 'b2']);
     });
   });
@@ -190,7 +210,7 @@ describe('TimingWheel', () => {
       wheel.insert(item('farther', T0 + 1017));
       const firedAt: Array<[string, number]> = [];
       for (let now = T0 + 1; now <= T0 + 1100; now++) {
-        for (const fired of wheel.advance(now)) firedAt.push([fired.key, now]);
+        for (const fired of wheel.advance(now)) firedAt.push([keysOf([fired])[0]!, now]);
       }
       assert.deepEqual(firedAt, [
         ['far', T0 + 1000],
@@ -309,11 +329,11 @@ describe('TimingWheel', () => {
       assert.deepEqual(keysOf(wheel.advance(T0 + 20)), ['c', 'b', 'd', 'e']);
     });
 
-    it('keeps a partly drained bucket consistent for cancels and later inserts', () => {
+    it('keeps a partly drained bucket consistent for dropSlot and later inserts', () => {
       const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
-      for (const k of ['a', 'b', 'c', 'd']) wheel.insert(item(k, T0 + 5));
+      for (const k of ['a', 'b', 'c', 'd']) wheel.insert(item(k, T0 + 5, k === 'b' ? 1 : 0));
       assert.deepEqual(keysOf(wheel.advance(T0 + 5, 1)), ['a']);
-      assert.equal(wheel.cancel('b'), true); // the new head of the bucket
+      assert.equal(wheel.dropSlot(1), 1); // b, the new head of the bucket
       wheel.insert(item('e', T0 + 5));
       wheel.insert(item('f', T0 + 6));
       assert.deepEqual(keysOf(wheel.advance(T0 + 6)), ['c', 'd', 'e', 'f']);
@@ -330,24 +350,24 @@ describe('TimingWheel', () => {
   });
 
   describe('nextDueMs', () => {
-    it('reports the earliest item wherever it is held, and follows cancels', () => {
+    it('reports the earliest item wherever it is held, and follows dropSlot', () => {
       const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
-      wheel.insert(item('overflow', T0 + 1000));
+      wheel.insert(item('overflow', T0 + 1000, 4));
       assert.equal(wheel.nextDueMs(), T0 + 1000);
-      wheel.insert(item('bucket', T0 + 12));
+      wheel.insert(item('bucket', T0 + 12, 3));
       assert.equal(wheel.nextDueMs(), T0 + 12);
-      wheel.insert(item('bucket-earlier', T0 + 4));
+      wheel.insert(item('bucket-earlier', T0 + 4, 2));
       assert.equal(wheel.nextDueMs(), T0 + 4);
       wheel.advance(T0 + 2);
-      wheel.insert(item('late', T0 + 1));
+      wheel.insert(item('late', T0 + 1, 1));
       assert.equal(wheel.nextDueMs(), T0 + 1);
-      wheel.cancel('late');
+      wheel.dropSlot(1);
       assert.equal(wheel.nextDueMs(), T0 + 4);
-      wheel.cancel('bucket-earlier');
+      wheel.dropSlot(2);
       assert.equal(wheel.nextDueMs(), T0 + 12);
-      wheel.cancel('bucket');
+      wheel.dropSlot(3);
       assert.equal(wheel.nextDueMs(), T0 + 1000);
-      wheel.cancel('overflow');
+      wheel.dropSlot(4);
       assert.equal(wheel.nextDueMs(), undefined);
     });
 
@@ -363,8 +383,7 @@ describe('TimingWheel', () => {
 
   describe('against a sorted-array reference model (property)', () => {
     type Op =
-      | { kind: 'insert'; key: number; offset: number; slot: number }
-      | { kind: 'cancel'; key: number }
+      | { kind: 'insert'; seq: number; offset: number; slot: number }
       | { kind: 'advance'; delta: number; limit: number | undefined }
       | { kind: 'dropSlot'; slot: number }
       | { kind: 'nextDue' };
@@ -374,15 +393,12 @@ describe('TimingWheel', () => {
         weight: 5,
         arbitrary: fc.record({
           kind: fc.constant('insert' as const),
-          key: fc.nat(40),
+          // Few distinct seqs, so the same one is often held several times.
+          seq: fc.nat(40),
           // Relative to the position: in the past, within a small span and far beyond it.
           offset: fc.oneof(fc.integer({ min: -40, max: 40 }), fc.integer({ min: -500, max: 3000 })),
           slot: fc.nat(3),
         }),
-      },
-      {
-        weight: 2,
-        arbitrary: fc.record({ kind: fc.constant('cancel' as const), key: fc.nat(40) }),
       },
       {
         weight: 4,
@@ -400,26 +416,19 @@ describe('TimingWheel', () => {
     );
 
     interface RefEntry extends WheelItem {
-      seq: number;
+      order: number;
     }
 
     /** The obvious model: an unsorted array, sorted by (due, insertion) when advancing. */
     class ReferenceWheel {
       private entries: RefEntry[] = [];
-      private seq = 0;
+      private order = 0;
       constructor(public position: number) {}
       get size(): number {
         return this.entries.length;
       }
-      insert(i: WheelItem): boolean {
-        if (this.entries.some((e) => e.key === i.key)) return false;
-        this.entries.push({ ...i, seq: this.seq++ });
-        return true;
-      }
-      cancel(key: string): boolean {
-        const before = this.entries.length;
-        this.entries = this.entries.filter((e) => e.key !== key);
-        return this.entries.length !== before;
+      insert(i: WheelItem): void {
+        this.entries.push({ ...i, order: this.order++ });
       }
       dropSlot(slot: number): number {
         const before = this.entries.length;
@@ -431,11 +440,11 @@ describe('TimingWheel', () => {
         this.position = now;
         const due = this.entries
           .filter((e) => e.dueMs <= now)
-          .sort((a, b) => a.dueMs - b.dueMs || a.seq - b.seq)
+          .sort((a, b) => a.dueMs - b.dueMs || a.order - b.order)
           .slice(0, limit);
-        const fired = new Set(due.map((e) => e.key));
-        this.entries = this.entries.filter((e) => !fired.has(e.key));
-        return due.map(({ key, slot, dueMs }) => ({ key, slot, dueMs }));
+        const fired = new Set(due);
+        this.entries = this.entries.filter((e) => !fired.has(e));
+        return due.map(({ seq, slot, dueMs }) => ({ seq, slot, dueMs }));
       }
       nextDueMs(): number | undefined {
         return this.entries.length === 0
@@ -455,13 +464,11 @@ describe('TimingWheel', () => {
             for (const op of ops) {
               switch (op.kind) {
                 case 'insert': {
-                  const i = item(`k${op.key}`, wheel.position + op.offset, op.slot);
-                  assert.equal(wheel.insert(i), ref.insert(i));
+                  const i = { seq: op.seq, slot: op.slot, dueMs: wheel.position + op.offset };
+                  wheel.insert(i);
+                  ref.insert(i);
                   break;
                 }
-                case 'cancel':
-                  assert.equal(wheel.cancel(`k${op.key}`), ref.cancel(`k${op.key}`));
-                  break;
                 case 'advance': {
                   const now = wheel.position + op.delta;
                   const fired = wheel.advance(now, op.limit);

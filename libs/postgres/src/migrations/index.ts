@@ -4,6 +4,7 @@
  */
 import { sql as init } from './001_init';
 import { sql as apps } from './002_apps';
+import { sql as seq } from './003_seq';
 
 export interface Migration {
   readonly version: number;
@@ -14,4 +15,5 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: '001_init', sql: init },
   { version: 2, name: '002_apps', sql: apps },
+  { version: 3, name: '003_seq', sql: seq },
 ];

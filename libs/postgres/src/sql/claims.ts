@@ -22,69 +22,85 @@
  * a fenced write locks a message only after its slot; a takeover locks messages only of slots it
  * holds exclusively, which no fenced write of those slots can be inside.
  *
- * The message-level guard (`state = 0`, or our own earlier claim, for claim; `state = 1 AND claimed_epoch = lease` for the
+ * The message-level guard (`state = 0` for claim; `state = 1 AND claimed_epoch = lease` for the
  * others) is re-checked under the row lock, which is what orders claim against cancel.
+ *
+ * ## Exactly one claim per delivery attempt
+ *
+ * The wheel does not deduplicate (it holds seqs only, no index), so the same message can be
+ * fired twice by one node: loaded and inserted, hinted and loaded, re-wheeled after a failure.
+ * The claim is what keeps that from producing it twice: it takes only `state = 0` rows, so while
+ * one batch holds a message (`delivering`, until marked delivered or released) any other claim of
+ * it, this node's included, gets nothing. A claim therefore never re-takes a row that is still
+ * `delivering`, not even under the caller's own epoch. What puts a `delivering` row back is
+ * releaseClaims (the engine retries it until it succeeds, before it re-wheels the messages) or
+ * the reset done by the next acquisition of the slot, by another node or by this one after a
+ * restart (slots.ts). A ref repeated within one claim updates its row once (an UPDATE changes a
+ * row at most once per statement), so it is returned once.
  */
 import type { MessageRef } from '@hourglass/core';
 import { leaseArrays } from '../rows';
 import type { Queryable } from './db';
 
+/** `$1` seqs and `$2` their slots (the refs), `$3`/`$4` the leases' slots and epochs, `$5` now. */
 const REFS_AND_FENCE = `
 WITH refs AS (
-  SELECT r.app COLLATE "C" AS app, r.id COLLATE "C" AS id, r.slot
-  FROM unnest($1::text[], $2::text[], $3::int[]) AS r(app, id, slot)
+  SELECT r.seq, r.slot FROM unnest($1::bigint[], $2::int[]) AS r(seq, slot)
 ),
 fence AS MATERIALIZED (
   SELECT e.slot, e.epoch
   FROM slot_epochs e
-  JOIN unnest($4::int[], $5::bigint[]) AS l(slot, epoch) ON l.slot = e.slot
+  JOIN unnest($3::int[], $4::bigint[]) AS l(slot, epoch) ON l.slot = e.slot
   WHERE e.slot IN (SELECT slot FROM refs) AND e.epoch = l.epoch
   ORDER BY e.slot
   FOR SHARE OF e
 ),
 -- The refs of fenced slots. Joining messages to this (and not to fence by slot) leaves the planner
--- one sensible path, a primary-key probe per ref: fence's row estimate is poor (often 1), and
--- joined by slot it would scan every due message of the slots through messages_due_idx, which
--- after an outage is the whole backlog.
+-- one sensible path, a probe of messages_seq_idx per ref: fence's row estimate is poor (often 1),
+-- and joined by slot it would scan every due message of the slots through messages_due_idx,
+-- which after an outage is the whole backlog.
 targets AS MATERIALIZED (
-  SELECT r.app, r.id, r.slot, f.epoch FROM refs r JOIN fence f ON f.slot = r.slot
+  SELECT r.seq, r.slot, f.epoch FROM refs r JOIN fence f ON f.slot = r.slot
 )`;
 
 const CLAIM = `${REFS_AND_FENCE}
 UPDATE messages m
 SET state = 1, claimed_epoch = t.epoch, attempts = m.attempts + 1
 FROM targets t
-WHERE m.app = t.app AND m.id = t.id AND m.slot = t.slot
-  -- A row still delivering under this very epoch is our own claim whose release failed (Postgres
-  -- hiccup after a Kafka error); re-taking it is what lets the engine retry it. Another owner's
-  -- claims carry another epoch and are reset by acquireSlots instead.
-  -- \`+ 0\` hides state and deliver_at from index matching, so the primary key is the only index
+WHERE m.seq = t.seq AND m.slot = t.slot
+  -- Only scheduled rows: a row still delivering is being produced by some batch, possibly one of
+  -- ours holding the same message (see "Exactly one claim per delivery attempt" above).
+  -- \`+ 0\` hides state and deliver_at from index matching, so messages_seq_idx is the only index
   -- that fits. Otherwise, with the few-rows estimates of a freshly filled table, the planner
-  -- probed messages_app_pending_idx (app, deliver_at) per ref, filtering the app's whole due
-  -- backlog every time, or bitmap-scanned the partial indexes (scripts/bench: 1000 refs over 30k
-  -- pending rows took 190–240 ms, growing with the backlog up to the statement timeout).
-  AND (m.state + 0 = 0 OR (m.state + 0 = 1 AND m.claimed_epoch = t.epoch)) AND m.deliver_at + 0 <= $6::bigint
-RETURNING m.app, m.id, m.slot, m.topic, m.msg_key, m.payload, m.headers, m.deliver_at, m.attempts`;
+  -- bitmap-scanned the partial indexes per ref (scripts/bench, when refs were (app, id): 1000
+  -- refs over 30k pending rows took 190–240 ms, growing with the backlog up to the statement
+  -- timeout).
+  AND m.state + 0 = 0 AND m.deliver_at + 0 <= $5::bigint
+RETURNING m.seq, m.app, m.id, m.slot, m.topic, m.msg_key, m.payload, m.headers, m.deliver_at, m.attempts`;
 
 const MARK_DELIVERED = `${REFS_AND_FENCE}
 UPDATE messages m
-SET state = 2, finished_at = $6::bigint, claimed_epoch = NULL
+SET state = 2, finished_at = $5::bigint, claimed_epoch = NULL
 FROM targets t
-WHERE m.app = t.app AND m.id = t.id AND m.slot = t.slot
+WHERE m.seq = t.seq AND m.slot = t.slot
   AND m.state = 1 AND m.claimed_epoch = t.epoch`;
 
-/** `$7` the error, `$8` give up (→ failed, finished) or retry later (→ scheduled). */
+/** `$6` the error, `$7` give up (→ failed, finished) or retry later (→ scheduled). */
 const RELEASE = `${REFS_AND_FENCE}
 UPDATE messages m
-SET state = CASE WHEN $8::boolean THEN 4 ELSE 0 END,
-    finished_at = CASE WHEN $8::boolean THEN $6::bigint END,
-    last_error = $7::text,
+SET state = CASE WHEN $7::boolean THEN 4 ELSE 0 END,
+    finished_at = CASE WHEN $7::boolean THEN $5::bigint END,
+    last_error = $6::text,
     claimed_epoch = NULL
 FROM targets t
-WHERE m.app = t.app AND m.id = t.id AND m.slot = t.slot
+WHERE m.seq = t.seq AND m.slot = t.slot
   AND m.state = 1 AND m.claimed_epoch = t.epoch`;
 
+/** Exported for EXPLAIN in tests. */
+export const claimStatement = CLAIM;
+
 export interface ClaimRow {
+  seq: string;
   app: string;
   id: string;
   slot: number;
@@ -102,14 +118,7 @@ function fencedParams(
   nowMs: number,
 ): unknown[] {
   const [leaseSlots, leaseEpochs] = leaseArrays(leases);
-  return [
-    refs.map((r) => r.app),
-    refs.map((r) => r.id),
-    refs.map((r) => r.slot),
-    leaseSlots,
-    leaseEpochs,
-    nowMs,
-  ];
+  return [refs.map((r) => r.seq), refs.map((r) => r.slot), leaseSlots, leaseEpochs, nowMs];
 }
 
 export async function claimMessages(

@@ -1,6 +1,7 @@
 /**
  * Loading the wheel: scheduled messages of a set of slots due in [from, until), in
- * (deliver_at, app, id) order, keyset-paginated from the last item of the previous page.
+ * (deliver_at, seq) order, keyset-paginated from the last item of the previous page. Only the
+ * three numbers the wheel holds are read (slot, seq, deliver_at).
  *
  * Served by the partial index `messages_due_idx (slot, deliver_at) WHERE state = 0`: an index scan
  * with `slot = ANY(…)` and the deliver_at range as index conditions, then a top-N sort of the
@@ -10,14 +11,12 @@
 import type { DueRow } from '../rows';
 import type { Queryable } from './db';
 
-/** The statement text; `withCursor` adds the keyset condition on $5..$7. Exported for EXPLAIN in tests. */
+/** The statement text; `withCursor` adds the keyset condition on $5, $6. Exported for EXPLAIN in tests. */
 export function dueQuery(withCursor: boolean): string {
-  const cursor = withCursor
-    ? 'AND (deliver_at, app, id) > ($5::bigint, $6::text COLLATE "C", $7::text COLLATE "C")'
-    : '';
-  return `SELECT slot, app, id, deliver_at FROM messages
+  const cursor = withCursor ? 'AND (deliver_at, seq) > ($5::bigint, $6::bigint)' : '';
+  return `SELECT slot, seq, deliver_at FROM messages
     WHERE slot = ANY($1::int[]) AND state = 0 AND deliver_at >= $2::bigint AND deliver_at < $3::bigint ${cursor}
-    ORDER BY deliver_at, app, id
+    ORDER BY deliver_at, seq
     LIMIT $4`;
 }
 
@@ -27,10 +26,10 @@ export async function selectDue(
   fromMs: number,
   untilMs: number,
   limit: number,
-  after: { deliverAtMs: number; app: string; id: string } | undefined,
+  after: { deliverAtMs: number; seq: number } | undefined,
 ): Promise<DueRow[]> {
   const values: unknown[] = [slots, fromMs, untilMs, limit];
-  if (after !== undefined) values.push(after.deliverAtMs, after.app, after.id);
+  if (after !== undefined) values.push(after.deliverAtMs, after.seq);
   const result = await db.query<DueRow>(dueQuery(after !== undefined), values);
   return result.rows;
 }

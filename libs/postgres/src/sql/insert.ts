@@ -20,28 +20,40 @@
  *   It does not matter whether the insert runs before or after the lock inside the statement: the
  *   argument only uses "e_L is current at L and frozen until commit". Ascending order matches
  *   `acquireSlots`, which locks its rows in the same order, so the two cannot deadlock.
- * - `ins`: `INSERT … ON CONFLICT (app, id) DO NOTHING`. `DISTINCT ON (app, id) … ORDER BY app,
- *   id, ord` keeps the first occurrence of an id sent twice in one batch (the second behaves as a
- *   re-send of the first) and inserts in key order, so two batches racing on the same ids wait
- *   for each other in the same order instead of deadlocking.
+ * - `ins`: `INSERT … ON CONFLICT (app, id) DO NOTHING`, returning the new rows' `seq` (identity).
+ *   `DISTINCT ON (app, id) … ORDER BY app, id, ord` keeps the first occurrence of an id sent twice
+ *   in one batch (the second behaves as a re-send of the first) and inserts in key order, so two
+ *   batches racing on the same ids wait for each other in the same order instead of deadlocking.
+ *   The statement is first sent WITHOUT the ON CONFLICT clause ({@link INSERT_NEW}): ON CONFLICT's
+ *   speculative insertion (a pre-check probe, a speculative lock and a confirm WAL record per row)
+ *   was about 15 % of the statement's CPU, and nearly every batch is all new ids. If an id exists
+ *   (a re-send, or a concurrent insert of it that commits while we wait), that statement fails
+ *   with unique_violation on `messages_pkey` and rolls back whole, hints and NOTIFY included;
+ *   {@link insertMessages} then sends the ON CONFLICT form. Rows go in key order, so a batch that
+ *   is re-sent whole fails at its first row, before inserting anything. Costs of a fallback: one
+ *   more statement, the identity values of rows inserted before the failure (seqs are not
+ *   gap-free anyway), and a duplicate-key ERROR line in the Postgres log.
  * - `classified`: wheelable = the locked epoch equals the one in ownedEpochs for that slot.
  * - `hints` + `notified`: hint rows, then `pg_notify` with the comma-separated hinted slots
  *   (chunked to stay under NOTIFY's 8000-byte payload limit). NOTIFY is transactional: listeners
  *   hear it only once the hints are committed. `notified` is a plain SELECT CTE, which only runs
  *   when referenced, hence the cross join in the final SELECT.
- * - Final SELECT, one row per input row in input order: created (with its wheelable flag and
- *   created_at) or the existing row. The existing row is read with the statement's snapshot, so it
- *   is missing when it was committed by a concurrent insert after the statement began (ON CONFLICT
- *   waited for it) — the caller fetches those with {@link selectMessages}. Rows created by an
- *   earlier occurrence in the same batch are invisible to the snapshot too; the caller uses the
- *   first occurrence's outcome for them.
+ * - Final SELECT, one narrow row per input row in input order: created (with its seq, wheelable
+ *   flag and created_at) or not. An input row that was not created is an existing id; the caller
+ *   reads those rows with {@link selectMessages} (a fresh snapshot, so it also sees a row that a
+ *   concurrent insert committed after this statement began, which ON CONFLICT waited for). A
+ *   second occurrence of an id created by this batch joins its first occurrence's row; the caller
+ *   treats it as a re-send of the first. Returning only these four columns (rather than every
+ *   column of the existing row, NULL for created rows) halves the node's row-parsing work, and
+ *   existing rows are rare.
  */
 import type { NewMessage } from '@hourglass/core';
 import type { MessageRow } from '../rows';
 import { MESSAGE_COLUMNS, encodingCode, leaseArrays } from '../rows';
+import { byteaArray, integerArray, textArray } from './binary-arrays';
 import type { Queryable } from './db';
 
-const INSERT_BATCH = `
+const insertBatchSql = (onConflict: string): string => `
 WITH input AS (
   -- "C" like the columns, so comparisons with them need no collation choice.
   SELECT r.app COLLATE "C" AS app, r.id COLLATE "C" AS id, r.slot, r.topic, r.msg_key, r.payload,
@@ -62,22 +74,22 @@ ins AS (
   SELECT DISTINCT ON (app, id) app, id, slot, topic, msg_key, payload, payload_encoding, headers::jsonb, deliver_at, fingerprint
   FROM input
   ORDER BY app, id, ord
-  ON CONFLICT (app, id) DO NOTHING
-  RETURNING app, id, slot, deliver_at, created_at
+  ${onConflict}
+  RETURNING seq, app, id, slot, deliver_at, created_at
 ),
 owned AS (
   SELECT * FROM unnest($11::int[], $12::bigint[]) AS o(slot, epoch)
 ),
 classified AS (
-  SELECT ins.app, ins.id, ins.slot, ins.deliver_at, ins.created_at,
+  SELECT ins.seq, ins.app, ins.id, ins.slot, ins.deliver_at, ins.created_at,
          coalesce(l.epoch = o.epoch, false) AS wheelable
   FROM ins
   LEFT JOIN locked l ON l.slot = ins.slot
   LEFT JOIN owned o ON o.slot = ins.slot
 ),
 hints AS (
-  INSERT INTO wheel_hints (slot, app, id, deliver_at)
-  SELECT slot, app, id, deliver_at FROM classified
+  INSERT INTO wheel_hints (slot, seq, deliver_at)
+  SELECT slot, seq, deliver_at FROM classified
   WHERE NOT wheelable AND deliver_at < $13::bigint
   RETURNING slot
 ),
@@ -87,27 +99,23 @@ notified AS (
         FROM (SELECT DISTINCT slot FROM hints) d) s
   GROUP BY chunk
 )
-SELECT i.ord::int AS ord, c.app IS NOT NULL AS created, c.wheelable, c.created_at AS new_created_at, x.*
+SELECT i.ord::int AS ord, c.seq AS new_seq, c.wheelable, c.created_at AS new_created_at
 FROM input i
 LEFT JOIN classified c ON c.app = i.app AND c.id = i.id
--- One primary-key probe per input row that was not created; created rows skip it (c.app IS NULL
--- is a one-time filter). OFFSET 0 keeps the planner from flattening this into a join, which it
--- would run as a hash join over a sequential scan of messages when its statistics are stale.
-LEFT JOIN LATERAL (
-  SELECT ${MESSAGE_COLUMNS} FROM messages m
-  WHERE c.app IS NULL AND m.app = i.app AND m.id = i.id
-  OFFSET 0
-) x ON true
 CROSS JOIN (SELECT count(*) FROM notified) n
 ORDER BY i.ord
 `;
+/** Every id new: the common case, without ON CONFLICT's per-row cost. */
+const INSERT_NEW = insertBatchSql('');
+const INSERT_BATCH = insertBatchSql('ON CONFLICT (app, id) DO NOTHING');
 
-export type InsertRow = {
+export interface InsertRow {
   ord: number;
-  created: boolean;
+  /** The new row's seq; null when this statement created no row for it (an existing id). */
+  new_seq: string | null;
   wheelable: boolean | null;
   new_created_at: string | null;
-} & (MessageRow | { [K in keyof MessageRow]: null });
+}
 
 export async function insertMessages(
   db: Queryable,
@@ -117,23 +125,45 @@ export async function insertMessages(
   channel: string,
 ): Promise<InsertRow[]> {
   const [ownedSlots, ownedEpochValues] = leaseArrays(ownedEpochs);
-  const result = await db.query<InsertRow>(INSERT_BATCH, [
-    messages.map((m) => m.app),
-    messages.map((m) => m.id),
-    messages.map((m) => m.slot),
-    messages.map((m) => m.topic),
-    messages.map((m) => m.key),
-    messages.map((m) => m.payload),
-    messages.map((m) => encodingCode(m.payloadEncoding)),
-    messages.map((m) => JSON.stringify(m.headers)),
-    messages.map((m) => m.deliverAtMs),
-    messages.map((m) => m.fingerprint),
+  // The batch's arrays in binary format (see ./binary-arrays.ts): no escaping or hex here, no
+  // array literal parsing in Postgres.
+  const values = [
+    textArray(messages.map((m) => m.app)),
+    textArray(messages.map((m) => m.id)),
+    integerArray(
+      'int4',
+      messages.map((m) => m.slot),
+    ),
+    textArray(messages.map((m) => m.topic)),
+    textArray(messages.map((m) => m.key)),
+    byteaArray(messages.map((m) => m.payload)),
+    integerArray(
+      'int2',
+      messages.map((m) => encodingCode(m.payloadEncoding)),
+    ),
+    textArray(messages.map((m) => JSON.stringify(m.headers))),
+    integerArray(
+      'int8',
+      messages.map((m) => m.deliverAtMs),
+    ),
+    textArray(messages.map((m) => m.fingerprint)),
     ownedSlots,
     ownedEpochValues,
     hintBeforeMs,
     channel,
-  ]);
-  return result.rows;
+  ];
+  try {
+    return (await db.query<InsertRow>(INSERT_NEW, values)).rows;
+  } catch (err) {
+    if (!isDuplicateId(err)) throw err;
+  }
+  return (await db.query<InsertRow>(INSERT_BATCH, values)).rows;
+}
+
+/** unique_violation on the (app, id) primary key: some id of the batch exists already. */
+function isDuplicateId(err: unknown): boolean {
+  const { code, constraint } = err as { code?: unknown; constraint?: unknown };
+  return code === '23505' && constraint === 'messages_pkey';
 }
 
 /** The committed rows of these ids (read with a fresh snapshot). */

@@ -4,11 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import type { InsertOutcome, MessageRef, NewMessage, WheelItem } from '@hourglass/core';
-import { DependencyUnavailableError, messageKey } from '@hourglass/core';
+import { DependencyUnavailableError } from '@hourglass/core';
 import type { TestDatabase } from '@hourglass/testkit';
 import { createTestDatabase, serviceUrls } from '@hourglass/testkit';
 import { Client } from 'pg';
-import { PgMessageStore } from '../../src';
+import { MIGRATIONS, PgMessageStore } from '../../src';
+import { claimStatement } from '../../src/sql/claims';
 import { dueQuery } from '../../src/sql/due';
 
 const SLOTS = 16;
@@ -46,8 +47,17 @@ function message(overrides: Partial<NewMessage> = {}): NewMessage {
   };
 }
 
-function ref(m: { app: string; id: string; slot: number }): MessageRef {
-  return { app: m.app, id: m.id, slot: m.slot };
+/** A message as inserted, with the seq the store gave it. */
+type Inserted = NewMessage & { seq: number };
+
+function ref(m: { seq: number; slot: number }): MessageRef {
+  return { seq: m.seq, slot: m.slot };
+}
+
+/** The seq of a created outcome (throws for any other outcome). */
+function seqOf(outcome: InsertOutcome | undefined): number {
+  if (outcome?.kind !== 'created') throw new Error(`expected created, got ${outcome?.kind}`);
+  return outcome.seq;
 }
 
 function kinds(outcomes: InsertOutcome[]): string[] {
@@ -98,6 +108,7 @@ describe('PgMessageStore (postgres)', () => {
       assert.deepEqual(versions, [
         { version: 1, name: '001_init' },
         { version: 2, name: '002_apps' },
+        { version: 3, name: '003_seq' },
       ]);
       const epochs = await admin(
         'SELECT count(*)::int AS n, max(slot) AS top FROM slot_epochs',
@@ -134,6 +145,72 @@ describe('PgMessageStore (postgres)', () => {
           'wheel_hints',
         ],
       );
+    });
+
+    it('numbers existing messages and their hints (003_seq), and numbers bulk SQL inserts', async () => {
+      const old = await createTestDatabase();
+      const client = new Client({ connectionString: old.connectionString });
+      await client.connect();
+      try {
+        // A schema as the previous version left it: 001 and 002, with rows and hints.
+        await client.query(`CREATE TABLE schema_migrations (
+          version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+        for (const migration of MIGRATIONS.filter((m) => m.version < 3)) {
+          await client.query(migration.sql);
+          await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [
+            migration.version,
+            migration.name,
+          ]);
+        }
+        await client.query(
+          `INSERT INTO messages (app, id, slot, topic, payload, payload_encoding, deliver_at, fingerprint)
+           SELECT 'app1', 'old-' || g, 1, 't', '\\x00', 1, $1::bigint + g, 'f' FROM generate_series(1, 3) AS g`,
+          [T0],
+        );
+        await client.query(
+          `INSERT INTO wheel_hints (slot, app, id, deliver_at)
+           VALUES (1, 'app1', 'old-2', $1::bigint + 2), (1, 'app1', 'gone', $1::bigint)`,
+          [T0],
+        );
+
+        const upgraded = new PgMessageStore({ connectionString: old.connectionString });
+        await upgraded.migrate(SLOTS);
+        await upgraded.start();
+        try {
+          const rows = (
+            await client.query<{ id: string; seq: string }>(
+              'SELECT id, seq FROM messages ORDER BY id',
+            )
+          ).rows;
+          assert.deepEqual(
+            rows.map((row) => row.id),
+            ['old-1', 'old-2', 'old-3'],
+          );
+          const seqs = rows.map((row) => Number(row.seq));
+          assert.equal(new Set(seqs).size, 3, 'every existing row has its own seq');
+          const old2 = seqs[1]!;
+          assert.deepEqual(await upgraded.drainHints([1]), [{ seq: old2, slot: 1, dueMs: T0 + 2 }]);
+
+          // New rows continue the sequence, whoever inserts them (the bench fills by SQL).
+          const [created] = await upgraded.insertBatch([message({ slot: 1 })], noLeases);
+          assert.ok(seqOf(created) > Math.max(...seqs));
+          await client.query(
+            `INSERT INTO messages (app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, fingerprint)
+             SELECT 'bench', 'pending-' || g, g % 16, 't', NULL, '\\x7b7d'::bytea, 0, '{}'::jsonb, $1::bigint + g, 'bench'
+             FROM generate_series(1, 100) AS g`,
+            [T0],
+          );
+          const counts = await client.query<{ n: number; distinct: number }>(
+            'SELECT count(*)::int AS n, count(DISTINCT seq)::int AS distinct FROM messages',
+          );
+          assert.deepEqual(counts.rows[0], { n: 104, distinct: 104 });
+        } finally {
+          await upgraded.stop();
+        }
+      } finally {
+        await client.end();
+        await old.drop();
+      }
     });
   });
 
@@ -258,6 +335,7 @@ describe('PgMessageStore (postgres)', () => {
       });
       assert.equal(outcome?.kind, 'created');
       assert.equal(outcome.kind === 'created' && outcome.wheelable, true);
+      assert.ok(Number.isSafeInteger(seqOf(outcome)) && seqOf(outcome) > 0);
       assert.deepEqual(await store.drainHints([slot]), []);
     });
 
@@ -287,12 +365,11 @@ describe('PgMessageStore (postgres)', () => {
       assert.equal(await heard, slot);
       const hints = await listenerStore.drainHints([slot]);
       assert.deepEqual(
-        hints.map((h) => h.key).sort(),
-        [messageKey(near.app, near.id), messageKey(staleEpoch.app, staleEpoch.id)].sort(),
-      );
-      assert.deepEqual(
-        hints.find((h) => h.key === messageKey(near.app, near.id)),
-        { key: messageKey(near.app, near.id), slot, dueMs: T0 + 10 },
+        [...hints].sort((a, b) => a.seq - b.seq),
+        [
+          { seq: seqOf(outcomes[0]), slot, dueMs: T0 + 10 },
+          { seq: seqOf(stale), slot, dueMs: T0 + 20 },
+        ].sort((a, b) => a.seq - b.seq),
       );
       assert.deepEqual(await listenerStore.drainHints([slot]), [], 'drained hints are gone');
     });
@@ -345,18 +422,20 @@ describe('PgMessageStore (postgres)', () => {
       leases = new Map([[slot, lease!.epoch]]);
     });
 
-    async function scheduled(overrides: Partial<NewMessage> = {}): Promise<NewMessage> {
+    async function scheduled(overrides: Partial<NewMessage> = {}): Promise<Inserted> {
       const m = message({ slot, deliverAtMs: T0, ...overrides });
-      await store.insertBatch([m], noLeases);
-      return m;
+      const [outcome] = await store.insertBatch([m], noLeases);
+      return { ...m, seq: seqOf(outcome) };
     }
 
-    it('claims due messages only, incrementing attempts, and only the claiming epoch re-takes a claim', async () => {
+    it('claims due, scheduled messages only, once, incrementing attempts', async () => {
       const due = await scheduled();
       const later = await scheduled({ deliverAtMs: T0 + 1 });
-      const claimed = await store.claim([ref(due), ref(later)], leases, T0);
+      // A ref given twice in one claim (the wheel may hold a message twice) is claimed once.
+      const claimed = await store.claim([ref(due), ref(later), ref(due)], leases, T0);
       assert.deepEqual(claimed, [
         {
+          seq: due.seq,
           app: due.app,
           id: due.id,
           slot,
@@ -368,13 +447,47 @@ describe('PgMessageStore (postgres)', () => {
           attempts: 1,
         },
       ]);
-      // Only the claiming epoch may re-take its own claim (a release that failed); the claim
-      // counts as a new attempt.
-      const retaken = await store.claim([ref(due)], leases, T0);
-      assert.deepEqual(retaken.map((m) => [m.id, m.attempts]), [[due.id, 2]]);
-      assert.equal((await store.get(due.app, due.id))?.state, 'delivering');
+      // A row being delivered is never taken again, not even under the epoch that claimed it: a
+      // second copy of the message in the wheel must fire to nothing.
+      assert.deepEqual(
+        await store.claim([ref(due)], leases, T0),
+        [],
+        're-claimed while delivering',
+      );
+      const stored = await store.get(due.app, due.id);
+      assert.deepEqual([stored?.state, stored?.attempts], ['delivering', 1]);
       const foreign = new Map([[slot, (leases.get(slot) ?? 0) + 1000]]);
-      assert.deepEqual(await store.claim([ref(due)], foreign, T0), [], 'claimed under another epoch');
+      assert.deepEqual(
+        await store.claim([ref(due)], foreign, T0),
+        [],
+        'claimed under another epoch',
+      );
+      // A ref whose slot is not the message's touches nothing (the fence is per slot).
+      const [other] = await store.acquireSlots([12], 0);
+      const wrongSlot = { seq: later.seq, slot: 12 };
+      assert.deepEqual(await store.claim([wrongSlot], new Map([[12, other!.epoch]]), T0 + 1), []);
+    });
+
+    it('probes messages_seq_idx per ref', async () => {
+      const m = await scheduled();
+      const client = new Client({ connectionString: db.connectionString });
+      await client.connect();
+      try {
+        // A test table is tiny, so without this the planner rightly prefers a sequential scan.
+        await client.query('SET enable_seqscan = off');
+        const plan = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${claimStatement}`, [
+          [m.seq],
+          [slot],
+          [slot],
+          [leases.get(slot)],
+          T0,
+        ]);
+        const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+        assert.match(text, /messages_seq_idx/, text);
+        assert.doesNotMatch(text, /messages_(pkey|due_idx|claimed_idx|app_pending_idx)/, text);
+      } finally {
+        await client.end();
+      }
     });
 
     it('refuses a cancel after the claim, and claims nothing after a cancel', async () => {
@@ -545,8 +658,8 @@ describe('PgMessageStore (postgres)', () => {
         const [outcome] = await pending;
         assert.equal(outcome?.kind === 'created' && outcome.wheelable, false);
         assert.deepEqual(
-          (await store.drainHints([slot])).map((h) => h.key),
-          [messageKey(m.app, m.id)],
+          (await store.drainHints([slot])).map((h) => h.seq),
+          [seqOf(outcome)],
         );
       } finally {
         await inserter.end();
@@ -556,10 +669,10 @@ describe('PgMessageStore (postgres)', () => {
 
   describe('loadDue', () => {
     const slots = [9, 10];
-    let all: NewMessage[];
+    let all: Inserted[];
 
     before(async () => {
-      all = [
+      const wanted = [
         message({ slot: 9, deliverAtMs: T0 + 30, id: 'b' }),
         message({ slot: 10, deliverAtMs: T0 + 30, id: 'a' }),
         message({ slot: 9, deliverAtMs: T0 + 10 }),
@@ -574,14 +687,16 @@ describe('PgMessageStore (postgres)', () => {
         message({ slot: 9, deliverAtMs: T0 + 60 }), // at its end (exclusive)
         message({ slot: 9, deliverAtMs: T0 + 30, id: 'cancelled' }),
       ];
-      await store.insertBatch([...all, ...outsiders], noLeases);
+      const outcomes = await store.insertBatch([...wanted, ...outsiders], noLeases);
+      all = wanted.map((m, n) => ({ ...m, seq: seqOf(outcomes[n]) }));
       await store.cancel('app1', 'cancelled', T0);
     });
 
+    // Three of them are due at T0 + 30: ties go by seq.
     const expected = (): WheelItem[] =>
       [...all]
-        .sort((x, y) => x.deliverAtMs - y.deliverAtMs || (x.id < y.id ? -1 : 1))
-        .map((m) => ({ key: messageKey(m.app, m.id), slot: m.slot, dueMs: m.deliverAtMs }));
+        .sort((x, y) => x.deliverAtMs - y.deliverAtMs || x.seq - y.seq)
+        .map((m) => ({ seq: m.seq, slot: m.slot, dueMs: m.deliverAtMs }));
 
     it('returns scheduled messages of the slots in [from, until), ordered', async () => {
       assert.deepEqual(await store.loadDue(slots, T0 + 10, T0 + 60, 100), expected());
@@ -610,13 +725,7 @@ describe('PgMessageStore (postgres)', () => {
         // A test table is tiny, so without this the planner rightly prefers a sequential scan.
         await client.query('SET enable_seqscan = off');
         for (const withCursor of [false, true]) {
-          const values: unknown[] = [
-            slots,
-            T0,
-            T0 + 60,
-            100,
-            ...(withCursor ? [T0, 'app1', 'x'] : []),
-          ];
+          const values: unknown[] = [slots, T0, T0 + 60, 100, ...(withCursor ? [T0, 0] : [])];
           const plan = await client.query<{ 'QUERY PLAN': string }>(
             `EXPLAIN ${dueQuery(withCursor)}`,
             values,
