@@ -241,6 +241,24 @@ export async function scrapeMetrics(baseUrl: string): Promise<Map<string, number
   return values;
 }
 
+/** Per fire stage (claim, produce, mark): statements or requests, messages, and seconds spent. */
+export type FireStages = Record<string, { calls: number; messages: number; seconds: number }>;
+
+/** Sums the nodes' `hourglass_fire_stage_*` metrics. */
+export async function scrapeFireStages(baseUrls: readonly string[]): Promise<FireStages> {
+  const stages: FireStages = {};
+  for (const url of baseUrls) {
+    const metrics = await scrapeMetrics(url);
+    for (const stage of ['claim', 'produce', 'mark']) {
+      const entry = (stages[stage] ??= { calls: 0, messages: 0, seconds: 0 });
+      entry.calls += metrics.get(`hourglass_fire_stage_seconds_count{stage="${stage}"}`) ?? 0;
+      entry.seconds += metrics.get(`hourglass_fire_stage_seconds_sum{stage="${stage}"}`) ?? 0;
+      entry.messages += metrics.get(`hourglass_fire_stage_messages_total{stage="${stage}"}`) ?? 0;
+    }
+  }
+  return stages;
+}
+
 export class HourglassSystem implements BenchSystem {
   readonly system = 'Hourglass';
   readonly variant: string;
@@ -258,6 +276,11 @@ export class HourglassSystem implements BenchSystem {
 
   constructor(private readonly options: HourglassOptions) {
     this.variant = options.nodes === 1 ? 'single node' : '3-node cluster (etcd)';
+  }
+
+  /** The fire path's time per stage so far, summed over the nodes (a profile of the fire path). */
+  fireStages(): Promise<FireStages> {
+    return scrapeFireStages(this.nodes.map((node) => node.url));
   }
 
   /** What the nodes printed last (for diagnosing a bad run). */

@@ -232,9 +232,26 @@ async function benchSystem(entry: Entry): Promise<SystemResult> {
       }
     }
     if (scenarios.has(3)) {
+      const stagesBefore = system instanceof HourglassSystem ? await system.fireStages() : undefined;
       result.burst = await attempt('burst', () =>
         burst(system, settings.burstCount, bulkRate, settings.burstTimeoutMs),
       );
+      if (stagesBefore && system instanceof HourglassSystem) {
+        const after = await system.fireStages();
+        result.burstStages = Object.fromEntries(
+          Object.entries(after).map(([stage, total]) => {
+            const before = stagesBefore[stage] ?? { calls: 0, messages: 0, seconds: 0 };
+            return [
+              stage,
+              {
+                calls: total.calls - before.calls,
+                messages: total.messages - before.messages,
+                seconds: total.seconds - before.seconds,
+              },
+            ];
+          }),
+        );
+      }
     }
   } catch (error) {
     result.status = 'error';

@@ -9,6 +9,7 @@ import type {
   SteadyResult,
   ThroughputResult,
 } from './scenarios';
+import type { FireStages } from './hourglass';
 
 export interface SystemResult {
   system: string;
@@ -22,6 +23,8 @@ export interface SystemResult {
   steady?: SteadyResult;
   peak?: SteadyResult | { skipped: string };
   burst?: BurstResult;
+  /** Hourglass: the fire path's statements and requests during the burst, per stage. */
+  burstStages?: FireStages;
   memory?: MemoryResult;
   scale?: ScaleResult;
 }
@@ -103,6 +106,17 @@ export function renderTable(report: RunReport): string {
         `bulk add ${num(scale.throughput.bulkPerSec)} msg/s, single add ${num(scale.throughput.singlePerSec)} msg/s, ` +
         `firing ${num(scale.steady.rate)} msg/s: p50 / p99 / max ${lateness(scale.steady)} ms.`,
     );
+  }
+  for (const result of report.results) {
+    if (!result.burstStages) continue;
+    const parts = Object.entries(result.burstStages)
+      .filter(([, stage]) => stage.calls > 0)
+      .map(
+        ([name, stage]) =>
+          `${name} ${num(stage.calls)} × ${(stage.messages / stage.calls).toFixed(0)} msgs, ${((stage.seconds * 1000) / stage.calls).toFixed(1)} ms each (${((stage.seconds * 1e6) / Math.max(1, stage.messages)).toFixed(1)} µs/msg)`,
+      );
+    lines.push('');
+    lines.push(`Fire path during the burst (${result.system} ${result.variant}): ${parts.join('; ')}.`);
   }
   if (report.peakSearch.length > 0) {
     lines.push('');

@@ -150,6 +150,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       hintDrainIntervalMs: config.core.hintDrainIntervalMs,
       fireBatchSize: config.core.fireBatchSize,
       fireConcurrency: config.core.fireConcurrency,
+      claimAheadMs: config.core.claimAheadMs,
       maxAttempts: config.delivery.maxAttempts,
       retryInitialMs: config.delivery.retryInitialMs,
       retryMaxMs: config.delivery.retryMaxMs,

@@ -47,6 +47,7 @@ export const configSchema = z.strictObject({
     hintDrainIntervalMs: z.number().int().min(10),
     fireBatchSize: z.number().int().min(1).max(10000),
     fireConcurrency: z.number().int().min(1).max(64),
+    claimAheadMs: z.number().int().min(0).max(1000),
   }),
   delivery: z.strictObject({
     maxAttempts: z.number().int().min(1),

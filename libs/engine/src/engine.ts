@@ -83,7 +83,8 @@ interface HeldBatch {
 }
 
 interface PendingMark {
-  claimed: readonly ClaimedMessage[];
+  /** Refs only: the payloads can go once Kafka has them. */
+  refs: readonly MessageRef[];
   leases: ReadonlyMap<number, number>;
   ackedAt: number;
 }
@@ -126,6 +127,7 @@ export class DelayEngine {
   private draining = false;
   /** Acked batches waiting to be marked delivered, in one statement per flush. */
   private pendingMarks: PendingMark[] = [];
+  private pendingMarkRefs = 0;
   private markFlush: Promise<void> | undefined;
   /** Marks enqueued and marks flushed (or given up) so far: lets a release wait for just its own. */
   private marksEnqueued = 0;
@@ -195,6 +197,7 @@ export class DelayEngine {
     this.fireTimer = undefined;
     await this.loaderChain;
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    this.startMarkFlush();
     await this.markFlush;
   }
 
@@ -206,6 +209,7 @@ export class DelayEngine {
     await Promise.allSettled([...this.inFlight]);
     const upTo = this.marksEnqueued;
     if (this.marksFlushed >= upTo) return;
+    this.startMarkFlush();
     await new Promise<void>((resolve) => this.markWaiters.push({ upTo, resolve }));
   }
 
@@ -426,6 +430,7 @@ export class DelayEngine {
   private pump(): void {
     if (!this.running) return;
     if (!this.publishing) this.startPublish();
+    if (!this.backlogged || this.draining) this.startMarkFlush();
     while (this.canClaim()) {
       const items = this.wheel.advance(this.deps.clock.now() + this.claimAheadMs, this.options.fireBatchSize);
       this.backlogged = items.length === this.options.fireBatchSize;
@@ -477,7 +482,9 @@ export class DelayEngine {
       let claimed: ClaimedMessage[];
       try {
         // The store takes only messages due by then; producing waits for each one's due time.
+        const started = performance.now();
         claimed = await this.deps.store.claim(refs, leases, this.deps.clock.now() + this.claimAheadMs);
+        this.deps.metrics.fireStage('claim', performance.now() - started, claimed.length);
       } catch (error) {
         await this.recoverFromFailedClaim(refs, leases, error);
         return;
@@ -565,6 +572,7 @@ export class DelayEngine {
       }
       return;
     }
+    const started = performance.now();
     try {
       await this.deps.publisher.publish(
         claimed.map((message) => ({
@@ -584,18 +592,28 @@ export class DelayEngine {
       return;
     }
     this.consecutivePublishFailures = 0;
+    this.deps.metrics.fireStage('produce', performance.now() - started, claimed.length);
     const ackedAt = this.deps.clock.now();
     this.deps.metrics.delivered(claimed.map((message) => ackedAt - message.deliverAtMs));
-    this.enqueueMark({ claimed, leases, ackedAt });
+    this.enqueueMark({ refs: claimed.map((message) => ({ seq: message.seq, slot: message.slot })), leases, ackedAt });
   }
 
   /**
    * Marking is off the latency path: consumers already have the messages. Acks that arrive while a
-   * mark runs are merged into the next statement, so a burst costs few commits.
+   * mark runs are merged into the next statement, so a burst costs few commits. While a backlog
+   * is being fired, marks wait (up to {@link MARK_FLUSH_LIMIT} messages) so that Postgres spends
+   * its time on the claims that delivery waits for.
    */
   private enqueueMark(mark: PendingMark): void {
     this.pendingMarks.push(mark);
+    this.pendingMarkRefs += mark.refs.length;
     this.marksEnqueued++;
+    if (this.backlogged && this.pendingMarkRefs < MARK_FLUSH_LIMIT && !this.draining) return;
+    this.startMarkFlush();
+  }
+
+  private startMarkFlush(): void {
+    if (this.pendingMarks.length === 0) return;
     this.markFlush ??= this.flushMarks().finally(() => {
       this.markFlush = undefined;
     });
@@ -604,8 +622,11 @@ export class DelayEngine {
   private async flushMarks(): Promise<void> {
     while (this.pendingMarks.length > 0) {
       const group = this.takeMarkGroup();
-      await this.markDelivered(group.claimed, group.leases, group.ackedAt);
-      for (const message of group.claimed) this.ownClaims.delete(message.seq);
+      this.pendingMarkRefs -= group.refs.length;
+      const started = performance.now();
+      await this.markDelivered(group.refs, group.leases, group.ackedAt);
+      this.deps.metrics.fireStage('mark', performance.now() - started, group.refs.length);
+      for (const message of group.refs) this.ownClaims.delete(message.seq);
       this.marksFlushed += group.marks;
       this.markWaiters = this.markWaiters.filter((waiter) => {
         if (waiter.upTo > this.marksFlushed) return true;
@@ -617,21 +638,21 @@ export class DelayEngine {
 
   /** Takes pending marks from the front while their leases agree (a slot re-acquired has a new epoch). */
   private takeMarkGroup(): PendingMark & { marks: number } {
-    const claimed: ClaimedMessage[] = [];
+    const refs: MessageRef[] = [];
     const leases = new Map<number, number>();
     let ackedAt = 0;
     let marks = 0;
     while (this.pendingMarks.length > 0) {
       const next = this.pendingMarks[0]!;
       const conflicts = [...next.leases].some(([slot, epoch]) => (leases.get(slot) ?? epoch) !== epoch);
-      if (marks > 0 && (conflicts || claimed.length + next.claimed.length > MARK_FLUSH_LIMIT)) break;
+      if (marks > 0 && (conflicts || refs.length + next.refs.length > MARK_FLUSH_LIMIT)) break;
       this.pendingMarks.shift();
       marks++;
-      for (const message of next.claimed) claimed.push(message);
+      for (const ref of next.refs) refs.push(ref);
       for (const [slot, epoch] of next.leases) leases.set(slot, epoch);
       ackedAt = Math.max(ackedAt, next.ackedAt);
     }
-    return { claimed, leases, ackedAt, marks };
+    return { refs, leases, ackedAt, marks };
   }
 
   private async onPublishFailure(
@@ -702,7 +723,7 @@ export class DelayEngine {
    * produced again by the next owner (at-least-once: consumers dedupe on `hourglass-id`).
    */
   private async markDelivered(
-    claimed: readonly ClaimedMessage[],
+    claimed: readonly MessageRef[],
     leases: ReadonlyMap<number, number>,
     ackedAt: number,
   ): Promise<void> {

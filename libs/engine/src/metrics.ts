@@ -18,6 +18,8 @@ export class EngineMetrics {
   private readonly cancelledTotal: Counter<'app'>;
   private readonly publishFailuresTotal: Counter<'retriable'>;
   private readonly lateness: Histogram;
+  private readonly stageSeconds: Histogram<'stage'>;
+  private readonly stageMessages: Counter<'stage'>;
   private snapshot: () => EngineSnapshot = () => ({ wheelSize: 0, ownedSlots: 0, loaderLagMs: 0, inFlightBatches: 0 });
 
   constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
@@ -32,6 +34,19 @@ export class EngineMetrics {
       name: 'hourglass_delivery_lateness_seconds',
       help: 'Kafka acknowledgement time minus due time.',
       buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    });
+    this.stageSeconds = new Histogram({
+      name: 'hourglass_fire_stage_seconds',
+      help: 'Duration of one statement or request of the fire path: claim, produce or mark (delivered).',
+      labelNames: ['stage'],
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.stageMessages = new Counter({
+      name: 'hourglass_fire_stage_messages_total',
+      help: 'Messages handled by the claim, produce and mark statements or requests.',
+      labelNames: ['stage'],
       registers,
     });
     const read = (pick: (s: EngineSnapshot) => number) =>
@@ -61,6 +76,12 @@ export class EngineMetrics {
   delivered(latenessMs: readonly number[]): void {
     this.deliveredTotal.inc(latenessMs.length);
     for (const ms of latenessMs) this.lateness.observe(ms / 1000);
+  }
+
+  /** One claim, produce or mark of `messages` messages that took `ms`. */
+  fireStage(stage: 'claim' | 'produce' | 'mark', ms: number, messages: number): void {
+    this.stageSeconds.observe({ stage }, ms / 1000);
+    this.stageMessages.inc({ stage }, messages);
   }
 
   publishFailed(retriable: boolean): void {

@@ -263,7 +263,7 @@ export class PgMessageStore implements MessageStore {
     channel: string,
     round: number,
   ): Promise<InsertOutcome[]> {
-    const rows = await insertMessages(
+    const inserted = await insertMessages(
       pool,
       messages,
       context.ownedEpochs,
@@ -277,31 +277,29 @@ export class PgMessageStore implements MessageStore {
      * Created rows by seq: a second occurrence of an id created by this batch joins the same new
      * row, so it comes back with the same seq (numbers: cheaper keys than app and id).
      */
-    const createdAt = new Map<number, number>();
+    const firstBySeq = new Map<number, number>();
     /** [index, index of the first occurrence]. */
     const repeats: [number, number][] = [];
     /** Ids that exist already (every occurrence): compared with the stored row below. */
     const existing: number[] = [];
-    for (const row of rows) {
-      const index = row.ord - 1;
-      if (row.new_seq === null) {
+    inserted.seqs.forEach((seq, index) => {
+      if (seq === null) {
         existing.push(index);
-        continue;
+        return;
       }
-      const seq = seqNumber(row.new_seq);
-      const first = createdAt.get(seq);
+      const first = firstBySeq.get(seq);
       if (first !== undefined) {
         repeats.push([index, first]);
-        continue;
+        return;
       }
-      createdAt.set(seq, index);
+      firstBySeq.set(seq, index);
       outcomes[index] = {
         kind: 'created',
-        message: createdMessage(messages[index]!, Number(row.new_created_at)),
+        message: createdMessage(messages[index]!, inserted.createdAtMs(index)),
         seq,
-        wheelable: row.wheelable === true,
+        wheelable: inserted.wheelable[index] === true,
       };
-    }
+    });
 
     if (existing.length > 0) {
       // Read with a new snapshot, so rows a concurrent insert committed after our statement began

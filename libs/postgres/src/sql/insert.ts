@@ -38,18 +38,21 @@
  *   (chunked to stay under NOTIFY's 8000-byte payload limit). NOTIFY is transactional: listeners
  *   hear it only once the hints are committed. `notified` is a plain SELECT CTE, which only runs
  *   when referenced, hence the cross join in the final SELECT.
- * - Final SELECT, one narrow row per input row in input order: created (with its seq, wheelable
- *   flag and created_at) or not. An input row that was not created is an existing id; the caller
- *   reads those rows with {@link selectMessages} (a fresh snapshot, so it also sees a row that a
- *   concurrent insert committed after this statement began, which ON CONFLICT waited for). A
- *   second occurrence of an id created by this batch joins its first occurrence's row; the caller
- *   treats it as a re-send of the first. Returning only these four columns (rather than every
- *   column of the existing row, NULL for created rows) halves the node's row-parsing work, and
- *   existing rows are rare.
+ * - Final SELECT: ONE row that describes every input row, in input order: `seqs`, the new rows'
+ *   seqs comma-separated (empty for an input row that created nothing), `wheelable`, one `1`/`0`
+ *   character per input row, and `created_at`. Every row of a statement gets the same created_at
+ *   (the column default reads now(), the transaction's start); `created_ats` lists them per input
+ *   row only if that ever stops being true. Parsing 1000 rows of four columns was about 1.5 ms of
+ *   the node's (single-threaded) CPU per batch; splitting two strings is a fifth of that.
+ *   An input row that created nothing is an existing id; the caller reads those rows with
+ *   {@link selectMessages} (a fresh snapshot, so it also sees a row that a concurrent insert
+ *   committed after this statement began, which ON CONFLICT waited for). A second occurrence of
+ *   an id created by this batch joins its first occurrence's row, so it reports the same seq;
+ *   the caller treats it as a re-send of the first.
  */
 import type { NewMessage } from '@hourglass/core';
 import type { MessageRow } from '../rows';
-import { MESSAGE_COLUMNS, encodingCode, leaseArrays } from '../rows';
+import { MESSAGE_COLUMNS, encodingCode, leaseArrays, seqNumber } from '../rows';
 import { byteaArray, integerArray, textArray } from './binary-arrays';
 import type { Queryable } from './db';
 
@@ -99,22 +102,48 @@ notified AS (
         FROM (SELECT DISTINCT slot FROM hints) d) s
   GROUP BY chunk
 )
-SELECT i.ord::int AS ord, c.seq AS new_seq, c.wheelable, c.created_at AS new_created_at
+SELECT string_agg(coalesce(c.seq::text, ''), ',' ORDER BY i.ord) AS seqs,
+       string_agg(CASE WHEN c.wheelable THEN '1' ELSE '0' END, '' ORDER BY i.ord) AS wheelable,
+       min(c.created_at) AS created_at,
+       CASE WHEN min(c.created_at) <> max(c.created_at)
+            THEN string_agg(coalesce(c.created_at::text, ''), ',' ORDER BY i.ord) END AS created_ats
 FROM input i
 LEFT JOIN classified c ON c.app = i.app AND c.id = i.id
 CROSS JOIN (SELECT count(*) FROM notified) n
-ORDER BY i.ord
 `;
 /** Every id new: the common case, without ON CONFLICT's per-row cost. */
 const INSERT_NEW = insertBatchSql('');
 const INSERT_BATCH = insertBatchSql('ON CONFLICT (app, id) DO NOTHING');
 
-export interface InsertRow {
-  ord: number;
-  /** The new row's seq; null when this statement created no row for it (an existing id). */
-  new_seq: string | null;
-  wheelable: boolean | null;
-  new_created_at: string | null;
+interface InsertResultRow {
+  seqs: string;
+  wheelable: string;
+  created_at: string | null;
+  created_ats: string | null;
+}
+
+/** What the insert statement created, per input row (input order). */
+export interface InsertedRows {
+  /** The new row's seq; null when the statement created no row for it (an existing id). */
+  readonly seqs: (number | null)[];
+  readonly wheelable: boolean[];
+  /** The new row's created_at (meaningless where seqs is null). */
+  createdAtMs(index: number): number;
+}
+
+function parseInserted(row: InsertResultRow | undefined, count: number): InsertedRows {
+  if (!row) throw new Error('the insert statement returned no row');
+  const seqs = row.seqs.split(',').map((text) => (text === '' ? null : seqNumber(text)));
+  if (seqs.length !== count || row.wheelable.length !== count)
+    throw new Error(`the insert statement described ${seqs.length} of ${count} messages`);
+  const wheelable = Array.from(row.wheelable, (flag) => flag === '1');
+  const createdAt = Number(row.created_at);
+  const perRow = row.created_ats?.split(',').map(Number);
+  return {
+    seqs,
+    wheelable,
+    createdAtMs: perRow ? (index) => perRow[index]! : () => createdAt,
+  };
 }
 
 export async function insertMessages(
@@ -123,7 +152,7 @@ export async function insertMessages(
   ownedEpochs: ReadonlyMap<number, number>,
   hintBeforeMs: number,
   channel: string,
-): Promise<InsertRow[]> {
+): Promise<InsertedRows> {
   const [ownedSlots, ownedEpochValues] = leaseArrays(ownedEpochs);
   // The batch's arrays in binary format (see ./binary-arrays.ts): no escaping or hex here, no
   // array literal parsing in Postgres.
@@ -147,17 +176,19 @@ export async function insertMessages(
       messages.map((m) => m.deliverAtMs),
     ),
     textArray(messages.map((m) => m.fingerprint)),
-    ownedSlots,
-    ownedEpochValues,
+    integerArray('int4', ownedSlots),
+    integerArray('int8', ownedEpochValues),
     hintBeforeMs,
     channel,
   ];
+  let row: InsertResultRow | undefined;
   try {
-    return (await db.query<InsertRow>(INSERT_NEW, values)).rows;
+    row = (await db.query<InsertResultRow>(INSERT_NEW, values)).rows[0];
   } catch (err) {
     if (!isDuplicateId(err)) throw err;
+    row = (await db.query<InsertResultRow>(INSERT_BATCH, values)).rows[0];
   }
-  return (await db.query<InsertRow>(INSERT_BATCH, values)).rows;
+  return parseInserted(row, messages.length);
 }
 
 /** unique_violation on the (app, id) primary key: some id of the batch exists already. */

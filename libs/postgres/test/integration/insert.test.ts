@@ -150,15 +150,21 @@ describe('insert SQL (postgres)', () => {
     it('inserts a batch of new ids in one statement', async () => {
       const db = counting();
       const batch = [message(), message(), message()];
-      const rows = await insertMessages(db, batch, owned, T0, 'channel');
+      const inserted = await insertMessages(db, batch, owned, T0, 'channel');
       assert.equal(db.statements, 1);
+      assert.equal(inserted.seqs.filter((seq) => seq !== null).length, 3);
+      assert.equal(new Set(inserted.seqs).size, 3);
+      assert.deepEqual(inserted.wheelable, [true, true, true]);
+      const stored = await pool.query<{ seq: string; created_at: string }>(
+        'SELECT seq::text, created_at::text FROM messages WHERE id = ANY($1) ORDER BY id',
+        [batch.map((m) => m.id)],
+      );
       assert.deepEqual(
-        rows.map((row) => [row.ord, row.new_seq !== null, row.wheelable]),
-        [
-          [1, true, true],
-          [2, true, true],
-          [3, true, true],
-        ],
+        stored.rows.map((row) => Number(row.seq)),
+        inserted.seqs,
+      );
+      stored.rows.forEach((row, index) =>
+        assert.equal(inserted.createdAtMs(index), Number(row.created_at)),
       );
     });
 
@@ -171,20 +177,21 @@ describe('insert SQL (postgres)', () => {
       // hints) before failing.
       const db = counting();
       const batch = [first, old, second].map((m) => ({ ...m, slot: 5 }));
-      const rows = await insertMessages(db, batch, owned, T0 + 1, 'channel');
+      const inserted = await insertMessages(db, batch, owned, T0 + 1, 'channel');
       assert.equal(db.statements, 2);
       assert.deepEqual(
-        rows.map((row) => row.new_seq !== null),
+        inserted.seqs.map((seq) => seq !== null),
         [true, false, true],
       );
+      assert.deepEqual(inserted.wheelable, [false, false, false]);
       const hints = await pool.query<{ seq: string }>(
         'SELECT seq::text FROM wheel_hints WHERE slot = 5',
       );
-      const numeric = (seqs: (string | null | undefined)[]): number[] =>
+      const numeric = (seqs: (string | number | null | undefined)[]): number[] =>
         seqs.map(Number).sort((a, b) => a - b);
       assert.deepEqual(
         numeric(hints.rows.map((row) => row.seq)),
-        numeric([rows[0]?.new_seq, rows[2]?.new_seq]),
+        numeric([inserted.seqs[0], inserted.seqs[2]]),
       );
       const stored = await pool.query<{ id: string }>(
         'SELECT id FROM messages WHERE id = ANY($1) ORDER BY id',
