@@ -57,8 +57,7 @@ export const MESSAGE_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._:-]{1,128}$/;
 /** Kafka's own rule for topic names. */
 export const TOPIC_PATTERN = /^[A-Za-z0-9._-]{1,249}$/;
 /** ISO-8601 date-time with a mandatory zone; `Date.parse` alone accepts zone-less local times. */
-const ISO_WITH_ZONE =
-  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:\d{2})$/;
+const ISO_WITH_ZONE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:\d{2})$/;
 /** Headers Hourglass adds to every Kafka record; users may not set them. */
 export const RESERVED_HEADER_PREFIX = 'hourglass-';
 const MAX_HEADERS = 64;
@@ -76,6 +75,8 @@ const KNOWN_FIELDS = new Set([
   'delayMs',
 ]);
 const EMPTY = Buffer.alloc(0);
+/** The headers of every message sent without any (read-only everywhere; no object per message). */
+const NO_HEADERS: Record<string, string> = Object.freeze({});
 /** One-shot hashing: Node >= 20.12; undefined before. */
 const oneShotHash = (crypto as { hash?: typeof crypto.hash }).hash;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -114,40 +115,78 @@ export function parseScheduleRequest(
       { path: path || '/', message: `expected an object, got ${describe(body)}` },
     ]);
   }
-  for (const field of Object.keys(body)) {
-    if (!KNOWN_FIELDS.has(field)) addProblem(problems, path, field, `unknown field; allowed: ${[...KNOWN_FIELDS].join(', ')}`);
+  // for…in rather than Object.keys: no array per message.
+  for (const field in body) {
+    if (Object.hasOwn(body, field) && !KNOWN_FIELDS.has(field))
+      addProblem(problems, path, field, `unknown field; allowed: ${[...KNOWN_FIELDS].join(', ')}`);
   }
 
   let id: string | undefined;
   if (body.id !== undefined) {
     if (typeof body.id !== 'string' || !MESSAGE_ID_PATTERN.test(body.id)) {
-      addProblem(problems, path, 'id', 'must be 1-128 characters of A-Z a-z 0-9 . _ : - (and not "." or "..")');
+      addProblem(
+        problems,
+        path,
+        'id',
+        'must be 1-128 characters of A-Z a-z 0-9 . _ : - (and not "." or "..")',
+      );
     } else id = body.id;
   }
 
   let topic = '';
-  if (typeof body.topic !== 'string') addProblem(problems, path, 'topic', `required string, got ${describe(body.topic)}`);
-  else if (!TOPIC_PATTERN.test(body.topic)) addProblem(problems, path, 'topic', 'must be 1-249 characters of A-Z a-z 0-9 . _ -');
+  if (typeof body.topic !== 'string')
+    addProblem(problems, path, 'topic', `required string, got ${describe(body.topic)}`);
+  else if (!TOPIC_PATTERN.test(body.topic))
+    addProblem(problems, path, 'topic', 'must be 1-249 characters of A-Z a-z 0-9 . _ -');
   else topic = body.topic;
 
   let key: string | null = null;
   if (body.key !== undefined && body.key !== null) {
-    if (typeof body.key !== 'string') addProblem(problems, path, 'key', `must be a string, got ${describe(body.key)}`);
-    else if (body.key.length > MAX_KEY_LENGTH) addProblem(problems, path, 'key', `must be at most ${MAX_KEY_LENGTH} characters`);
+    if (typeof body.key !== 'string')
+      addProblem(problems, path, 'key', `must be a string, got ${describe(body.key)}`);
+    else if (body.key.length > MAX_KEY_LENGTH)
+      addProblem(problems, path, 'key', `must be at most ${MAX_KEY_LENGTH} characters`);
     else key = body.key;
   }
 
-  const headers: Record<string, string> = {};
+  let headers: Record<string, string> = NO_HEADERS;
   if (body.headers !== undefined) {
-    if (!isPlainObject(body.headers)) addProblem(problems, path, 'headers', `must be an object of strings, got ${describe(body.headers)}`);
+    if (!isPlainObject(body.headers))
+      addProblem(
+        problems,
+        path,
+        'headers',
+        `must be an object of strings, got ${describe(body.headers)}`,
+      );
     else {
+      headers = {};
       const entries = Object.entries(body.headers);
-      if (entries.length > MAX_HEADERS) addProblem(problems, path, 'headers', `at most ${MAX_HEADERS} headers`);
+      if (entries.length > MAX_HEADERS)
+        addProblem(problems, path, 'headers', `at most ${MAX_HEADERS} headers`);
       for (const [name, value] of entries) {
-        if (name.length === 0 || name.length > MAX_HEADER_NAME) addProblem(problems, path, `headers/${name}`, `name must be 1-${MAX_HEADER_NAME} characters`);
-        else if (name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX)) addProblem(problems, path, `headers/${name}`, `names starting with "${RESERVED_HEADER_PREFIX}" are reserved`);
-        else if (typeof value !== 'string') addProblem(problems, path, `headers/${name}`, `must be a string, got ${describe(value)}`);
-        else if (value.length > MAX_HEADER_VALUE) addProblem(problems, path, `headers/${name}`, `must be at most ${MAX_HEADER_VALUE} characters`);
+        if (name.length === 0 || name.length > MAX_HEADER_NAME)
+          addProblem(
+            problems,
+            path,
+            `headers/${name}`,
+            `name must be 1-${MAX_HEADER_NAME} characters`,
+          );
+        else if (name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX))
+          addProblem(
+            problems,
+            path,
+            `headers/${name}`,
+            `names starting with "${RESERVED_HEADER_PREFIX}" are reserved`,
+          );
+        else if (typeof value !== 'string')
+          addProblem(problems, path, `headers/${name}`, `must be a string, got ${describe(value)}`);
+        else if (value.length > MAX_HEADER_VALUE)
+          addProblem(
+            problems,
+            path,
+            `headers/${name}`,
+            `must be at most ${MAX_HEADER_VALUE} characters`,
+          );
         else headers[name] = value;
       }
     }
@@ -160,12 +199,22 @@ export function parseScheduleRequest(
   const hasJson = body.payload !== undefined;
   const hasBase64 = body.payloadBase64 !== undefined;
   if (hasJson === hasBase64) {
-    addProblem(problems, path, 'payload', 'exactly one of "payload" (any JSON value) or "payloadBase64" (bytes) is required');
+    addProblem(
+      problems,
+      path,
+      'payload',
+      'exactly one of "payload" (any JSON value) or "payloadBase64" (bytes) is required',
+    );
   } else if (hasJson) {
     payloadJson = JSON.stringify(body.payload);
     payload = Buffer.from(payloadJson, 'utf8');
   } else if (typeof body.payloadBase64 !== 'string' || !BASE64.test(body.payloadBase64)) {
-    addProblem(problems, path, 'payloadBase64', 'must be a standard base64 string (A-Z a-z 0-9 + / with = padding)');
+    addProblem(
+      problems,
+      path,
+      'payloadBase64',
+      'must be a standard base64 string (A-Z a-z 0-9 + / with = padding)',
+    );
   } else {
     payload = Buffer.from(body.payloadBase64, 'base64');
     payloadEncoding = 'binary';
@@ -177,10 +226,21 @@ export function parseScheduleRequest(
   const hasDeliverAt = body.deliverAt !== undefined;
   const hasDelay = body.delayMs !== undefined;
   if (hasDeliverAt === hasDelay) {
-    addProblem(problems, path, 'deliverAt', 'exactly one of "deliverAt" (ISO-8601 with zone, or epoch ms) or "delayMs" is required');
+    addProblem(
+      problems,
+      path,
+      'deliverAt',
+      'exactly one of "deliverAt" (ISO-8601 with zone, or epoch ms) or "delayMs" is required',
+    );
   } else if (hasDeliverAt) {
     if (typeof body.deliverAt === 'number') {
-      if (!Number.isSafeInteger(body.deliverAt) || body.deliverAt < 0) addProblem(problems, path, 'deliverAt', 'epoch milliseconds must be a non-negative integer');
+      if (!Number.isSafeInteger(body.deliverAt) || body.deliverAt < 0)
+        addProblem(
+          problems,
+          path,
+          'deliverAt',
+          'epoch milliseconds must be a non-negative integer',
+        );
       else {
         deliverAtMs = body.deliverAt;
         // A safe integer's JSON text is its String form.
@@ -194,10 +254,19 @@ export function parseScheduleRequest(
         dueJson = `{"deliverAt":${JSON.stringify(body.deliverAt)}}`;
       }
     } else {
-      addProblem(problems, path, 'deliverAt', 'must be ISO-8601 with a zone (e.g. 2030-01-01T10:00:00Z) or epoch milliseconds');
+      addProblem(
+        problems,
+        path,
+        'deliverAt',
+        'must be ISO-8601 with a zone (e.g. 2030-01-01T10:00:00Z) or epoch milliseconds',
+      );
     }
   } else {
-    if (typeof body.delayMs !== 'number' || !Number.isSafeInteger(body.delayMs) || body.delayMs < 0) {
+    if (
+      typeof body.delayMs !== 'number' ||
+      !Number.isSafeInteger(body.delayMs) ||
+      body.delayMs < 0
+    ) {
       addProblem(problems, path, 'delayMs', 'must be an integer >= 0');
     } else {
       deliverAtMs = nowMs + body.delayMs;
@@ -206,17 +275,35 @@ export function parseScheduleRequest(
   }
 
   if (problems.length > 0) {
-    throw new HourglassError('invalid_request', `invalid message: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, problems);
+    throw new HourglassError(
+      'invalid_request',
+      `invalid message: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+      problems,
+    );
   }
   if (payload.length > limits.maxPayloadBytes) {
-    throw new HourglassError('payload_too_large', `payload is ${payload.length} bytes; the limit is ${limits.maxPayloadBytes}`, [
-      { path: `${path}${payloadEncoding === 'json' ? 'payload' : 'payloadBase64'}`, message: `at most ${limits.maxPayloadBytes} bytes` },
-    ]);
+    throw new HourglassError(
+      'payload_too_large',
+      `payload is ${payload.length} bytes; the limit is ${limits.maxPayloadBytes}`,
+      [
+        {
+          path: `${path}${payloadEncoding === 'json' ? 'payload' : 'payloadBase64'}`,
+          message: `at most ${limits.maxPayloadBytes} bytes`,
+        },
+      ],
+    );
   }
   if (deliverAtMs - nowMs > limits.maxDelayMs) {
-    throw new HourglassError('delay_too_long', `the due time is more than ${Math.floor(limits.maxDelayMs / 86_400_000)} days away`, [
-      { path: `${path}${hasDeliverAt ? 'deliverAt' : 'delayMs'}`, message: `at most ${limits.maxDelayMs} ms from now` },
-    ]);
+    throw new HourglassError(
+      'delay_too_long',
+      `the due time is more than ${Math.floor(limits.maxDelayMs / 86_400_000)} days away`,
+      [
+        {
+          path: `${path}${hasDeliverAt ? 'deliverAt' : 'delayMs'}`,
+          message: `at most ${limits.maxDelayMs} ms from now`,
+        },
+      ],
+    );
   }
   return {
     id,
@@ -248,7 +335,13 @@ export function requestFingerprint(
   dueAsSent: unknown,
 ): string {
   return fingerprintOf(
-    fingerprintHead(JSON.stringify(topic), key, payloadEncoding, headers, JSON.stringify(dueAsSent) ?? 'null'),
+    fingerprintHead(
+      JSON.stringify(topic),
+      key,
+      payloadEncoding,
+      headers,
+      JSON.stringify(dueAsSent) ?? 'null',
+    ),
     payload,
   );
 }
@@ -285,11 +378,18 @@ function fingerprintOf(head: string, payload: Buffer | string): string {
   if (oneShotHash) {
     return oneShotHash(
       'sha256',
-      typeof payload === 'string' ? `${head}\u0000${payload}` : Buffer.concat([Buffer.from(`${head}\u0000`, 'utf8'), payload]),
+      typeof payload === 'string'
+        ? `${head}\u0000${payload}`
+        : Buffer.concat([Buffer.from(`${head}\u0000`, 'utf8'), payload]),
       'base64url',
     );
   }
-  return crypto.createHash('sha256').update(head).update('\u0000').update(payload).digest('base64url');
+  return crypto
+    .createHash('sha256')
+    .update(head)
+    .update('\u0000')
+    .update(payload)
+    .digest('base64url');
 }
 
 export function parseBatch(body: unknown, limits: MessageLimits): unknown[] {
@@ -299,9 +399,11 @@ export function parseBatch(body: unknown, limits: MessageLimits): unknown[] {
     ]);
   }
   if (body.messages.length === 0 || body.messages.length > limits.maxBatchSize) {
-    throw new HourglassError('batch_too_large', `a batch holds 1 to ${limits.maxBatchSize} messages; got ${body.messages.length}`, [
-      { path: 'messages', message: `1 to ${limits.maxBatchSize} items` },
-    ]);
+    throw new HourglassError(
+      'batch_too_large',
+      `a batch holds 1 to ${limits.maxBatchSize} messages; got ${body.messages.length}`,
+      [{ path: 'messages', message: `1 to ${limits.maxBatchSize} items` }],
+    );
   }
   return body.messages as unknown[];
 }

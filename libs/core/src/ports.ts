@@ -55,7 +55,8 @@ export type InsertOutcome =
   | { readonly kind: 'conflict'; readonly message: StoredMessage };
 
 export type CancelOutcome =
-  | { readonly kind: 'cancelled'; readonly message: StoredMessage }
+  /** Cancelled now. `seq` (the store's sequence number, internal) lets the engine drop it from its wheel. */
+  | { readonly kind: 'cancelled'; readonly message: StoredMessage; readonly seq: number }
   | { readonly kind: 'not_found' }
   | { readonly kind: 'refused'; readonly message: StoredMessage };
 

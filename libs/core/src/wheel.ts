@@ -9,9 +9,10 @@
  *
  * Items are three numbers: the message's `seq` (its store-wide sequence number, opaque to the
  * wheel), its slot and its due time. The wheel keeps no strings and no object per item, and no
- * index by seq: it does not deduplicate (an item inserted twice is held, and fired, twice) and it
- * cannot cancel one item. The engine relies on the store for both: a claim only takes messages
- * that are still scheduled, so a duplicate or a cancelled message fires to nothing.
+ * index by seq: it does not deduplicate (an item inserted twice is held, and fired, twice), and
+ * {@link TimingWheel.cancel} finds an item only by looking where an item of its due time can be.
+ * The engine relies on the store for correctness: a claim only takes messages that are still
+ * scheduled, so a duplicate, or a cancelled message the wheel still holds, fires to nothing.
  *
  * Layout. Items live in a struct-of-arrays store indexed by a small integer handle (seq, due time,
  * slot, next/prev links, location), with a free list, grown by 1.5x. Every held item is in exactly
@@ -34,6 +35,13 @@
  * (one pass over the buckets, then the overflow heap directly); empty milliseconds already
  * scanned by nextDueMs are skipped, so sleep-until-next-due then advance scans each ms once.
  * dropSlot is O(high-water mark).
+ * cancel(seq, dueMs) looks only where an item due at dueMs can be (the layout invariants above
+ * fix that place from dueMs and the cursor): within the span, that millisecond's bucket, O(k) for
+ * the k items due in that same millisecond; before the cursor or beyond the span, the late or the
+ * overflow heap, searched depth-first only through entries due no later than dueMs (an entry's
+ * children are never due earlier), so O(m) for the m entries of that heap due at or before dueMs
+ * (O(n) in the worst case, when all are), plus O(log n) per removal. It keeps no index, so it
+ * costs no memory per item; a call allocates only its search stack.
  *
  * Capacity and memory. Sized and measured for 1-2 million items; handles are 31-bit.
  * Per held item, 27 bytes in typed arrays (8 seq + 8 due + 2 slot + 4 + 4 links + 1 location),
@@ -182,6 +190,27 @@ class DueHeap {
     return top;
   }
 
+  /**
+   * The handles of the entries with this seq and due time. Depth-first from the root, skipping the
+   * subtree of every entry due later than dueMs (no descendant of an entry is due earlier), so it
+   * visits only the entries due at or before dueMs and their children.
+   */
+  find(seq: number, dueMs: number): number[] {
+    const found: number[] = [];
+    const { due, seq: seqs } = this.store;
+    const stack: number[] = this.length > 0 ? [0] : [];
+    for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
+      const i = this.items[p]!;
+      const d = due[i]!;
+      if (d > dueMs) continue;
+      if (d === dueMs && seqs[i] === seq) found.push(i);
+      const child = 2 * p + 1;
+      if (child < this.length) stack.push(child);
+      if (child + 1 < this.length) stack.push(child + 1);
+    }
+    return found;
+  }
+
   remove(i: number): void {
     this.removeAt(this.store.prev[i]!);
   }
@@ -327,6 +356,36 @@ export class TimingWheel {
         store.release(i);
         removed++;
       }
+    }
+    return removed;
+  }
+
+  /**
+   * Removes every held item with this seq and due time (every copy of it, since nothing is
+   * deduplicated) and returns how many it removed. Looks only where an item due at dueMs can be:
+   * that millisecond's bucket, O(k) for its k items, or for a due time before the cursor or beyond
+   * the span the late or overflow heap, O(entries of that heap due at or before dueMs) plus
+   * O(log n) per removal. Copies of the seq held under another due time (a message re-wheeled for
+   * a retry) stay. A dueMs that is not a safe integer matches nothing (no item can be due then).
+   */
+  cancel(seq: number, dueMs: number): number {
+    if (!Number.isSafeInteger(dueMs)) return 0;
+    if (dueMs < this.cursor) return this.cancelInHeap(this.late, seq, dueMs);
+    if (dueMs >= this.cursor + this.bucketCount) {
+      return this.cancelInHeap(this.overflow, seq, dueMs);
+    }
+    // Within the span, bucket dueMs mod B holds exactly the items due at dueMs.
+    const store = this.store;
+    let removed = 0;
+    let i = this.heads[this.bucketOf(dueMs)]!;
+    while (i !== NIL) {
+      const following = store.next[i]!;
+      if (store.seq[i] === seq) {
+        this.unlink(i);
+        store.release(i);
+        removed++;
+      }
+      i = following;
     }
     return removed;
   }
@@ -480,6 +539,15 @@ export class TimingWheel {
     this.tails[b] = i;
     this.inBuckets++;
     if (dueMs < this.hint) this.hint = dueMs;
+  }
+
+  private cancelInHeap(heap: DueHeap, seq: number, dueMs: number): number {
+    const found = heap.find(seq, dueMs);
+    for (const i of found) {
+      heap.remove(i);
+      this.store.release(i);
+    }
+    return found.length;
   }
 
   /** Takes a held item out of its bucket or heap (its handle stays allocated). */

@@ -292,6 +292,16 @@ export class DelayEngine {
     }
   }
 
+  /**
+   * Drops a message the store has just cancelled from the wheel: every copy held under its due
+   * time (see TimingWheel.cancel for the cost). A copy re-wheeled for a retry sits under another
+   * due time and stays; like any cancelled message still in the wheel it fires to nothing, since
+   * the claim skips cancelled rows. Returns how many copies were removed (0 when not held here).
+   */
+  forget(seq: number, deliverAtMs: number): number {
+    return this.wheel.cancel(seq, deliverAtMs);
+  }
+
   /** Persists a batch and wheels what this node may fire itself. Outcomes are in input order. */
   async insert(messages: readonly NewMessage[]): Promise<InsertOutcome[]> {
     const now = this.deps.clock.now();

@@ -238,14 +238,16 @@ export class MessageService {
   }
 
   /**
-   * A success guarantees the message is never delivered, even if it sits in a wheel right now: it
-   * stays there and fires to nothing, because the claim only takes scheduled messages.
+   * A success guarantees the message is never delivered, even if it sits in a wheel right now: the
+   * claim only takes scheduled messages. This node's wheel also lets go of it (the owner's, when
+   * the owner is another node, keeps it until its due time, when it fires to nothing).
    */
   async cancel(app: AppIdentity, id: string): Promise<{ id: string; state: 'cancelled' }> {
     this.checkId(id);
     const outcome = await this.store.cancel(app.name, id, this.clock.now());
     switch (outcome.kind) {
       case 'cancelled':
+        this.engine.forget(outcome.seq, outcome.message.deliverAtMs);
         this.metrics.cancelled(app.name);
         return { id, state: 'cancelled' };
       case 'not_found':

@@ -155,7 +155,7 @@ export class PgMessageStore implements MessageStore {
       const row = await this.guard(() => cancelMessage(pool, app, id, nowMs));
       if (row === null) return { kind: 'not_found' };
       const message = toStoredMessage(row);
-      if (row.cancelled) return { kind: 'cancelled', message };
+      if (row.cancelled) return { kind: 'cancelled', message, seq: seqNumber(row.seq) };
       // Refused while our snapshot still showed it scheduled: a claim beat us, and a takeover may
       // since have put it back. Ask again rather than refuse a message that is cancellable.
       if (message.state === 'scheduled' && attempt < CANCEL_ATTEMPTS) continue;

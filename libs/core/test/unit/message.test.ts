@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import type { MessageLimits } from '@hourglass/core';
-import { HourglassError, parseBatch, parseScheduleRequest, requestFingerprint } from '@hourglass/core';
+import {
+  HourglassError,
+  parseBatch,
+  parseScheduleRequest,
+  requestFingerprint,
+} from '@hourglass/core';
 
 const limits: MessageLimits = {
   maxPayloadBytes: 1024,

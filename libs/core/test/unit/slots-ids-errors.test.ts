@@ -6,6 +6,7 @@ import {
   HourglassError,
   allSlots,
   fnv1a32,
+  messageKey,
   slotOf,
   uuidv7,
 } from '@hourglass/core';
@@ -24,6 +25,20 @@ describe('slots', () => {
         assert.ok(Number.isInteger(slot) && slot >= 0 && slot < count);
         assert.equal(slotOf(app, id, count), slot);
       }),
+    );
+  });
+
+  it('is FNV-1a of "app NUL id" (every node and SDK must agree), whatever the characters', () => {
+    assert.equal(slotOf('shop', 'order-1', 1 << 30), fnv1a32('shop\u0000order-1') % (1 << 30));
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary' }),
+        fc.string({ unit: 'binary' }),
+        fc.integer({ min: 1, max: 2 ** 32 }),
+        (app, id, count) => {
+          assert.equal(slotOf(app, id, count), fnv1a32(messageKey(app, id)) % count);
+        },
+      ),
     );
   });
 

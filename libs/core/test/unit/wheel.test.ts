@@ -203,6 +203,121 @@ describe('TimingWheel', () => {
     });
   });
 
+  describe('cancel', () => {
+    it('removes every copy of the seq from its bucket, at the head, middle and tail', () => {
+      const wheel = new TimingWheel({ spanMs: 100, startMs: T0 });
+      for (const k of ['a', 'x', 'b', 'x', 'c', 'x']) wheel.insert(item(k, T0 + 7));
+      wheel.insert(item('x', T0 + 8)); // another due time: stays
+      assert.equal(wheel.cancel(seqOf('x'), T0 + 7), 3);
+      assert.equal(wheel.size, 4);
+      assert.equal(wheel.cancel(seqOf('a'), T0 + 7), 1); // the head
+      assert.equal(wheel.cancel(seqOf('c'), T0 + 7), 1); // the tail
+      wheel.insert(item('d', T0 + 7));
+      assert.deepEqual(keysOf(wheel.advance(T0 + 8)), ['b', 'd', 'x']);
+      assert.equal(wheel.size, 0);
+    });
+
+    it('returns 0 and keeps the item when the due time or the seq does not match', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.advance(T0 + 100);
+      wheel.insert(item('late', T0 + 50));
+      wheel.insert(item('bucket', T0 + 105));
+      wheel.insert(item('overflow', T0 + 900));
+      for (const [name, due] of [
+        ['late', T0 + 51],
+        ['bucket', T0 + 104],
+        ['overflow', T0 + 899],
+        ['late', T0 + 900],
+        ['nobody', T0 + 50],
+        ['nobody', T0 + 105],
+        ['nobody', T0 + 900],
+      ] as const) {
+        assert.equal(wheel.cancel(seqOf(name), due), 0, `${name} at ${due - T0}`);
+      }
+      assert.equal(wheel.cancel(seqOf('bucket'), T0 + 105.5), 0);
+      assert.equal(wheel.cancel(seqOf('bucket'), Number.NaN), 0);
+      assert.equal(wheel.cancel(seqOf('bucket'), Number.POSITIVE_INFINITY), 0);
+      assert.equal(wheel.size, 3);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 1000)), ['late', 'bucket', 'overflow']);
+    });
+
+    it('removes overdue and beyond-span items from the heaps, keeping their order', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.advance(T0 + 1000);
+      const late: WheelItem[] = [];
+      const overflow: WheelItem[] = [];
+      for (let n = 0; n < 200; n++) {
+        late.push(item(`late${n % 50}`, T0 + 500 + (n % 7)));
+        overflow.push(item(`over${n % 50}`, T0 + 5000 + (n % 7)));
+      }
+      for (const i of [...late, ...overflow]) wheel.insert(i);
+      // late3: n = 3, 53, 103, 153, due 500 + n % 7 = 503, 504, 505, 506: one copy due at 505.
+      assert.equal(wheel.cancel(seqOf('late3'), T0 + 505), 1);
+      // over7: n = 7, 57, 107, 157: due 5000, 5001, 5002, 5003.
+      assert.equal(wheel.cancel(seqOf('over7'), T0 + 5001), 1);
+      // late0: n = 0, 50, 100, 150: due 500, 501, 502, 503.
+      assert.equal(wheel.cancel(seqOf('late0'), T0 + 500), 1);
+      assert.equal(wheel.cancel(seqOf('late0'), T0 + 500), 0);
+      assert.equal(wheel.nextDueMs(), T0 + 500);
+      const gone = (i: WheelItem, name: string, due: number) =>
+        i.seq === seqOf(name) && i.dueMs === T0 + due;
+      const expected = (items: WheelItem[]) =>
+        items
+          .map((i, n) => ({ i, n }))
+          .filter(
+            ({ i }) => !gone(i, 'late3', 505) && !gone(i, 'over7', 5001) && !gone(i, 'late0', 500),
+          )
+          .sort((a, b) => a.i.dueMs - b.i.dueMs || a.n - b.n)
+          .map(({ i }) => i);
+      assert.equal(wheel.size, 397);
+      assert.deepEqual(wheel.advance(T0 + 1000), expected(late));
+      assert.deepEqual(wheel.advance(T0 + 10_000), expected(overflow));
+      assert.equal(wheel.size, 0);
+    });
+
+    it('removes every copy held in a heap', () => {
+      const wheel = new TimingWheel({ spanMs: 8, startMs: T0 });
+      for (let n = 0; n < 5; n++) wheel.insert(item('dup', T0 + 100));
+      wheel.insert(item('other', T0 + 100));
+      wheel.insert(item('dup', T0 + 99));
+      assert.equal(wheel.cancel(seqOf('dup'), T0 + 100), 5);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 200)), ['dup', 'other']);
+    });
+
+    it('works on a partly drained bucket and frees handles for reuse', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      for (const k of ['a', 'b', 'c', 'd']) wheel.insert(item(k, T0 + 5));
+      assert.deepEqual(keysOf(wheel.advance(T0 + 5, 1)), ['a']);
+      // The stuck bucket is at the cursor; b is its new head.
+      assert.equal(wheel.cancel(seqOf('b'), T0 + 5), 1);
+      assert.equal(wheel.cancel(seqOf('d'), T0 + 5), 1);
+      wheel.insert(item('e', T0 + 5));
+      assert.equal(wheel.size, 2);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 5)), ['c', 'e']);
+      for (let n = 0; n < 3000; n++) {
+        wheel.insert(item(`r${n}`, T0 + 10));
+        assert.equal(wheel.cancel(seqOf(`r${n}`), T0 + 10), 1);
+      }
+      assert.equal(wheel.size, 0);
+      assert.equal(wheel.nextDueMs(), undefined);
+    });
+
+    it('keeps nextDueMs right', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.insert(item('b1', T0 + 4));
+      wheel.insert(item('b2', T0 + 9));
+      wheel.insert(item('o', T0 + 1000));
+      assert.equal(wheel.nextDueMs(), T0 + 4);
+      wheel.cancel(seqOf('b1'), T0 + 4);
+      assert.equal(wheel.nextDueMs(), T0 + 9);
+      wheel.cancel(seqOf('b2'), T0 + 9);
+      assert.equal(wheel.nextDueMs(), T0 + 1000);
+      wheel.cancel(seqOf('o'), T0 + 1000);
+      assert.equal(wheel.nextDueMs(), undefined);
+      assert.deepEqual(wheel.advance(T0 + 2000), []);
+    });
+  });
+
   describe('overflow beyond the span', () => {
     it('fires exactly on time when the wheel turns one millisecond at a time', () => {
       const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
@@ -386,6 +501,7 @@ describe('TimingWheel', () => {
       | { kind: 'insert'; seq: number; offset: number; slot: number }
       | { kind: 'advance'; delta: number; limit: number | undefined }
       | { kind: 'dropSlot'; slot: number }
+      | { kind: 'cancel'; pick: number; seq: number; offset: number }
       | { kind: 'nextDue' };
 
     const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -412,6 +528,17 @@ describe('TimingWheel', () => {
         weight: 1,
         arbitrary: fc.record({ kind: fc.constant('dropSlot' as const), slot: fc.nat(3) }),
       },
+      {
+        weight: 2,
+        arbitrary: fc.record({
+          kind: fc.constant('cancel' as const),
+          // A held item's seq and due time (pick modulo the held count), or when pick is 0 or
+          // nothing is held, `seq` at position + offset: mostly a miss, sometimes a hit.
+          pick: fc.nat(60),
+          seq: fc.nat(40),
+          offset: fc.integer({ min: -500, max: 3000 }),
+        }),
+      },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('nextDue' as const) }) },
     );
 
@@ -434,6 +561,15 @@ describe('TimingWheel', () => {
         const before = this.entries.length;
         this.entries = this.entries.filter((e) => e.slot !== slot);
         return before - this.entries.length;
+      }
+      cancel(seq: number, dueMs: number): number {
+        const before = this.entries.length;
+        this.entries = this.entries.filter((e) => e.seq !== seq || e.dueMs !== dueMs);
+        return before - this.entries.length;
+      }
+      /** The pick-th held entry (in insertion order, modulo the count), if any. */
+      entry(pick: number): WheelItem | undefined {
+        return this.entries.length === 0 ? undefined : this.entries[pick % this.entries.length];
       }
       advance(now: number, limit = Infinity): WheelItem[] {
         if (now < this.position) return [];
@@ -479,6 +615,15 @@ describe('TimingWheel', () => {
                 case 'dropSlot':
                   assert.equal(wheel.dropSlot(op.slot), ref.dropSlot(op.slot));
                   break;
+                case 'cancel': {
+                  const held = op.pick === 0 ? undefined : ref.entry(op.pick);
+                  const seq = held?.seq ?? op.seq;
+                  const dueMs = held?.dueMs ?? wheel.position + op.offset;
+                  const removed = wheel.cancel(seq, dueMs);
+                  assert.equal(removed, ref.cancel(seq, dueMs));
+                  if (held) assert.ok(removed >= 1, 'a held item was not found');
+                  break;
+                }
                 case 'nextDue':
                   assert.equal(wheel.nextDueMs(), ref.nextDueMs());
                   break;

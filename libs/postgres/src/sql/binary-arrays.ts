@@ -84,38 +84,48 @@ function integer(value: number, min: number, max: number, type: string): number 
   return value;
 }
 
-/** The 4-byte length prefix of a text element shorter than 128, as 4 latin1 characters. */
-const SHORT_PREFIXES = Array.from({ length: 128 }, (_, n) => `\u0000\u0000\u0000${String.fromCharCode(n)}`);
-const NON_ASCII = /[\u0080-\uffff]/;
-
 /**
- * The common case in one native write: short ASCII strings (ids, topics, fingerprints). The
- * elements and their length prefixes (bytes below 0x80 for lengths below 128) form one string of
- * characters below 0x80, whose latin1 and UTF-8 encodings are the same bytes. Anything else
- * (a NULL, a longer or non-ASCII element): undefined.
+ * The common case without a native call per element: ASCII strings (ids, topics, fingerprints),
+ * copied character by character (an ASCII character is its own UTF-8 byte). Gives up (undefined)
+ * at the first character above 0x7f; the caller then encodes every element as UTF-8.
  */
 function asciiTextArray(values: readonly (string | null)[]): Buffer | undefined {
-  let body = '';
-  for (const value of values) {
-    if (value === null || value.length >= 128) return undefined;
-    body += SHORT_PREFIXES[value.length]! + value;
+  let chars = 0;
+  let hasNulls = false;
+  for (let index = 0; index < values.length; index++) {
+    const value = values[index]!;
+    if (value === null) hasNulls = true;
+    else chars += value.length;
   }
-  if (NON_ASCII.test(body)) return undefined;
   const writer = new Writer(20);
-  writer.header('text', values.length, false);
+  writer.header('text', values.length, hasNulls);
   const header = writer.finish();
-  const out = Buffer.allocUnsafe(header.length + body.length);
+  const out = Buffer.allocUnsafe(header.length + values.length * 4 + chars);
   header.copy(out);
-  out.write(body, header.length, 'latin1');
+  let offset = header.length;
+  for (let index = 0; index < values.length; index++) {
+    const value = values[index]!;
+    if (value === null) {
+      out.writeInt32BE(-1, offset);
+      offset += 4;
+      continue;
+    }
+    const length = value.length;
+    out.writeInt32BE(length, offset);
+    offset += 4;
+    for (let i = 0; i < length; i++) {
+      const code = value.charCodeAt(i);
+      if (code > 0x7f) return undefined;
+      out[offset++] = code;
+    }
+  }
   return out;
 }
 
 /** `text[]`; null elements allowed. */
 export function textArray(values: readonly (string | null)[]): Buffer {
-  if (values.length > 0) {
-    const ascii = asciiTextArray(values);
-    if (ascii) return ascii;
-  }
+  const ascii = asciiTextArray(values);
+  if (ascii) return ascii;
   let chars = 0;
   let hasNulls = false;
   for (const value of values) {
@@ -134,10 +144,10 @@ export function textArray(values: readonly (string | null)[]): Buffer {
 /** `bytea[]`. */
 export function byteaArray(values: readonly Buffer[]): Buffer {
   let bytes = 0;
-  for (const value of values) bytes += value.length;
+  for (let index = 0; index < values.length; index++) bytes += values[index]!.length;
   const writer = new Writer(20 + values.length * 4 + bytes);
   writer.header('bytea', values.length, false);
-  for (const value of values) writer.bytes(value);
+  for (let index = 0; index < values.length; index++) writer.bytes(values[index]!);
   return writer.finish();
 }
 
@@ -150,7 +160,9 @@ export function integerArray(type: 'int2' | 'int4' | 'int8', values: readonly nu
   const out = Buffer.allocUnsafe(header.length + values.length * (4 + width));
   header.copy(out);
   let offset = header.length;
-  for (const value of values) {
+  // Indexed loops here and below: for…of allocated an iterator result per element.
+  for (let index = 0; index < values.length; index++) {
+    const value = values[index]!;
     out.writeInt32BE(width, offset);
     offset += 4;
     if (type === 'int2') {

@@ -136,7 +136,9 @@ function parseInserted(row: InsertResultRow | undefined, count: number): Inserte
   const seqs = row.seqs.split(',').map((text) => (text === '' ? null : seqNumber(text)));
   if (seqs.length !== count || row.wheelable.length !== count)
     throw new Error(`the insert statement described ${seqs.length} of ${count} messages`);
-  const wheelable = Array.from(row.wheelable, (flag) => flag === '1');
+  const wheelable = new Array<boolean>(count);
+  for (let index = 0; index < count; index++)
+    wheelable[index] = row.wheelable.charCodeAt(index) === 49; // '1'
   const createdAt = Number(row.created_at);
   const perRow = row.created_ats?.split(',').map(Number);
   return {

@@ -30,20 +30,23 @@ const CANCEL = `
 WITH cancelled AS (
   UPDATE messages SET state = 3, finished_at = $3
   WHERE app = $1 AND id = $2 AND state = 0
-  RETURNING ${MESSAGE_COLUMNS}
+  RETURNING seq, ${MESSAGE_COLUMNS}
 )
 SELECT true AS cancelled, * FROM cancelled
 UNION ALL
-SELECT false AS cancelled, ${MESSAGE_COLUMNS} FROM messages
+SELECT false AS cancelled, seq, ${MESSAGE_COLUMNS} FROM messages
 WHERE app = $1 AND id = $2 AND NOT EXISTS (SELECT 1 FROM cancelled)
 `;
+
+/** A row as {@link cancelMessage} returns it; `seq` (int8) arrives as a string. */
+export type CancelRow = MessageRow & { cancelled: boolean; seq: string };
 
 export async function cancelMessage(
   db: Queryable,
   app: string,
   id: string,
   nowMs: number,
-): Promise<(MessageRow & { cancelled: boolean }) | null> {
-  const result = await db.query<MessageRow & { cancelled: boolean }>(CANCEL, [app, id, nowMs]);
+): Promise<CancelRow | null> {
+  const result = await db.query<CancelRow>(CANCEL, [app, id, nowMs]);
   return result.rows[0] ?? null;
 }

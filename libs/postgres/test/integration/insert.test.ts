@@ -76,16 +76,17 @@ describe('insert SQL (postgres)', () => {
       assert.deepEqual(rows[0], { a: values, n: values.length });
     });
 
-    it('round-trip short ASCII text (one write) and fall back at 128 characters or non-ASCII', async () => {
-      // Lengths 0..127 over every ASCII character but NUL (which text cannot hold).
-      const printable = Array.from({ length: 128 }, (_, n) =>
+    it('round-trip ASCII text (copied byte by byte) and fall back at the first non-ASCII', async () => {
+      // Every ASCII character but NUL (which text cannot hold), in strings of many lengths.
+      const ascii = Array.from({ length: 300 }, (_, n) =>
         Array.from({ length: n }, (_, k) => String.fromCharCode(1 + (k % 127))).join(''),
       );
       for (const values of [
-        printable,
-        [...printable, 'y'.repeat(128)],
-        [...printable, 'ÿ'],
-        ['a', '\u007f', 'b'],
+        ascii,
+        [...ascii, null, ''],
+        [...ascii, 'ÿ'],
+        ['a', '\u007f', 'b', '\u0080'],
+        [null, null],
       ]) {
         const { rows } = await pool.query<{ a: string[] }>('SELECT $1::text[] AS a', [
           textArray(values),
@@ -96,7 +97,15 @@ describe('insert SQL (postgres)', () => {
 
     it('round-trip bytea and integers at their limits, and empty arrays', async () => {
       const bytes = [Buffer.alloc(0), Buffer.from([0, 1, 254, 255]), Buffer.alloc(3000, 7)];
-      const int8 = [0, 1, -1, 2 ** 32, -(2 ** 32) - 1, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER];
+      const int8 = [
+        0,
+        1,
+        -1,
+        2 ** 32,
+        -(2 ** 32) - 1,
+        Number.MAX_SAFE_INTEGER,
+        -Number.MAX_SAFE_INTEGER,
+      ];
       const { rows } = await pool.query(
         `SELECT $1::bytea[] AS b, $2::int2[] AS s, $3::int4[] AS i, $4::int8[]::text[] AS l,
                 $5::text[] AS et, $6::int8[] AS el, $7::bytea[] AS eb`,
@@ -211,6 +220,31 @@ describe('insert SQL (postgres)', () => {
         outcomes.map((o) => o.kind),
         ['existing', 'conflict', 'existing', 'created'],
       );
+    });
+
+    it('reports created_at per row if rows of one statement ever get different ones', async () => {
+      // Today's default reads now() (one value per statement); a per-row default must still work.
+      await pool.query(
+        `ALTER TABLE messages ALTER COLUMN created_at
+           SET DEFAULT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint`,
+      );
+      try {
+        const batch = Array.from({ length: 50 }, () => message());
+        const inserted = await insertMessages(pool, batch, owned, 0, 'channel');
+        const stored = await pool.query<{ created_at: string }>(
+          'SELECT created_at::text FROM messages WHERE id = ANY($1) ORDER BY id',
+          [batch.map((m) => m.id)],
+        );
+        assert.ok(new Set(stored.rows.map((row) => row.created_at)).size > 1);
+        stored.rows.forEach((row, index) =>
+          assert.equal(inserted.createdAtMs(index), Number(row.created_at)),
+        );
+      } finally {
+        await pool.query(
+          `ALTER TABLE messages ALTER COLUMN created_at
+             SET DEFAULT (floor(extract(epoch FROM now()) * 1000))::bigint`,
+        );
+      }
     });
 
     it('creates each id once when identical batches race', async () => {

@@ -501,6 +501,9 @@ describe('PgMessageStore (postgres)', () => {
       const cancelled = await store.cancel(cancelledFirst.app, cancelledFirst.id, T0 + 5);
       assert.equal(cancelled.kind, 'cancelled');
       assert.equal(cancelled.kind === 'cancelled' && cancelled.message.finishedAtMs, T0 + 5);
+      // The seq, for the engine to drop the message from its wheel; not part of the message.
+      assert.equal(cancelled.kind === 'cancelled' && cancelled.seq, cancelledFirst.seq);
+      assert.equal(cancelled.kind === 'cancelled' && 'seq' in cancelled.message, false);
       assert.deepEqual(await store.claim([ref(cancelledFirst)], leases, T0 + 10), []);
       const again = await store.cancel(cancelledFirst.app, cancelledFirst.id, T0 + 6);
       assert.equal(again.kind === 'refused' && again.message.state, 'cancelled');
