@@ -14,7 +14,7 @@ import { createTestDatabase } from '@hourglass/testkit';
 import pg from 'pg';
 
 const SLOTS = 256;
-const BATCH = 1000;
+const BATCH = Number(process.env.PROBE_BATCH ?? 1000);
 
 function message(n: number, dueMs: number): NewMessage {
   const id = `r1-${n}`;

@@ -127,7 +127,11 @@ export async function claimMessages(
   leases: ReadonlyMap<number, number>,
   nowMs: number,
 ): Promise<ClaimRow[]> {
-  const result = await db.query<ClaimRow>(CLAIM, fencedParams(refs, leases, nowMs));
+  const result = await db.query<ClaimRow>({
+    name: 'hourglass_claim',
+    text: CLAIM,
+    values: fencedParams(refs, leases, nowMs),
+  });
   return result.rows;
 }
 
@@ -137,7 +141,11 @@ export async function markMessagesDelivered(
   leases: ReadonlyMap<number, number>,
   nowMs: number,
 ): Promise<number> {
-  const result = await db.query(MARK_DELIVERED, fencedParams(refs, leases, nowMs));
+  const result = await db.query({
+    name: 'hourglass_mark_delivered',
+    text: MARK_DELIVERED,
+    values: fencedParams(refs, leases, nowMs),
+  });
   return result.rowCount ?? 0;
 }
 
@@ -149,6 +157,10 @@ export async function releaseMessageClaims(
   giveUp: boolean,
   nowMs: number,
 ): Promise<number> {
-  const result = await db.query(RELEASE, [...fencedParams(refs, leases, nowMs), error, giveUp]);
+  const result = await db.query({
+    name: 'hourglass_release',
+    text: RELEASE,
+    values: [...fencedParams(refs, leases, nowMs), error, giveUp],
+  });
   return result.rowCount ?? 0;
 }

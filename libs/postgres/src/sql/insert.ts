@@ -185,10 +185,18 @@ export async function insertMessages(
   ];
   let row: InsertResultRow | undefined;
   try {
-    row = (await db.query<InsertResultRow>(INSERT_NEW, values)).rows[0];
+    row = (
+      await db.query<InsertResultRow>({ name: 'hourglass_insert_new', text: INSERT_NEW, values })
+    ).rows[0];
   } catch (err) {
     if (!isDuplicateId(err)) throw err;
-    row = (await db.query<InsertResultRow>(INSERT_BATCH, values)).rows[0];
+    row = (
+      await db.query<InsertResultRow>({
+        name: 'hourglass_insert_batch',
+        text: INSERT_BATCH,
+        values,
+      })
+    ).rows[0];
   }
   return parseInserted(row, messages.length);
 }

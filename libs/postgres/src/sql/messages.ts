@@ -8,10 +8,11 @@ export async function selectMessage(
   app: string,
   id: string,
 ): Promise<MessageRow | null> {
-  const result = await db.query<MessageRow>(
-    `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE app = $1 AND id = $2`,
-    [app, id],
-  );
+  const result = await db.query<MessageRow>({
+    name: 'hourglass_select_message',
+    text: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE app = $1 AND id = $2`,
+    values: [app, id],
+  });
   return result.rows[0] ?? null;
 }
 
@@ -47,6 +48,10 @@ export async function cancelMessage(
   id: string,
   nowMs: number,
 ): Promise<CancelRow | null> {
-  const result = await db.query<CancelRow>(CANCEL, [app, id, nowMs]);
+  const result = await db.query<CancelRow>({
+    name: 'hourglass_cancel',
+    text: CANCEL,
+    values: [app, id, nowMs],
+  });
   return result.rows[0] ?? null;
 }

@@ -11,7 +11,7 @@ import type { QueryResult, QueryResultRow } from 'pg';
 import { Pool } from 'pg';
 import { PgMessageStore } from '../../src';
 import { byteaArray, integerArray, textArray } from '../../src/sql/binary-arrays';
-import type { Queryable } from '../../src/sql/db';
+import type { NamedQuery, Queryable } from '../../src/sql/db';
 import { insertMessages } from '../../src/sql/insert';
 
 const SLOTS = 16;
@@ -143,12 +143,15 @@ describe('insert SQL (postgres)', () => {
     function counting(): Queryable & { statements: number } {
       const db = {
         statements: 0,
-        query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
+        query<R extends QueryResultRow>(
+          text: string | NamedQuery,
+          values?: unknown[],
+        ): Promise<QueryResult<R>> {
           db.statements += 1;
-          return pool.query<R>(text, values);
+          return typeof text === 'string' ? pool.query<R>(text, values) : pool.query<R>(text);
         },
       };
-      return db;
+      return db as Queryable & { statements: number };
     }
     const owned = new Map([[3, 1]]);
 
