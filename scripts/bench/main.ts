@@ -202,7 +202,13 @@ async function benchSystem(entry: Entry): Promise<SystemResult> {
     if (scenarios.has(2)) {
       if (settings.warmupSeconds > 0) {
         const warm = await attempt('warm-up', () =>
-          steady(system, settings.steadyRate, settings.warmupSeconds, bulkRate, settings.steadyGraceMs),
+          steady(
+            system,
+            settings.steadyRate,
+            settings.warmupSeconds,
+            bulkRate,
+            settings.steadyGraceMs,
+          ),
         );
         if (warm && !warm.complete) await restart();
       }
@@ -232,7 +238,8 @@ async function benchSystem(entry: Entry): Promise<SystemResult> {
       }
     }
     if (scenarios.has(3)) {
-      const stagesBefore = system instanceof HourglassSystem ? await system.fireStages() : undefined;
+      const stagesBefore =
+        system instanceof HourglassSystem ? await system.fireStages() : undefined;
       result.burst = await attempt('burst', () =>
         burst(system, settings.burstCount, bulkRate, settings.burstTimeoutMs),
       );

@@ -116,7 +116,9 @@ export function renderTable(report: RunReport): string {
           `${name} ${num(stage.calls)} × ${(stage.messages / stage.calls).toFixed(0)} msgs, ${((stage.seconds * 1000) / stage.calls).toFixed(1)} ms each (${((stage.seconds * 1e6) / Math.max(1, stage.messages)).toFixed(1)} µs/msg)`,
       );
     lines.push('');
-    lines.push(`Fire path during the burst (${result.system} ${result.variant}): ${parts.join('; ')}.`);
+    lines.push(
+      `Fire path during the burst (${result.system} ${result.variant}): ${parts.join('; ')}.`,
+    );
   }
   if (report.peakSearch.length > 0) {
     lines.push('');

@@ -38,7 +38,9 @@ export const configSchema = z.strictObject({
     slots: z.number().int().min(1).max(65536),
     mode: z.enum(['standalone', 'etcd']),
     leaseTtlSeconds: z.number().int().min(2).max(300),
-    etcdPrefix: z.string().regex(/^\/.*[^/]$|^\/$/, 'an absolute etcd key prefix without a trailing slash'),
+    etcdPrefix: z
+      .string()
+      .regex(/^\/.*[^/]$|^\/$/, 'an absolute etcd key prefix without a trailing slash'),
     rebalanceDelayMs: z.number().int().min(0),
   }),
   core: z.strictObject({
@@ -63,7 +65,9 @@ export const configSchema = z.strictObject({
   auth: z.strictObject({ adminToken: z.string().min(8) }),
   quotas: z.strictObject({ failMode: z.enum(['open', 'closed']) }),
   apps: z.array(appSchema),
-  log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) }),
+  log: z.strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+  }),
 });
 
 export type HourglassConfig = z.infer<typeof configSchema>;
@@ -129,7 +133,9 @@ export interface LoadConfigOptions {
 
 export function formatZodError(error: z.ZodError): string {
   return error.issues
-    .map((issue) => `  ${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+    .map(
+      (issue) => `  ${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`,
+    )
     .join('\n');
 }
 
@@ -153,7 +159,10 @@ export function validateConfig(raw: unknown): HourglassConfig {
   }
   const names = new Set<string>();
   for (const [index, app] of config.apps.entries()) {
-    if (names.has(app.name)) throw new ConfigError(`invalid configuration:\n  apps.${index}.name: duplicate app "${app.name}"`);
+    if (names.has(app.name))
+      throw new ConfigError(
+        `invalid configuration:\n  apps.${index}.name: duplicate app "${app.name}"`,
+      );
     names.add(app.name);
   }
   return config;
@@ -172,8 +181,8 @@ export function loadConfig(options: LoadConfigOptions = {}): HourglassConfig {
   const configDir = options.configDir ?? env.HOURGLASS_CONFIG_DIR ?? findConfigDir(__dirname);
   const files = [
     resolve(configDir, 'default.yaml'),
-    ...(options.files ?? (env.HOURGLASS_CONFIG ? env.HOURGLASS_CONFIG.split(',') : [])).map((file) =>
-      isAbsolute(file) ? file : resolve(process.cwd(), file),
+    ...(options.files ?? (env.HOURGLASS_CONFIG ? env.HOURGLASS_CONFIG.split(',') : [])).map(
+      (file) => (isAbsolute(file) ? file : resolve(process.cwd(), file)),
     ),
   ];
   let tree: Tree = {};

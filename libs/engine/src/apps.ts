@@ -34,8 +34,12 @@ export class StaticAppDirectory implements AppDirectory {
   private readonly byDigest = new Map<string, AppIdentity>();
   private readonly adminDigest: string;
 
-  constructor(apps: ReadonlyArray<{ name: string; token: string; topics: readonly string[] }>, adminToken: string) {
-    for (const app of apps) this.byDigest.set(tokenDigest(app.token), { name: app.name, topics: new Set(app.topics) });
+  constructor(
+    apps: ReadonlyArray<{ name: string; token: string; topics: readonly string[] }>,
+    adminToken: string,
+  ) {
+    for (const app of apps)
+      this.byDigest.set(tokenDigest(app.token), { name: app.name, topics: new Set(app.topics) });
     this.adminDigest = tokenDigest(adminToken);
   }
 
@@ -100,10 +104,16 @@ export class DbAppDirectory implements AppDirectory {
    * missing, its topics granted and its config token made current. Apps created through the admin
    * API are not touched; a config app's grants are re-asserted at every start.
    */
-  async bootstrap(apps: ReadonlyArray<{ name: string; token: string; topics: readonly string[] }>): Promise<void> {
+  async bootstrap(
+    apps: ReadonlyArray<{ name: string; token: string; topics: readonly string[] }>,
+  ): Promise<void> {
     const now = this.options.clock.now();
     for (const app of apps) {
-      await this.options.store.ensureConfigApp({ name: app.name, topics: app.topics }, tokenDigest(app.token), now);
+      await this.options.store.ensureConfigApp(
+        { name: app.name, topics: app.topics },
+        tokenDigest(app.token),
+        now,
+      );
     }
     await this.invalidate({ tokenHashes: apps.map((app) => tokenDigest(app.token)) });
   }
@@ -118,7 +128,8 @@ export class DbAppDirectory implements AppDirectory {
     if (digest === this.adminDigest) return null;
     const grant = await this.lookup(digest);
     if (!grant) return null;
-    if (grant.app.disabled) throw new HourglassError('forbidden', `app "${grant.app.name}" is disabled`);
+    if (grant.app.disabled)
+      throw new HourglassError('forbidden', `app "${grant.app.name}" is disabled`);
     return { name: grant.app.name, topics: new Set(grant.app.topics), quotas: grant.app.quotas };
   }
 
@@ -155,7 +166,9 @@ export class DbAppDirectory implements AppDirectory {
     if (grant === undefined) {
       grant = await this.options.store.findByToken(digest, now);
       if (grant && cache) {
-        await cache.setGrant(digest, grant).catch((error: unknown) => this.warnCache(error, 'could not fill the app cache'));
+        await cache
+          .setGrant(digest, grant)
+          .catch((error: unknown) => this.warnCache(error, 'could not fill the app cache'));
       }
     }
     this.remember(digest, grant, now);
@@ -164,7 +177,8 @@ export class DbAppDirectory implements AppDirectory {
 
   private remember(digest: string, grant: TokenGrant | null, now: number): void {
     let expiresAtMs = now + (grant ? this.localTtlMs : NEGATIVE_TTL_MS);
-    if (grant?.tokenExpiresAtMs != null) expiresAtMs = Math.min(expiresAtMs, grant.tokenExpiresAtMs);
+    if (grant?.tokenExpiresAtMs != null)
+      expiresAtMs = Math.min(expiresAtMs, grant.tokenExpiresAtMs);
     this.local.delete(digest);
     this.local.set(digest, { grant, expiresAtMs });
     while (this.local.size > this.localMaxEntries) {
@@ -177,7 +191,8 @@ export class DbAppDirectory implements AppDirectory {
   private dropLocal(change: AppCacheInvalidation): void {
     for (const hash of change.tokenHashes) this.local.delete(hash);
     if (change.app === undefined) return;
-    for (const [hash, entry] of this.local) if (entry.grant?.app.name === change.app) this.local.delete(hash);
+    for (const [hash, entry] of this.local)
+      if (entry.grant?.app.name === change.app) this.local.delete(hash);
   }
 
   private warnCache(error: unknown, message: string): void {
@@ -221,19 +236,34 @@ export class SharedQuotaGate implements QuotaGate {
     try {
       if (quotas.ratePerSecond !== null) {
         const burst = quotas.burst ?? Math.max(1, Math.ceil(quotas.ratePerSecond));
-        const decision = await backend.takeTokens(app.name, count, quotas.ratePerSecond, burst, clock.now());
+        const decision = await backend.takeTokens(
+          app.name,
+          count,
+          quotas.ratePerSecond,
+          burst,
+          clock.now(),
+        );
         if (!decision.allowed) {
-          throw rateLimited(`app "${app.name}" is over its rate of ${quotas.ratePerSecond} messages per second`, decision.retryAfterMs);
+          throw rateLimited(
+            `app "${app.name}" is over its rate of ${quotas.ratePerSecond} messages per second`,
+            decision.retryAfterMs,
+          );
         }
       }
       if (quotas.maxPending !== null) {
-        const decision = await backend.reservePending(app.name, count, quotas.maxPending, () => store.countPending(app.name));
+        const decision = await backend.reservePending(app.name, count, quotas.maxPending, () =>
+          store.countPending(app.name),
+        );
         if (!decision.allowed) {
-          throw rateLimited(`app "${app.name}" has reached its maximum of ${quotas.maxPending} pending messages`, decision.retryAfterMs);
+          throw rateLimited(
+            `app "${app.name}" has reached its maximum of ${quotas.maxPending} pending messages`,
+            decision.retryAfterMs,
+          );
         }
       }
     } catch (error) {
-      if (!(error instanceof DependencyUnavailableError) || error.dependency !== 'redis') throw error;
+      if (!(error instanceof DependencyUnavailableError) || error.dependency !== 'redis')
+        throw error;
       this.warn(error);
       if (this.options.failMode === 'closed') throw error;
     }
@@ -245,13 +275,20 @@ export class SharedQuotaGate implements QuotaGate {
     this.warnedAtMs = now;
     this.options.logger.warn(
       { err: (error.cause as Error | undefined)?.message, failMode: this.options.failMode },
-      this.options.failMode === 'open' ? 'Redis unavailable: quotas not enforced (fail open)' : 'Redis unavailable: refusing quota-limited apps (fail closed)',
+      this.options.failMode === 'open'
+        ? 'Redis unavailable: quotas not enforced (fail open)'
+        : 'Redis unavailable: refusing quota-limited apps (fail closed)',
     );
   }
 }
 
 function rateLimited(message: string, retryAfterMs: number): HourglassError {
-  return new HourglassError('rate_limited', message, undefined, Math.max(1, Math.ceil(retryAfterMs / 1000)));
+  return new HourglassError(
+    'rate_limited',
+    message,
+    undefined,
+    Math.max(1, Math.ceil(retryAfterMs / 1000)),
+  );
 }
 
 /** Tokens are 32 random bytes; the prefix makes a leaked one easy to recognise (secret scanners). */
@@ -305,11 +342,19 @@ export class AppAdmin {
     if (input.topics && input.topics.length > 0) await this.ensureTopics(input.topics, {});
     const token = newToken();
     const app = await this.deps.store.createApp(
-      { name: input.name, description: input.description ?? '', topics: input.topics ?? [], quotas: { ...NO_QUOTAS, ...input.quotas } },
+      {
+        name: input.name,
+        description: input.description ?? '',
+        topics: input.topics ?? [],
+        quotas: { ...NO_QUOTAS, ...input.quotas },
+      },
       tokenDigest(token),
       this.deps.clock.now(),
     );
-    if (!app) throw new HourglassError('id_conflict', `app "${input.name}" already exists`, [{ path: 'name', message: 'taken' }]);
+    if (!app)
+      throw new HourglassError('id_conflict', `app "${input.name}" already exists`, [
+        { path: 'name', message: 'taken' },
+      ]);
     await this.deps.directory.invalidate({ app: app.name, tokenHashes: [tokenDigest(token)] });
     return { app, token };
   }
@@ -329,13 +374,20 @@ export class AppAdmin {
 
   async rotateToken(name: string, graceMs: number): Promise<{ app: AppRecord; token: string }> {
     const token = newToken();
-    const app = found(await this.deps.store.rotateToken(name, tokenDigest(token), this.deps.clock.now(), graceMs), name);
+    const app = found(
+      await this.deps.store.rotateToken(name, tokenDigest(token), this.deps.clock.now(), graceMs),
+      name,
+    );
     await this.invalidate(name);
     return { app, token };
   }
 
   /** Creates the Kafka topic when missing (before granting: a grant of a topic that cannot exist would only fail deliveries later). */
-  async addTopic(name: string, topic: string, options: { partitions?: number; replicationFactor?: number } = {}): Promise<AppRecord> {
+  async addTopic(
+    name: string,
+    topic: string,
+    options: { partitions?: number; replicationFactor?: number } = {},
+  ): Promise<AppRecord> {
     await this.getApp(name);
     await this.ensureTopics([topic], options);
     const app = found(await this.deps.store.grantTopic(name, topic), name);
@@ -343,16 +395,28 @@ export class AppAdmin {
     return app;
   }
 
-  private async ensureTopics(topics: readonly string[], options: { partitions?: number; replicationFactor?: number }): Promise<void> {
+  private async ensureTopics(
+    topics: readonly string[],
+    options: { partitions?: number; replicationFactor?: number },
+  ): Promise<void> {
     try {
       await this.deps.publisher.ensureTopics(topics, options);
     } catch (error) {
       // Kafka refusing the settings is the request's fault, not an outage.
-      const text = String((error as { cause?: { message?: string; type?: string } }).cause?.type ?? '') + String((error as { cause?: Error }).cause?.message ?? '');
+      const text =
+        String((error as { cause?: { message?: string; type?: string } }).cause?.type ?? '') +
+        String((error as { cause?: Error }).cause?.message ?? '');
       if (/REPLICATION_FACTOR|PARTITIONS|replication factor|partitions/i.test(text)) {
-        throw new HourglassError('invalid_request', `Kafka refused to create ${topics.join(', ')}: ${text}`, [
-          { path: 'partitions', message: 'check partitions and replicationFactor against the cluster' },
-        ]);
+        throw new HourglassError(
+          'invalid_request',
+          `Kafka refused to create ${topics.join(', ')}: ${text}`,
+          [
+            {
+              path: 'partitions',
+              message: 'check partitions and replicationFactor against the cluster',
+            },
+          ],
+        );
       }
       throw error;
     }
@@ -380,11 +444,18 @@ export class AppAdmin {
 
   async stats(): Promise<AppStats & { at: string; buckets: readonly DueBucket[] }> {
     const now = this.deps.clock.now();
-    return { at: new Date(now).toISOString(), buckets: STATS_BUCKETS, ...(await this.deps.store.stats(now, STATS_BUCKETS)) };
+    return {
+      at: new Date(now).toISOString(),
+      buckets: STATS_BUCKETS,
+      ...(await this.deps.store.stats(now, STATS_BUCKETS)),
+    };
   }
 
   private async invalidate(name: string): Promise<void> {
-    await this.deps.directory.invalidate({ app: name, tokenHashes: await this.deps.store.tokenHashes(name) });
+    await this.deps.directory.invalidate({
+      app: name,
+      tokenHashes: await this.deps.store.tokenHashes(name),
+    });
   }
 }
 

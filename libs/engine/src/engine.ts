@@ -233,7 +233,10 @@ export class DelayEngine {
       const leases = await this.deps.store.acquireSlots(fresh, minEpoch);
       for (const lease of leases) this.leases.set(lease.slot, lease.epoch);
       await this.loadRange(fresh, 0, this.loadedUntil);
-      this.deps.logger.info({ slots: fresh.length, loadedUntil: this.loadedUntil }, 'slots acquired');
+      this.deps.logger.info(
+        { slots: fresh.length, loadedUntil: this.loadedUntil },
+        'slots acquired',
+      );
       return leases;
     });
   }
@@ -286,9 +289,18 @@ export class DelayEngine {
     for (const message of dropped) this.ownClaims.delete(message.seq);
     if (dropped.length === 0) return;
     try {
-      await this.deps.store.releaseClaims(dropped, leases, 'slot handed over before its due time', false, this.deps.clock.now());
+      await this.deps.store.releaseClaims(
+        dropped,
+        leases,
+        'slot handed over before its due time',
+        false,
+        this.deps.clock.now(),
+      );
     } catch (error) {
-      this.deps.logger.warn({ err: error, messages: dropped.length }, 'releasing claims of released slots failed; the next owner resets them');
+      this.deps.logger.warn(
+        { err: error, messages: dropped.length },
+        'releasing claims of released slots failed; the next owner resets them',
+      );
     }
   }
 
@@ -352,11 +364,16 @@ export class DelayEngine {
     if (!this.running) return;
     const until = this.deps.clock.now() + this.options.horizonMs;
     if (until <= this.loadedUntil) return;
-    if (this.leases.size > 0) await this.loadRange([...this.leases.keys()], this.loadedUntil, until);
+    if (this.leases.size > 0)
+      await this.loadRange([...this.leases.keys()], this.loadedUntil, until);
     this.loadedUntil = until;
   }
 
-  private async loadRange(slots: readonly number[], fromMs: number, untilMs: number): Promise<void> {
+  private async loadRange(
+    slots: readonly number[],
+    fromMs: number,
+    untilMs: number,
+  ): Promise<void> {
     // Before the first query: from here on, inserts committing now are wheeled up to untilMs.
     this.loadingUntil = Math.max(this.loadingUntil, untilMs);
     let after: WheelItem | undefined;
@@ -392,7 +409,10 @@ export class DelayEngine {
           if (items.length > 0) this.arm();
         } while (this.drainAgain && this.running);
       } catch (error) {
-        this.deps.logger.warn({ err: error }, 'draining wheel hints failed; retrying on the next interval');
+        this.deps.logger.warn(
+          { err: error },
+          'draining wheel hints failed; retrying on the next interval',
+        );
       } finally {
         this.drainRunning = false;
       }
@@ -407,11 +427,19 @@ export class DelayEngine {
     const heldDue = this.publishing ? undefined : this.nextHeldDueMs();
     const wheelDue = this.canClaim() ? this.wheel.nextDueMs() : undefined;
     const claimAt = wheelDue === undefined ? undefined : wheelDue - this.claimAheadMs;
-    const next = heldDue === undefined ? claimAt : claimAt === undefined ? heldDue : Math.min(heldDue, claimAt);
+    const next =
+      heldDue === undefined
+        ? claimAt
+        : claimAt === undefined
+          ? heldDue
+          : Math.min(heldDue, claimAt);
     if (next === undefined || next >= this.armedAtMs) return;
     clearTimeout(this.fireTimer);
     this.armedAtMs = next;
-    this.fireTimer = setTimeout(() => this.onFireTimer(), Math.max(0, next - this.deps.clock.now()));
+    this.fireTimer = setTimeout(
+      () => this.onFireTimer(),
+      Math.max(0, next - this.deps.clock.now()),
+    );
   }
 
   private onFireTimer(): void {
@@ -440,13 +468,22 @@ export class DelayEngine {
   private pump(): void {
     if (!this.running) return;
     if (!this.publishing) this.startPublish();
-    if (!this.backlogged || this.draining) this.startMarkFlush();
     while (this.canClaim()) {
-      const items = this.wheel.advance(this.deps.clock.now() + this.claimAheadMs, this.options.fireBatchSize);
+      const items = this.wheel.advance(
+        this.deps.clock.now() + this.claimAheadMs,
+        this.options.fireBatchSize,
+      );
       this.backlogged = items.length === this.options.fireBatchSize;
       if (items.length === 0) break;
-      this.track(this.claimBatch(items).catch((error: unknown) => this.deps.logger.error({ err: error }, 'claim failed')));
+      this.track(
+        this.claimBatch(items).catch((error: unknown) =>
+          this.deps.logger.error({ err: error }, 'claim failed'),
+        ),
+      );
     }
+    // After the claims: the loop may just have found the backlog over, and marks held back during
+    // it must go now, since no further ack may come to flush them.
+    if (!this.backlogged || this.draining) this.startMarkFlush();
     this.arm();
   }
 
@@ -465,7 +502,9 @@ export class DelayEngine {
    * takes nothing else, so a message still `delivering` would fire to nothing.
    */
   private retryLater(items: readonly MessageRef[], delayMs: number): void {
-    const dueMs = this.deps.clock.now() + delayMs;
+    // The claim comes claimAheadMs before the wheel's due time, and a message that is due already
+    // is produced right after it: so it is the claim that has to wait delayMs.
+    const dueMs = this.deps.clock.now() + delayMs + this.claimAheadMs;
     for (const item of items) {
       if (this.leases.has(item.slot)) this.wheel.insert({ seq: item.seq, slot: item.slot, dueMs });
     }
@@ -493,7 +532,11 @@ export class DelayEngine {
       try {
         // The store takes only messages due by then; producing waits for each one's due time.
         const started = performance.now();
-        claimed = await this.deps.store.claim(refs, leases, this.deps.clock.now() + this.claimAheadMs);
+        claimed = await this.deps.store.claim(
+          refs,
+          leases,
+          this.deps.clock.now() + this.claimAheadMs,
+        );
         this.deps.metrics.fireStage('claim', performance.now() - started, claimed.length);
       } catch (error) {
         await this.recoverFromFailedClaim(refs, leases, error);
@@ -501,7 +544,9 @@ export class DelayEngine {
       }
       if (claimed.length === 0) return;
       // A slot released while claiming: its claims are the next owner's to reset.
-      const kept = claimed.filter((message) => this.leases.get(message.slot) === leases.get(message.slot));
+      const kept = claimed.filter(
+        (message) => this.leases.get(message.slot) === leases.get(message.slot),
+      );
       if (kept.length === 0) return;
       for (const message of kept) this.ownClaims.add(message.seq);
       kept.sort((a, b) => a.deliverAtMs - b.deliverAtMs);
@@ -525,7 +570,13 @@ export class DelayEngine {
   ): Promise<void> {
     this.deps.logger.warn({ err: error, messages: refs.length }, 'claim failed; will retry');
     const unknown = refs.filter((ref) => !this.ownClaims.has(ref.seq));
-    const released = await this.releaseUntilDone(unknown, leases, 'claim outcome unknown', false, this.deps.clock.now());
+    const released = await this.releaseUntilDone(
+      unknown,
+      leases,
+      'claim outcome unknown',
+      false,
+      this.deps.clock.now(),
+    );
     if (released) this.retryLater(unknown, this.options.retryInitialMs);
   }
 
@@ -572,7 +623,10 @@ export class DelayEngine {
     );
   }
 
-  private async publishHeld(claimed: readonly ClaimedMessage[], leases: ReadonlyMap<number, number>): Promise<void> {
+  private async publishHeld(
+    claimed: readonly ClaimedMessage[],
+    leases: ReadonlyMap<number, number>,
+  ): Promise<void> {
     if (!(this.deps.canFire?.() ?? true)) {
       // Ownership may have lapsed since the claim: produce nothing. A next owner would reset the
       // claims, but our lease may recover, so put them back (fenced) before re-wheeling.
@@ -605,7 +659,11 @@ export class DelayEngine {
     this.deps.metrics.fireStage('produce', performance.now() - started, claimed.length);
     const ackedAt = this.deps.clock.now();
     this.deps.metrics.delivered(claimed.map((message) => ackedAt - message.deliverAtMs));
-    this.enqueueMark({ refs: claimed.map((message) => ({ seq: message.seq, slot: message.slot })), leases, ackedAt });
+    this.enqueueMark({
+      refs: claimed.map((message) => ({ seq: message.seq, slot: message.slot })),
+      leases,
+      ackedAt,
+    });
   }
 
   /**
@@ -654,7 +712,9 @@ export class DelayEngine {
     let marks = 0;
     while (this.pendingMarks.length > 0) {
       const next = this.pendingMarks[0]!;
-      const conflicts = [...next.leases].some(([slot, epoch]) => (leases.get(slot) ?? epoch) !== epoch);
+      const conflicts = [...next.leases].some(
+        ([slot, epoch]) => (leases.get(slot) ?? epoch) !== epoch,
+      );
       if (marks > 0 && (conflicts || refs.length + next.refs.length > MARK_FLUSH_LIMIT)) break;
       this.pendingMarks.shift();
       marks++;
@@ -675,12 +735,21 @@ export class DelayEngine {
     this.deps.metrics.publishFailed(failure.retriable);
     const delay = this.retryDelayMs();
     this.deps.logger.warn(
-      { err: failure.message, retriable: failure.retriable, messages: claimed.length, retryInMs: delay },
+      {
+        err: failure.message,
+        retriable: failure.retriable,
+        messages: claimed.length,
+        retryInMs: delay,
+      },
       'produce to Kafka failed; messages stay scheduled',
     );
     // Retriable failures (Kafka down) never fail a message; only persistent errors count.
-    const giveUp = failure.retriable ? [] : claimed.filter((message) => message.attempts >= this.options.maxAttempts);
-    const retry = failure.retriable ? claimed : claimed.filter((message) => message.attempts < this.options.maxAttempts);
+    const giveUp = failure.retriable
+      ? []
+      : claimed.filter((message) => message.attempts >= this.options.maxAttempts);
+    const retry = failure.retriable
+      ? claimed
+      : claimed.filter((message) => message.attempts < this.options.maxAttempts);
     const now = this.deps.clock.now();
     if (giveUp.length > 0) await this.releaseUntilDone(giveUp, leases, failure.message, true, now);
     // Re-wheel only once the rows are `scheduled` again: the claim takes nothing else.
@@ -743,7 +812,10 @@ export class DelayEngine {
         return;
       } catch (error) {
         if (attempt >= 10 || !this.running) {
-          this.deps.logger.error({ err: error, messages: claimed.length }, 'marking delivered failed; they may be delivered again');
+          this.deps.logger.error(
+            { err: error, messages: claimed.length },
+            'marking delivered failed; they may be delivered again',
+          );
           return;
         }
         await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt)));

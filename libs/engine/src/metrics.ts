@@ -20,16 +20,41 @@ export class EngineMetrics {
   private readonly lateness: Histogram;
   private readonly stageSeconds: Histogram<'stage'>;
   private readonly stageMessages: Counter<'stage'>;
-  private snapshot: () => EngineSnapshot = () => ({ wheelSize: 0, ownedSlots: 0, loaderLagMs: 0, inFlightBatches: 0 });
+  private snapshot: () => EngineSnapshot = () => ({
+    wheelSize: 0,
+    ownedSlots: 0,
+    loaderLagMs: 0,
+    inFlightBatches: 0,
+  });
 
   constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
     this.registry = options.registry ?? new Registry();
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'hourglass_process_' });
+    if (options.defaultMetrics)
+      collectDefaultMetrics({ register: this.registry, prefix: 'hourglass_process_' });
     const registers = [this.registry];
-    this.acceptedTotal = new Counter({ name: 'hourglass_messages_accepted_total', help: 'Messages accepted (committed to Postgres).', labelNames: ['app'], registers });
-    this.deliveredTotal = new Counter({ name: 'hourglass_messages_delivered_total', help: 'Messages acknowledged by Kafka.', registers });
-    this.cancelledTotal = new Counter({ name: 'hourglass_messages_cancelled_total', help: 'Messages cancelled.', labelNames: ['app'], registers });
-    this.publishFailuresTotal = new Counter({ name: 'hourglass_publish_failures_total', help: 'Failed produce batches.', labelNames: ['retriable'], registers });
+    this.acceptedTotal = new Counter({
+      name: 'hourglass_messages_accepted_total',
+      help: 'Messages accepted (committed to Postgres).',
+      labelNames: ['app'],
+      registers,
+    });
+    this.deliveredTotal = new Counter({
+      name: 'hourglass_messages_delivered_total',
+      help: 'Messages acknowledged by Kafka.',
+      registers,
+    });
+    this.cancelledTotal = new Counter({
+      name: 'hourglass_messages_cancelled_total',
+      help: 'Messages cancelled.',
+      labelNames: ['app'],
+      registers,
+    });
+    this.publishFailuresTotal = new Counter({
+      name: 'hourglass_publish_failures_total',
+      help: 'Failed produce batches.',
+      labelNames: ['retriable'],
+      registers,
+    });
     this.lateness = new Histogram({
       name: 'hourglass_delivery_lateness_seconds',
       help: 'Kafka acknowledgement time minus due time.',
@@ -55,10 +80,30 @@ export class EngineMetrics {
       };
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect with the gauge as `this`.
     const self = this;
-    new Gauge({ name: 'hourglass_wheel_size', help: 'Messages held in the timing wheel.', registers, collect: read((s) => s.wheelSize) });
-    new Gauge({ name: 'hourglass_owned_slots', help: 'Slots this node owns.', registers, collect: read((s) => s.ownedSlots) });
-    new Gauge({ name: 'hourglass_loader_lag_seconds', help: 'How far the loaded horizon trails now + horizon.', registers, collect: read((s) => s.loaderLagMs / 1000) });
-    new Gauge({ name: 'hourglass_fire_batches_in_flight', help: 'Batches being claimed, produced or marked.', registers, collect: read((s) => s.inFlightBatches) });
+    new Gauge({
+      name: 'hourglass_wheel_size',
+      help: 'Messages held in the timing wheel.',
+      registers,
+      collect: read((s) => s.wheelSize),
+    });
+    new Gauge({
+      name: 'hourglass_owned_slots',
+      help: 'Slots this node owns.',
+      registers,
+      collect: read((s) => s.ownedSlots),
+    });
+    new Gauge({
+      name: 'hourglass_loader_lag_seconds',
+      help: 'How far the loaded horizon trails now + horizon.',
+      registers,
+      collect: read((s) => s.loaderLagMs / 1000),
+    });
+    new Gauge({
+      name: 'hourglass_fire_batches_in_flight',
+      help: 'Batches being claimed, produced or marked.',
+      registers,
+      collect: read((s) => s.inFlightBatches),
+    });
   }
 
   observeEngine(snapshot: () => EngineSnapshot): void {

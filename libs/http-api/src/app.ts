@@ -6,7 +6,13 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { ErrorCode } from '@hourglass/core';
 import { HourglassError, isHourglassError } from '@hourglass/core';
-import type { AppAdmin, AppDirectory, AppIdentity, Logger, MessageService } from '@hourglass/engine';
+import type {
+  AppAdmin,
+  AppDirectory,
+  AppIdentity,
+  Logger,
+  MessageService,
+} from '@hourglass/engine';
 import type { NextFunction, Request, Response } from 'express';
 import express from 'express';
 import type { Registry } from 'prom-client';
@@ -42,7 +48,8 @@ export interface HttpApi {
 }
 
 function sendError(res: Response, error: HourglassError): void {
-  if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(Math.ceil(error.retryAfterSeconds)));
+  if (error.retryAfterSeconds !== undefined)
+    res.setHeader('Retry-After', String(Math.ceil(error.retryAfterSeconds)));
   res.status(error.spec.http).json(error.toBody());
 }
 
@@ -59,11 +66,17 @@ type Authed = Request & { hourglassApp?: AppIdentity };
 function bodyParserError(error: unknown): HourglassError | undefined {
   const type = (error as { type?: unknown }).type;
   if (type === 'entity.parse.failed') {
-    return new HourglassError('malformed_json', `the body is not valid JSON: ${(error as Error).message}`);
+    return new HourglassError(
+      'malformed_json',
+      `the body is not valid JSON: ${(error as Error).message}`,
+    );
   }
   if (type === 'entity.too.large') {
     const limit = (error as { limit?: number }).limit;
-    return new HourglassError('payload_too_large', `the request body is larger than ${limit ?? 'the limit of'} bytes`);
+    return new HourglassError(
+      'payload_too_large',
+      `the request body is larger than ${limit ?? 'the limit of'} bytes`,
+    );
   }
   if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
     return new HourglassError('unsupported_media_type', (error as Error).message);
@@ -83,10 +96,21 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       // Never log headers: they carry tokens.
-      logger.debug({ method: req.method, path: req.path, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request');
+      logger.debug(
+        {
+          method: req.method,
+          path: req.path,
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - started) / 1e6,
+        },
+        'request',
+      );
     });
     if (draining && !req.path.startsWith('/healthz')) {
-      sendError(res, new HourglassError('shutting_down', 'this node is shutting down; send to another node'));
+      sendError(
+        res,
+        new HourglassError('shutting_down', 'this node is shutting down; send to another node'),
+      );
       return;
     }
     next();
@@ -103,7 +127,9 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         try {
           await Promise.race([
             probe.check(),
-            new Promise((_resolve, reject) => setTimeout(() => reject(new Error('timed out after 3 s')), 3000).unref()),
+            new Promise((_resolve, reject) =>
+              setTimeout(() => reject(new Error('timed out after 3 s')), 3000).unref(),
+            ),
           ]);
           return { name, ok: true };
         } catch (error) {
@@ -120,10 +146,18 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     res.send(await options.metricsRegistry.metrics());
   });
 
-  const json = express.json({ limit: options.maxRequestBytes, type: ['application/json', 'application/*+json'] });
+  const json = express.json({
+    limit: options.maxRequestBytes,
+    type: ['application/json', 'application/*+json'],
+  });
   const requireJson = (req: Request, _res: Response, next: NextFunction): void => {
     if (!req.is(['application/json', 'application/*+json'])) {
-      next(new HourglassError('unsupported_media_type', 'send the body as JSON with Content-Type: application/json'));
+      next(
+        new HourglassError(
+          'unsupported_media_type',
+          'send the body as JSON with Content-Type: application/json',
+        ),
+      );
       return;
     }
     next();
@@ -132,12 +166,24 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   const authenticate = async (req: Authed, _res: Response, next: NextFunction): Promise<void> => {
     const token = bearer(req);
     if (!token) {
-      next(new HourglassError('unauthenticated', 'send an app token as "Authorization: Bearer <token>"'));
+      next(
+        new HourglassError(
+          'unauthenticated',
+          'send an app token as "Authorization: Bearer <token>"',
+        ),
+      );
       return;
     }
     const identity = await apps.authenticate(token);
     if (!identity) {
-      next(new HourglassError('unauthenticated', apps.isAdmin(token) ? 'the admin token cannot publish; use an app token' : 'unknown token'));
+      next(
+        new HourglassError(
+          'unauthenticated',
+          apps.isAdmin(token)
+            ? 'the admin token cannot publish; use an app token'
+            : 'unknown token',
+        ),
+      );
       return;
     }
     req.hourglassApp = identity;

@@ -75,7 +75,8 @@ export class KafkaPublisher implements Publisher {
 
   async ping(): Promise<void> {
     const admin = this.admin;
-    if (!admin) throw new DependencyUnavailableError('kafka', new Error('publisher is not started'));
+    if (!admin)
+      throw new DependencyUnavailableError('kafka', new Error('publisher is not started'));
     try {
       await admin.connect();
       await admin.describeCluster();
@@ -88,7 +89,10 @@ export class KafkaPublisher implements Publisher {
     if (records.length === 0) return;
     try {
       await this.connect();
-      const byTopic = new Map<string, Array<{ key: string | null; value: Buffer; headers: Record<string, string> }>>();
+      const byTopic = new Map<
+        string,
+        Array<{ key: string | null; value: Buffer; headers: Record<string, string> }>
+      >();
       for (const record of records) {
         let list = byTopic.get(record.topic);
         if (!list) byTopic.set(record.topic, (list = []));
@@ -104,10 +108,14 @@ export class KafkaPublisher implements Publisher {
     }
   }
 
-  async ensureTopics(topics: readonly string[], options: { partitions?: number; replicationFactor?: number } = {}): Promise<void> {
+  async ensureTopics(
+    topics: readonly string[],
+    options: { partitions?: number; replicationFactor?: number } = {},
+  ): Promise<void> {
     if (topics.length === 0) return;
     const admin = this.admin;
-    if (!admin) throw new DependencyUnavailableError('kafka', new Error('publisher is not started'));
+    if (!admin)
+      throw new DependencyUnavailableError('kafka', new Error('publisher is not started'));
     try {
       await admin.connect();
       const existing = new Set(await admin.listTopics());
@@ -131,10 +139,17 @@ export class KafkaPublisher implements Publisher {
 /** kafkajs marks transient protocol and network errors `retriable`; anything else counts toward giving up. */
 export function toPublishError(error: unknown): PublishError {
   if (error instanceof PublishError) return error;
-  const err = error as { name?: string; message?: string; retriable?: boolean; cause?: unknown; originalError?: unknown };
+  const err = error as {
+    name?: string;
+    message?: string;
+    retriable?: boolean;
+    cause?: unknown;
+    originalError?: unknown;
+  };
   const name = err.name ?? 'Error';
   // Retries exhausted wraps the last error; the connection-level ones are transient by nature.
-  const inner = (err.originalError ?? err.cause) as { retriable?: boolean; name?: string } | undefined;
+  const inner = (err.originalError ?? err.cause) as
+    { retriable?: boolean; name?: string } | undefined;
   const text = `${name} ${inner?.name ?? ''} ${err.message ?? ''}`;
   // A missing topic is "retriable" to Kafka (it may be being created), but a topic that stays
   // missing must end in `failed` rather than retry forever, so it counts toward giving up.
@@ -144,6 +159,8 @@ export function toPublishError(error: unknown): PublishError {
   const transient =
     err.retriable === true ||
     inner?.retriable === true ||
-    /Connection|Network|Timeout|NotLeader|LeaderNotAvailable|BrokerNotFound|NotCoordinator/i.test(text);
+    /Connection|Network|Timeout|NotLeader|LeaderNotAvailable|BrokerNotFound|NotCoordinator/i.test(
+      text,
+    );
   return new PublishError(`${name}: ${err.message ?? String(error)}`, transient, { cause: error });
 }

@@ -5,7 +5,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { collectKafka, createTestDatabase, createTopics, randomTopicName, serviceUrls } from '@hourglass/testkit';
+import {
+  collectKafka,
+  createTestDatabase,
+  createTopics,
+  randomTopicName,
+  serviceUrls,
+} from '@hourglass/testkit';
 import type { RunningNode } from '../../src/node';
 import { ChildNode, api, startInProcess, testConfig } from '../support/harness';
 
@@ -43,10 +49,15 @@ describe('resilience of one node', function () {
     try {
       await node.start();
       const due = new Map<string, number>();
-      const messages = Array.from({ length: 60 }, (_, i) => ({ id: `crash-${i}`, topic, payload: { i }, delayMs: 1000 + i * 250 }));
-      const response = await api<{ results: Array<{ status: number; message: { id: string; deliverAt: string } }> }>(
-        node.url, 'POST', '/v1/messages/batch', TOKEN, { messages },
-      );
+      const messages = Array.from({ length: 60 }, (_, i) => ({
+        id: `crash-${i}`,
+        topic,
+        payload: { i },
+        delayMs: 1000 + i * 250,
+      }));
+      const response = await api<{
+        results: Array<{ status: number; message: { id: string; deliverAt: string } }>;
+      }>(node.url, 'POST', '/v1/messages/batch', TOKEN, { messages });
       assert.equal(response.status, 200);
       for (const result of response.body.results) {
         assert.equal(result.status, 201);
@@ -61,7 +72,10 @@ describe('resilience of one node', function () {
       // Wait for every id, not a count: duplicates (allowed, at-least-once) would inflate a count.
       const deadline = Date.now() + 60_000;
       for (const id of due.keys()) {
-        await collector.waitForRecord((record) => record.headers['hourglass-id'] === id, Math.max(1, deadline - Date.now()));
+        await collector.waitForRecord(
+          (record) => record.headers['hourglass-id'] === id,
+          Math.max(1, deadline - Date.now()),
+        );
       }
       const seen = new Map<string, number>();
       for (const record of collector.records) {
@@ -71,9 +85,14 @@ describe('resilience of one node', function () {
       }
       assert.deepEqual([...seen.keys()].sort(), [...due.keys()].sort());
       const duplicates = [...seen.values()].reduce((sum, count) => sum + count - 1, 0);
-      assert.ok(deliveredBeforeCrash < messages.length, 'the crash should have happened with messages pending');
+      assert.ok(
+        deliveredBeforeCrash < messages.length,
+        'the crash should have happened with messages pending',
+      );
       // At-least-once: a duplicate is only possible for a batch acked by Kafka but not yet marked.
-      console.log(`      kill -9: ${deliveredBeforeCrash} delivered before the crash, ${collector.records.length} records for ${messages.length} messages after restart, ${duplicates} duplicates`);
+      console.log(
+        `      kill -9: ${deliveredBeforeCrash} delivered before the crash, ${collector.records.length} records for ${messages.length} messages after restart, ${duplicates} duplicates`,
+      );
     } finally {
       await node.stop('SIGKILL');
       await collector.stop();
@@ -94,26 +113,49 @@ describe('resilience of one node', function () {
           apps: [{ name: 'shop', token: TOKEN, topics: [topic] }],
         }),
       );
-      const messages = Array.from({ length: 40 }, (_, i) => ({ id: `outage-${i}`, topic, payload: { i }, delayMs: 10_000 + i * 500 }));
-      const response = await api<{ results: Array<{ status: number }> }>(node.httpUrl, 'POST', '/v1/messages/batch', TOKEN, { messages });
+      const messages = Array.from({ length: 40 }, (_, i) => ({
+        id: `outage-${i}`,
+        topic,
+        payload: { i },
+        delayMs: 10_000 + i * 500,
+      }));
+      const response = await api<{ results: Array<{ status: number }> }>(
+        node.httpUrl,
+        'POST',
+        '/v1/messages/batch',
+        TOKEN,
+        { messages },
+      );
       assert.deepEqual(new Set(response.body.results.map((r) => r.status)), new Set([201]));
 
       services('down', 'kafka');
       const ready = await api(node.httpUrl, 'GET', '/readyz', null);
       assert.equal(ready.status, 503, 'not ready while Kafka is down');
       // Scheduling still works: Postgres is up, and delivery waits for Kafka.
-      const during = await api(node.httpUrl, 'POST', '/v1/messages', TOKEN, { id: 'outage-late', topic, payload: 'late', delayMs: 100 });
+      const during = await api(node.httpUrl, 'POST', '/v1/messages', TOKEN, {
+        id: 'outage-late',
+        topic,
+        payload: 'late',
+        delayMs: 100,
+      });
       assert.equal(during.status, 201);
       await outage(30_000);
       const midway = await api(node.httpUrl, 'GET', '/v1/messages/outage-0', TOKEN);
-      assert.equal(midway.body.state, 'scheduled', 'a message that could not be produced stays scheduled');
+      assert.equal(
+        midway.body.state,
+        'scheduled',
+        'a message that could not be produced stays scheduled',
+      );
       assert.ok(Number(midway.body.attempts) >= 1);
       services('up', 'kafka');
 
       collector = await collectKafka(urls.kafkaBrokers, topic);
       const deadline = Date.now() + 90_000;
       for (const id of [...messages.map((m) => m.id), 'outage-late']) {
-        await collector.waitForRecord((record) => record.headers['hourglass-id'] === id, Math.max(1, deadline - Date.now()));
+        await collector.waitForRecord(
+          (record) => record.headers['hourglass-id'] === id,
+          Math.max(1, deadline - Date.now()),
+        );
       }
       const ids = new Set(collector.records.map((record) => record.headers['hourglass-id']));
       assert.equal(ids.size, messages.length + 1);

@@ -20,7 +20,10 @@ const repoRoot = resolve(__dirname, '../../../..');
 export type ConfigOverrides = Record<string, unknown>;
 
 export function testConfig(overrides: ConfigOverrides): HourglassConfig {
-  return loadConfig({ env: {}, overrides: { log: { level: 'silent' }, http: { port: 0 }, grpc: { port: 0 }, ...overrides } });
+  return loadConfig({
+    env: {},
+    overrides: { log: { level: 'silent' }, http: { port: 0 }, grpc: { port: 0 }, ...overrides },
+  });
 }
 
 export async function startInProcess(config: HourglassConfig): Promise<RunningNode> {
@@ -87,14 +90,22 @@ export class ChildNode {
     this.url = `http://127.0.0.1:${port}`;
   }
 
-  static async create(overrides: ConfigOverrides, extraEnv: Record<string, string> = {}): Promise<ChildNode> {
+  static async create(
+    overrides: ConfigOverrides,
+    extraEnv: Record<string, string> = {},
+  ): Promise<ChildNode> {
     const port = await freePort();
     const grpcPort = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'hourglass-node-'));
     const configFile = join(dir, 'node.yaml');
     writeFileSync(
       configFile,
-      stringify({ log: { level: 'warn' }, grpc: { port: grpcPort, host: '127.0.0.1' }, ...overrides, http: { port, host: '127.0.0.1' } }),
+      stringify({
+        log: { level: 'warn' },
+        grpc: { port: grpcPort, host: '127.0.0.1' },
+        ...overrides,
+        http: { port, host: '127.0.0.1' },
+      }),
     );
     return new ChildNode(configFile, port, extraEnv);
   }
@@ -113,7 +124,9 @@ export class ChildNode {
     this.child = child;
     child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-    this.exitPromise = new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+    this.exitPromise = new Promise((resolveExit) =>
+      child.once('exit', (code) => resolveExit(code)),
+    );
     await this.waitReady(timeoutMs);
   }
 
@@ -129,7 +142,8 @@ export class ChildNode {
       } catch {
         // Not listening yet.
       }
-      if (Date.now() > deadline) throw new Error(`node not ready after ${timeoutMs} ms:\n${this.output}`);
+      if (Date.now() > deadline)
+        throw new Error(`node not ready after ${timeoutMs} ms:\n${this.output}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -140,7 +154,8 @@ export class ChildNode {
 
   /** Sends the signal and resolves with the exit code once the process is gone. */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return this.child?.exitCode ?? null;
+    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null)
+      return this.child?.exitCode ?? null;
     this.child.kill(signal);
     return (await this.exitPromise) ?? null;
   }

@@ -7,7 +7,11 @@ describe('config', () => {
     assert.equal(config.http.port, 8081);
     assert.equal(config.cluster.slots, 256);
     assert.equal(config.core.horizonMinutes, 5);
-    assert.deepEqual(config.apps[0], { name: 'demo', token: 'demo-token', topics: ['demo.events'] });
+    assert.deepEqual(config.apps[0], {
+      name: 'demo',
+      token: 'demo-token',
+      topics: ['demo.events'],
+    });
   });
 
   it('applies HOURGLASS__ environment overrides, parsed as YAML, camel-casing snake names', () => {
@@ -17,7 +21,10 @@ describe('config', () => {
       HOURGLASS__KAFKA__BROKERS: '[a:1, b:2]',
       OTHER: 'ignored',
     });
-    assert.deepEqual(overrides, { http: { port: 9999, advertisedUrl: 'http://x:1' }, kafka: { brokers: ['a:1', 'b:2'] } });
+    assert.deepEqual(overrides, {
+      http: { port: 9999, advertisedUrl: 'http://x:1' },
+      kafka: { brokers: ['a:1', 'b:2'] },
+    });
     const config = loadConfig({ env: { HOURGLASS__HTTP__PORT: '9999' } });
     assert.equal(config.http.port, 9999);
   });
@@ -29,7 +36,8 @@ describe('config', () => {
     );
     assert.throws(
       () => loadConfig({ env: {}, overrides: { core: { horizonMinutes: -1 } } }),
-      (error: unknown) => error instanceof ConfigError && /core\.horizonMinutes/.test(error.message),
+      (error: unknown) =>
+        error instanceof ConfigError && /core\.horizonMinutes/.test(error.message),
     );
   });
 

@@ -151,7 +151,7 @@ describe('insert SQL (postgres)', () => {
           return typeof text === 'string' ? pool.query<R>(text, values) : pool.query<R>(text);
         },
       };
-      return db as Queryable & { statements: number };
+      return db;
     }
     const owned = new Map([[3, 1]]);
 

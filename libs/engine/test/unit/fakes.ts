@@ -1,0 +1,666 @@
+/**
+ * In-memory stand-ins for the engine's ports, for the engine unit tests: a MessageStore that
+ * implements the port's contract (states, per-slot epochs and fencing, claim only of scheduled
+ * rows due by the given now), a Publisher that records what it was given, and an event hub the
+ * tests await instead of sleeping. Both fakes take injectable failures and gates (hold an
+ * operation until the test opens it).
+ */
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import type {
+  CancelOutcome,
+  ClaimedMessage,
+  InsertContext,
+  InsertOutcome,
+  MessageRef,
+  MessageState,
+  MessageStore,
+  NewMessage,
+  OutboundRecord,
+  PublishError,
+  Publisher,
+  SlotLease,
+  StoredMessage,
+  WheelItem,
+} from '@hourglass/core';
+import { DependencyUnavailableError } from '@hourglass/core';
+import type { Logger } from '../../src';
+
+/**
+ * Something observable changed (a store write, a publish): waiters whose condition now holds are
+ * resolved. `tick()` numbers events, so tests can order them more finely than by milliseconds.
+ */
+export class Events {
+  private waiters: Array<{ check: () => boolean; resolve: () => void }> = [];
+  private ticks = 0;
+
+  tick(): number {
+    return ++this.ticks;
+  }
+
+  notify(): void {
+    this.waiters = this.waiters.filter((waiter) => {
+      if (!waiter.check()) return true;
+      waiter.resolve();
+      return false;
+    });
+  }
+
+  /**
+   * Resolves as soon as `check()` holds (checked now and after every event). Rejects after
+   * `timeoutMs` naming `what`, so a test that waits for something that never happens fails
+   * with a message instead of the mocha timeout.
+   */
+  until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+    if (check()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((waiter) => waiter !== entry);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`));
+      }, timeoutMs);
+      const entry = {
+        check,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      this.waiters.push(entry);
+    });
+  }
+}
+
+/** A gate an operation waits at while closed. */
+class Gate {
+  private opened!: () => void;
+  readonly passed: Promise<void> = new Promise<void>((resolve) => (this.opened = resolve));
+  /** Operations currently waiting at it. */
+  waiting = 0;
+  open(): void {
+    this.opened();
+  }
+}
+
+/** `before`: throws without changing anything. `after`: commits, then throws (outcome unknown). */
+export type StoreFailure = 'before' | 'after';
+
+export type StoreOp =
+  | 'insertBatch'
+  | 'get'
+  | 'cancel'
+  | 'acquireSlots'
+  | 'loadDue'
+  | 'drainHints'
+  | 'claim'
+  | 'markDelivered'
+  | 'releaseClaims';
+
+export interface Row {
+  readonly seq: number;
+  readonly message: NewMessage;
+  state: MessageState;
+  claimedEpoch: number | null;
+  attempts: number;
+  lastError: string | null;
+  readonly createdAtMs: number;
+  finishedAtMs: number | null;
+  /** Every state change, with the wall clock and event tick. */
+  readonly history: Array<{ state: MessageState; at: number; tick: number }>;
+}
+
+/** One store call, recorded when it took effect (or failed). */
+export interface StoreCall {
+  readonly op: StoreOp;
+  readonly at: number;
+  readonly tick: number;
+  readonly refs: readonly MessageRef[];
+  /** The `nowMs` argument of claim, markDelivered, releaseClaims and cancel. */
+  readonly nowMs?: number;
+  readonly error?: string;
+  readonly giveUp?: boolean;
+  /** Rows claimed, marked or released (claim: their seqs). */
+  readonly changed: readonly number[];
+  readonly failed?: StoreFailure;
+}
+
+export class FakeStore implements MessageStore {
+  readonly rows = new Map<number, Row>();
+  readonly epochs = new Map<number, number>();
+  readonly calls: StoreCall[] = [];
+  private readonly byKey = new Map<string, number>();
+  private hints: WheelItem[] = [];
+  private hintListeners: Array<(slot: number) => void> = [];
+  private nextSeq = 1;
+  private readonly failures = new Map<StoreOp, StoreFailure[]>();
+  private readonly gates = new Map<StoreOp, Gate>();
+
+  constructor(
+    private readonly events: Events,
+    slotCount: number,
+  ) {
+    for (let slot = 0; slot < slotCount; slot++) this.epochs.set(slot, 0);
+  }
+
+  // ---- test controls --------------------------------------------------------------------------
+
+  /** The next calls of `op` fail, one failure each. */
+  failNext(op: StoreOp, ...failures: StoreFailure[]): void {
+    this.failures.set(op, [...(this.failures.get(op) ?? []), ...failures]);
+  }
+
+  /** Calls of `op` wait (before taking effect) until the returned function is called. */
+  hold(op: StoreOp): () => void {
+    const gate = new Gate();
+    this.gates.set(op, gate);
+    return () => {
+      if (this.gates.get(op) === gate) this.gates.delete(op);
+      gate.open();
+    };
+  }
+
+  /** How many calls of `op` wait at its gate. */
+  waitingAt(op: StoreOp): number {
+    return this.gates.get(op)?.waiting ?? 0;
+  }
+
+  openAll(): void {
+    for (const gate of this.gates.values()) gate.open();
+    this.gates.clear();
+    this.failures.clear();
+  }
+
+  /** Adds a scheduled row directly (as another node's insert would). */
+  seed(messages: readonly NewMessage[]): number[] {
+    const seqs = messages.map((message) => this.create(message, Date.now()).seq);
+    this.events.notify();
+    return seqs;
+  }
+
+  seqOf(app: string, id: string): number {
+    const seq = this.byKey.get(key(app, id));
+    if (seq === undefined) throw new Error(`no message ${app}/${id}`);
+    return seq;
+  }
+
+  row(seq: number): Row {
+    const row = this.rows.get(seq);
+    if (!row) throw new Error(`no row ${seq}`);
+    return row;
+  }
+
+  stateOf(seq: number): MessageState {
+    return this.row(seq).state;
+  }
+
+  count(state: MessageState, seqs?: readonly number[]): number {
+    let n = 0;
+    if (seqs) {
+      for (const seq of seqs) if (this.row(seq).state === state) n++;
+      return n;
+    }
+    for (const row of this.rows.values()) if (row.state === state) n++;
+    return n;
+  }
+
+  callsOf(op: StoreOp): StoreCall[] {
+    return this.calls.filter((call) => call.op === op);
+  }
+
+  // ---- the port -------------------------------------------------------------------------------
+
+  migrate(): Promise<void> {
+    return Promise.resolve();
+  }
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+  ping(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  insertBatch(messages: readonly NewMessage[], context: InsertContext): Promise<InsertOutcome[]> {
+    return this.run('insertBatch', () => {
+      const now = Date.now();
+      const hinted = new Set<number>();
+      const outcomes = messages.map((message): InsertOutcome => {
+        const existing = this.byKey.get(key(message.app, message.id));
+        if (existing !== undefined) {
+          const stored = this.toStored(this.row(existing));
+          const same = stored.fingerprint === message.fingerprint;
+          return same
+            ? { kind: 'existing', message: stored }
+            : { kind: 'conflict', message: stored };
+        }
+        const row = this.create(message, now);
+        const owned = context.ownedEpochs.get(message.slot);
+        const wheelable = owned !== undefined && owned === this.epochs.get(message.slot);
+        if (!wheelable && message.deliverAtMs < context.hintBeforeMs) {
+          this.hints.push({ seq: row.seq, slot: message.slot, dueMs: message.deliverAtMs });
+          hinted.add(message.slot);
+        }
+        return { kind: 'created', message: this.toStored(row), seq: row.seq, wheelable };
+      });
+      for (const slot of hinted) for (const listener of this.hintListeners) listener(slot);
+      return { result: outcomes };
+    });
+  }
+
+  get(app: string, id: string): Promise<StoredMessage | null> {
+    return this.run('get', () => {
+      const seq = this.byKey.get(key(app, id));
+      return { result: seq === undefined ? null : this.toStored(this.row(seq)) };
+    });
+  }
+
+  cancel(app: string, id: string, nowMs: number): Promise<CancelOutcome> {
+    return this.run('cancel', (): { result: CancelOutcome; changed?: number[] } => {
+      const seq = this.byKey.get(key(app, id));
+      if (seq === undefined) return { result: { kind: 'not_found' } };
+      const row = this.row(seq);
+      if (row.state !== 'scheduled')
+        return { result: { kind: 'refused', message: this.toStored(row) } };
+      row.finishedAtMs = nowMs;
+      this.transition(row, 'cancelled');
+      return { result: { kind: 'cancelled', message: this.toStored(row), seq }, changed: [seq] };
+    });
+  }
+
+  acquireSlots(slots: readonly number[], minEpoch: number): Promise<SlotLease[]> {
+    return this.run('acquireSlots', () => {
+      const leases: SlotLease[] = [];
+      for (const slot of new Set(slots)) {
+        const previous = this.epochs.get(slot);
+        if (previous === undefined) throw new Error(`no such slot ${slot}`);
+        const epoch = Math.max(previous + 1, minEpoch);
+        this.epochs.set(slot, epoch);
+        leases.push({ slot, epoch });
+      }
+      // Every claim of the slots goes back to scheduled, whatever its epoch; hints are dropped.
+      const taken = new Set(slots);
+      for (const row of this.rows.values()) {
+        if (taken.has(row.message.slot) && row.state === 'delivering') {
+          row.claimedEpoch = null;
+          this.transition(row, 'scheduled');
+        }
+      }
+      this.hints = this.hints.filter((hint) => !taken.has(hint.slot));
+      return { result: leases.sort((a, b) => a.slot - b.slot) };
+    });
+  }
+
+  loadDue(
+    slots: readonly number[],
+    fromMs: number,
+    untilMs: number,
+    limit: number,
+    after?: WheelItem,
+  ): Promise<WheelItem[]> {
+    return this.run('loadDue', () => {
+      const wanted = new Set(slots);
+      const items: WheelItem[] = [];
+      for (const row of this.rows.values()) {
+        const { slot, deliverAtMs } = row.message;
+        if (row.state !== 'scheduled' || !wanted.has(slot)) continue;
+        if (deliverAtMs < fromMs || deliverAtMs >= untilMs) continue;
+        if (
+          after &&
+          (deliverAtMs < after.dueMs || (deliverAtMs === after.dueMs && row.seq <= after.seq))
+        )
+          continue;
+        items.push({ seq: row.seq, slot, dueMs: deliverAtMs });
+      }
+      items.sort((a, b) => a.dueMs - b.dueMs || a.seq - b.seq);
+      return { result: items.slice(0, Math.max(0, limit)) };
+    });
+  }
+
+  drainHints(slots: readonly number[]): Promise<WheelItem[]> {
+    return this.run('drainHints', () => {
+      const wanted = new Set(slots);
+      const drained = this.hints.filter((hint) => wanted.has(hint.slot));
+      this.hints = this.hints.filter((hint) => !wanted.has(hint.slot));
+      return { result: drained };
+    });
+  }
+
+  onHint(listener: (slot: number) => void): void {
+    this.hintListeners.push(listener);
+  }
+
+  claim(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    nowMs: number,
+  ): Promise<ClaimedMessage[]> {
+    return this.run(
+      'claim',
+      () => {
+        const claimed: ClaimedMessage[] = [];
+        for (const row of this.fenced(refs, leases)) {
+          // Only scheduled rows due by nowMs: never a row some batch is delivering.
+          if (row.state !== 'scheduled' || row.message.deliverAtMs > nowMs) continue;
+          row.claimedEpoch = leases.get(row.message.slot)!;
+          row.attempts++;
+          this.transition(row, 'delivering');
+          const m = row.message;
+          claimed.push({
+            seq: row.seq,
+            app: m.app,
+            id: m.id,
+            slot: m.slot,
+            topic: m.topic,
+            key: m.key,
+            payload: m.payload,
+            headers: m.headers,
+            deliverAtMs: m.deliverAtMs,
+            attempts: row.attempts,
+          });
+        }
+        return { result: claimed, changed: claimed.map((message) => message.seq) };
+      },
+      { refs, nowMs },
+    );
+  }
+
+  markDelivered(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    nowMs: number,
+  ): Promise<number> {
+    return this.run(
+      'markDelivered',
+      () => {
+        const changed: number[] = [];
+        for (const row of this.fenced(refs, leases)) {
+          if (row.state !== 'delivering' || row.claimedEpoch !== leases.get(row.message.slot))
+            continue;
+          row.finishedAtMs = nowMs;
+          row.claimedEpoch = null;
+          this.transition(row, 'delivered');
+          changed.push(row.seq);
+        }
+        return { result: changed.length, changed };
+      },
+      { refs, nowMs },
+    );
+  }
+
+  releaseClaims(
+    refs: readonly MessageRef[],
+    leases: ReadonlyMap<number, number>,
+    error: string,
+    giveUp: boolean,
+    nowMs: number,
+  ): Promise<number> {
+    return this.run(
+      'releaseClaims',
+      () => {
+        const changed: number[] = [];
+        for (const row of this.fenced(refs, leases)) {
+          if (row.state !== 'delivering' || row.claimedEpoch !== leases.get(row.message.slot))
+            continue;
+          row.lastError = error;
+          row.claimedEpoch = null;
+          row.finishedAtMs = giveUp ? nowMs : null;
+          this.transition(row, giveUp ? 'failed' : 'scheduled');
+          changed.push(row.seq);
+        }
+        return { result: changed.length, changed };
+      },
+      { refs, nowMs, error, giveUp },
+    );
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  /**
+   * The rows of the refs (each once) whose slot's epoch equals the caller's lease, as the real
+   * store's `fence` CTE: a ref whose slot is not its message's touches nothing.
+   */
+  private fenced(refs: readonly MessageRef[], leases: ReadonlyMap<number, number>): Row[] {
+    const seen = new Set<number>();
+    const rows: Row[] = [];
+    for (const ref of refs) {
+      if (seen.has(ref.seq)) continue;
+      seen.add(ref.seq);
+      const row = this.rows.get(ref.seq);
+      if (!row || row.message.slot !== ref.slot) continue;
+      const lease = leases.get(ref.slot);
+      if (lease === undefined || lease !== this.epochs.get(ref.slot)) continue;
+      rows.push(row);
+    }
+    return rows;
+  }
+
+  /** One round trip: waits a turn (and at the op's gate), fails as injected, records the call. */
+  private async run<T>(
+    op: StoreOp,
+    apply: () => { result: T; changed?: readonly number[] },
+    details: Partial<Pick<StoreCall, 'refs' | 'nowMs' | 'error' | 'giveUp'>> = {},
+  ): Promise<T> {
+    await nextTurn();
+    const gate = this.gates.get(op);
+    if (gate) {
+      gate.waiting++;
+      this.events.notify();
+      await gate.passed;
+      gate.waiting--;
+    }
+    const failure = this.failures.get(op)?.shift();
+    const record = (changed: readonly number[]): void => {
+      this.calls.push({
+        op,
+        at: Date.now(),
+        tick: this.events.tick(),
+        refs: details.refs ?? [],
+        changed,
+        ...(details.nowMs === undefined ? {} : { nowMs: details.nowMs }),
+        ...(details.error === undefined ? {} : { error: details.error }),
+        ...(details.giveUp === undefined ? {} : { giveUp: details.giveUp }),
+        ...(failure === undefined ? {} : { failed: failure }),
+      });
+    };
+    if (failure === 'before') {
+      record([]);
+      this.events.notify();
+      throw new DependencyUnavailableError('postgres', new Error(`injected: ${op} failed`));
+    }
+    const { result, changed = [] } = apply();
+    record(changed);
+    this.events.notify();
+    if (failure === 'after') {
+      throw new DependencyUnavailableError(
+        'postgres',
+        new Error(`injected: ${op} committed, then the connection broke`),
+      );
+    }
+    return result;
+  }
+
+  private create(message: NewMessage, now: number): Row {
+    const row: Row = {
+      seq: this.nextSeq++,
+      message,
+      state: 'scheduled',
+      claimedEpoch: null,
+      attempts: 0,
+      lastError: null,
+      createdAtMs: now,
+      finishedAtMs: null,
+      history: [{ state: 'scheduled', at: now, tick: this.events.tick() }],
+    };
+    this.rows.set(row.seq, row);
+    this.byKey.set(key(message.app, message.id), row.seq);
+    return row;
+  }
+
+  private transition(row: Row, state: MessageState): void {
+    row.state = state;
+    row.history.push({ state, at: Date.now(), tick: this.events.tick() });
+  }
+
+  private toStored(row: Row): StoredMessage {
+    const m = row.message;
+    return {
+      app: m.app,
+      id: m.id,
+      slot: m.slot,
+      topic: m.topic,
+      key: m.key,
+      payload: m.payload,
+      payloadEncoding: m.payloadEncoding,
+      headers: m.headers,
+      deliverAtMs: m.deliverAtMs,
+      state: row.state,
+      createdAtMs: row.createdAtMs,
+      finishedAtMs: row.finishedAtMs,
+      attempts: row.attempts,
+      lastError: row.lastError,
+      fingerprint: m.fingerprint,
+    };
+  }
+}
+
+function key(app: string, id: string): string {
+  return `${app}\0${id}`;
+}
+
+/** One publish call: when it was made, its records, and how it ended. */
+export interface PublishAttempt {
+  readonly at: number;
+  readonly tick: number;
+  readonly records: readonly OutboundRecord[];
+  /** Set once acknowledged. */
+  ackedAt?: number;
+  ackTick?: number;
+  error?: PublishError;
+}
+
+export class FakePublisher implements Publisher {
+  readonly attempts: PublishAttempt[] = [];
+  private failures: PublishError[] = [];
+  private failWhen: ((records: readonly OutboundRecord[]) => PublishError | undefined) | undefined;
+  private gate: Gate | undefined;
+
+  constructor(private readonly events: Events) {}
+
+  /** The next publish calls fail with these errors, one each. */
+  failNext(...errors: PublishError[]): void {
+    this.failures.push(...errors);
+  }
+
+  /** Every publish call whose records `decide` returns an error for fails with it. */
+  failIf(decide: (records: readonly OutboundRecord[]) => PublishError | undefined): void {
+    this.failWhen = decide;
+  }
+
+  /** Publish calls are made (recorded) but not answered until the returned function is called. */
+  holdAcks(): () => void {
+    const gate = new Gate();
+    this.gate = gate;
+    return () => {
+      if (this.gate === gate) this.gate = undefined;
+      gate.open();
+    };
+  }
+
+  /** How many publish calls wait for their answer at the gate. */
+  get waiting(): number {
+    return this.gate?.waiting ?? 0;
+  }
+
+  openAll(): void {
+    this.gate?.open();
+    this.gate = undefined;
+    this.failures = [];
+    this.failWhen = undefined;
+  }
+
+  /** The attempts that included the message with this `hourglass-id`. */
+  attemptsOf(id: string): PublishAttempt[] {
+    return this.attempts.filter((attempt) =>
+      attempt.records.some((r) => r.headers['hourglass-id'] === id),
+    );
+  }
+
+  /** Acknowledged records, each with the time its request was made and acked. */
+  acked(): Array<{ id: string; deliverAtMs: number; at: number; ackTick: number }> {
+    const acked: Array<{ id: string; deliverAtMs: number; at: number; ackTick: number }> = [];
+    for (const attempt of this.attempts) {
+      if (attempt.ackTick === undefined) continue;
+      for (const record of attempt.records) {
+        acked.push({
+          id: record.headers['hourglass-id']!,
+          deliverAtMs: Number(record.headers['hourglass-deliver-at']),
+          at: attempt.at,
+          ackTick: attempt.ackTick,
+        });
+      }
+    }
+    return acked;
+  }
+
+  /** How many times the message was acknowledged. */
+  ackedCount(id: string): number {
+    return this.attemptsOf(id).filter((attempt) => attempt.ackTick !== undefined).length;
+  }
+
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+  ping(): Promise<void> {
+    return Promise.resolve();
+  }
+  ensureTopics(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async publish(records: readonly OutboundRecord[]): Promise<void> {
+    const attempt: PublishAttempt = {
+      at: Date.now(),
+      tick: this.events.tick(),
+      records: [...records],
+    };
+    this.attempts.push(attempt);
+    this.events.notify();
+    await nextTurn();
+    const gate = this.gate;
+    if (gate) {
+      gate.waiting++;
+      this.events.notify();
+      await gate.passed;
+      gate.waiting--;
+    }
+    const error = this.failures.shift() ?? this.failWhen?.(records);
+    if (error) {
+      attempt.error = error;
+      this.events.notify();
+      throw error;
+    }
+    attempt.ackedAt = Date.now();
+    attempt.ackTick = this.events.tick();
+    this.events.notify();
+  }
+}
+
+/** Keeps what the engine logs, for assertions and for a failing test's message. */
+export class TestLogger implements Logger {
+  readonly entries: Array<{ level: string; msg: string | undefined; obj: object }> = [];
+  debug(obj: object, msg?: string): void {
+    this.entries.push({ level: 'debug', msg, obj });
+  }
+  info(obj: object, msg?: string): void {
+    this.entries.push({ level: 'info', msg, obj });
+  }
+  warn(obj: object, msg?: string): void {
+    this.entries.push({ level: 'warn', msg, obj });
+  }
+  error(obj: object, msg?: string): void {
+    this.entries.push({ level: 'error', msg, obj });
+  }
+}
