@@ -29,6 +29,22 @@ describe('config', () => {
     assert.equal(config.http.port, 9999);
   });
 
+  it('loads the production template in deploy/ with its secrets from the environment', () => {
+    const template = new URL('../../../../deploy/hourglass.production.yaml', import.meta.url).pathname;
+    const config = loadConfig({
+      env: {
+        HOURGLASS_CONFIG: template,
+        HOURGLASS__POSTGRES__URL: 'postgres://hourglass@db.internal:5432/hourglass',
+        HOURGLASS__REDIS__URL: 'redis://cache.internal:6379',
+        HOURGLASS__AUTH__ADMIN_TOKEN: 'a-long-random-admin-token',
+      },
+    });
+    assert.equal(config.cluster.mode, 'etcd');
+    assert.equal(config.http.host, '0.0.0.0');
+    assert.deepEqual(config.apps, []);
+    assert.equal(config.auth.adminToken, 'a-long-random-admin-token');
+  });
+
   it('names the key of a bad value', () => {
     assert.throws(
       () => loadConfig({ env: { HOURGLASS__HTTP__PORT: 'eighty' } }),
