@@ -30,7 +30,8 @@ describe('config', () => {
   });
 
   it('loads the production template in deploy/ with its secrets from the environment', () => {
-    const template = new URL('../../../../deploy/hourglass.production.yaml', import.meta.url).pathname;
+    const template = new URL('../../../../deploy/hourglass.production.yaml', import.meta.url)
+      .pathname;
     const config = loadConfig({
       env: {
         HOURGLASS_CONFIG: template,
