@@ -34,7 +34,7 @@
  * O(fired + milliseconds moved), capped at O(B + fired * log n) for a jump longer than the span
  * (one pass over the buckets, then the overflow heap directly); empty milliseconds already
  * scanned by nextDueMs are skipped, so sleep-until-next-due then advance scans each ms once.
- * dropSlot is O(high-water mark).
+ * dropSlot and dropSlots (any number of slots) are one pass, O(high-water mark).
  * cancel(seq, dueMs) looks only where an item due at dueMs can be (the layout invariants above
  * fix that place from dueMs and the cursor): within the span, that millisecond's bucket, O(k) for
  * the k items due in that same millisecond; before the cursor or beyond the span, the late or the
@@ -348,10 +348,19 @@ export class TimingWheel {
 
   /** Removes every item of a slot (its ownership moved away). O(high-water mark of handles). */
   dropSlot(slot: number): number {
+    return this.dropSlots(new Set([slot]));
+  }
+
+  /**
+   * Removes every held item of these slots, in one pass over the items: a node handing off (or
+   * stopping with) all its 256 slots must not scan a million items 256 times.
+   */
+  dropSlots(slots: ReadonlySet<number>): number {
+    if (slots.size === 0) return 0;
     const store = this.store;
     let removed = 0;
     for (let i = 0; i < store.highWater; i++) {
-      if (store.where[i] !== FREE && store.slot[i] === slot) {
+      if (store.where[i] !== FREE && slots.has(store.slot[i]!)) {
         this.unlink(i);
         store.release(i);
         removed++;

@@ -250,11 +250,9 @@ export class DelayEngine {
     return this.enqueueLoad(async () => {
       const released = new Set<number>();
       for (const slot of slots) {
-        if (this.leases.delete(slot)) {
-          this.wheel.dropSlot(slot);
-          released.add(slot);
-        }
+        if (this.leases.delete(slot)) released.add(slot);
       }
+      this.wheel.dropSlots(released);
       await this.dropHeld(released);
       await this.settleFiring();
       this.deps.logger.info({ slots: slots.length }, 'slots released');

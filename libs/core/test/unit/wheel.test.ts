@@ -201,6 +201,20 @@ describe('TimingWheel', () => {
       assert.equal(wheel.size, 2);
       assert.deepEqual(keysOf(wheel.advance(T0 + 10_000)), ['b1', 'b2']);
     });
+
+    it('drops several slots in one call, wherever their items are held', () => {
+      const wheel = new TimingWheel({ spanMs: 16, startMs: T0 });
+      wheel.advance(T0 + 100);
+      wheel.insert(item('a1', T0 + 50, 1)); // late
+      wheel.insert(item('b1', T0 + 105, 2)); // bucket
+      wheel.insert(item('c1', T0 + 9_000, 3)); // overflow
+      wheel.insert(item('d1', T0 + 105, 4));
+      wheel.insert(item('d2', T0 + 9_000, 4));
+      assert.equal(wheel.dropSlots(new Set([1, 2, 3, 9])), 3);
+      assert.equal(wheel.dropSlots(new Set()), 0);
+      assert.equal(wheel.size, 2);
+      assert.deepEqual(keysOf(wheel.advance(T0 + 10_000)), ['d1', 'd2']);
+    });
   });
 
   describe('cancel', () => {
