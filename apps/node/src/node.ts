@@ -19,9 +19,9 @@ import {
   MessageService,
   SharedQuotaGate,
   StandaloneCoordinator,
-  systemClock,
 } from '@hourglass/engine';
-import type { Logger, SlotCoordinator } from '@hourglass/engine';
+import { systemClock } from '@hourglass/core';
+import type { Logger, SlotCoordinator } from '@hourglass/core';
 import { createGrpcServer } from '@hourglass/grpc-api';
 import type { GrpcServer } from '@hourglass/grpc-api';
 import { EtcdCoordinator } from '@hourglass/etcd';
@@ -142,7 +142,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       clock: systemClock,
       logger,
       metrics,
-      canFire: () => coordinator?.canFire() ?? false,
+      canFire: () => coordinator?.ownershipConfirmed() ?? false,
     },
     {
       horizonMs: config.core.horizonMinutes * 60_000,

@@ -7,3 +7,4 @@ export * from './state-machine';
 export * from './time';
 export * from './wheel';
 export * from './assignment';
+export * from './runtime';

@@ -17,7 +17,7 @@ import type {
   TokenGrant,
 } from '@hourglass/core';
 import { DependencyUnavailableError, HourglassError, NO_QUOTAS } from '@hourglass/core';
-import type { Clock, Logger } from './engine';
+import type { Clock, Logger } from '@hourglass/core';
 import type { AppIdentity, MessageService, MessageView, QuotaGate } from './service';
 
 export interface AppDirectory {

@@ -14,6 +14,8 @@
  */
 import type {
   ClaimedMessage,
+  Clock,
+  Logger,
   InsertOutcome,
   MessageRef,
   MessageStore,
@@ -25,17 +27,6 @@ import type {
 import { PublishError, TimingWheel } from '@hourglass/core';
 import type { EngineMetrics } from './metrics';
 
-export interface Clock {
-  now(): number;
-}
-export const systemClock: Clock = { now: () => Date.now() };
-
-export interface Logger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
 
 export interface EngineOptions {
   horizonMs: number;

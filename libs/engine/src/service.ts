@@ -23,7 +23,8 @@ import {
   uuidv7,
 } from '@hourglass/core';
 import type { MessageStore } from '@hourglass/core';
-import type { Clock, DelayEngine } from './engine';
+import type { Clock } from '@hourglass/core';
+import type { DelayEngine } from './engine';
 import type { EngineMetrics } from './metrics';
 
 /** An authenticated caller. */

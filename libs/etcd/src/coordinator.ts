@@ -16,7 +16,13 @@
  */
 import type { SlotLease } from '@hourglass/core';
 import { DependencyUnavailableError, HourglassError, assignSlots } from '@hourglass/core';
-import type { Clock, Logger, SlotCoordinator } from '@hourglass/engine';
+import type {
+  Clock,
+  ClusterView,
+  Logger,
+  SlotCoordinator,
+  SlotEngine,
+} from '@hourglass/core';
 import type { IOperation, IOptions, Lease, Namespace, Watcher } from 'etcd3';
 import { Etcd3 } from 'etcd3';
 import { NODE_ID_PATTERN, drainedKey, keyBase, nodeKey, ownerKey, pinKey } from './keys';
@@ -25,14 +31,6 @@ import { planPass } from './plan';
 import type { HeldSlot, PassPlan } from './plan';
 import { isRemovalOnly, membershipOf, ownersOf, parseClusterState } from './state';
 import type { ClusterState, Membership } from './state';
-
-/** What the coordinator drives: the two slot-lifecycle calls of the engine (DelayEngine has them). */
-export interface SlotEngine {
-  /** Takes over slots with at least this epoch; resolves once they are fenced and loading. */
-  acquireSlots(slots: readonly number[], minEpoch?: number): Promise<readonly SlotLease[]>;
-  /** Stops firing the slots; resolves once nothing of them is in flight. */
-  releaseSlots(slots: readonly number[]): Promise<void>;
-}
 
 export interface EtcdCoordinatorOptions {
   /** etcd client URLs, `http(s)://host:port`. */
@@ -80,24 +78,6 @@ interface Settings {
   readonly callTimeoutMs: number;
   readonly clock: Clock;
   readonly logger: Logger;
-}
-
-/** What `GET /v1/admin/cluster` shows (libs/http-api declares the same shape). */
-export interface ClusterView {
-  slotCount: number;
-  nodes: Array<{
-    id: string;
-    httpUrl: string;
-    grpcAddress: string;
-    startedAt: string;
-    drained: boolean;
-    slots: number[];
-  }>;
-  /**
-   * `epoch`: the slot's fencing epoch in Postgres, as its owner reported it once it began firing
-   * the slot; null while unowned or while the owner is still taking it over.
-   */
-  slots: Array<{ slot: number; owner: string | null; epoch: number | null; pinnedTo?: string }>;
 }
 
 const silentLogger: Logger = {
@@ -307,7 +287,7 @@ export class EtcdCoordinator implements SlotCoordinator {
     return this.stopping;
   }
 
-  canFire(): boolean {
+  ownershipConfirmed(): boolean {
     if (this.lifecycle !== 'running' && this.lifecycle !== 'stopping') return false;
     const session = this.session;
     return session !== undefined && !session.lost && this.isFresh(session);

@@ -3,5 +3,5 @@
  * docs/cluster.md describes the protocol.
  */
 export { EtcdCoordinator } from './coordinator';
-export type { ClusterView, EtcdCoordinatorOptions, SlotEngine } from './coordinator';
+export type { EtcdCoordinatorOptions } from './coordinator';
 export type { NodeInfo } from './keys';

@@ -14,7 +14,8 @@ import type {
 import { Metadata, Server, ServerCredentials, loadPackageDefinition } from '@grpc/grpc-js';
 import { load } from '@grpc/proto-loader';
 import { ERROR_TABLE, HourglassError, isHourglassError, parseBatch } from '@hourglass/core';
-import type { AppDirectory, AppIdentity, Logger, MessageService } from '@hourglass/engine';
+import type { Logger } from '@hourglass/core';
+import type { AppDirectory, AppIdentity, MessageService } from '@hourglass/engine';
 import { HealthService } from './health';
 import { HEALTH_PROTO, MESSAGES_PROTO, PROTO_LOADER_OPTIONS, protoDir } from './proto';
 import type { BatchResultPb, MessagePb, ScheduleRequestPb } from './translate';

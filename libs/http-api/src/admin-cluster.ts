@@ -12,28 +12,11 @@
  * GET /v1/admin/cluster to watch those happen.
  */
 import type { SlotLease } from '@hourglass/core';
+import type { ClusterView } from '@hourglass/core';
 import { HourglassError } from '@hourglass/core';
 import type { AppDirectory } from '@hourglass/engine';
 import type { NextFunction, Request, Response, Router } from 'express';
 import express from 'express';
-
-/** What `GET /v1/admin/cluster` answers. */
-export interface ClusterView {
-  slotCount: number;
-  nodes: Array<{
-    id: string;
-    httpUrl: string;
-    grpcAddress: string;
-    startedAt: string;
-    drained: boolean;
-    slots: number[];
-  }>;
-  /**
-   * `epoch`: the slot's fencing epoch, reported by its owner once it fires the slot; null while the
-   * slot is unowned or its new owner is still taking it over.
-   */
-  slots: Array<{ slot: number; owner: string | null; epoch: number | null; pinnedTo?: string }>;
-}
 
 /**
  * The cluster operations behind the endpoints. EtcdCoordinator implements it; a standalone node

@@ -5,14 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { ErrorCode } from '@hourglass/core';
+import type { Logger } from '@hourglass/core';
 import { HourglassError, isHourglassError } from '@hourglass/core';
-import type {
-  AppAdmin,
-  AppDirectory,
-  AppIdentity,
-  Logger,
-  MessageService,
-} from '@hourglass/engine';
+import type { AppAdmin, AppDirectory, AppIdentity, MessageService } from '@hourglass/engine';
 import type { NextFunction, Request, Response } from 'express';
 import express from 'express';
 import type { Registry } from 'prom-client';

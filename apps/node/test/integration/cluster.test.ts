@@ -18,7 +18,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { slotOf } from '@hourglass/core';
-import type { ClusterView } from '@hourglass/http-api';
+import type { ClusterView } from '@hourglass/core';
 import type { TestDatabase } from '@hourglass/testkit';
 import {
   createTestDatabase,

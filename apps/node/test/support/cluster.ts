@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ClusterView } from '@hourglass/http-api';
+import type { ClusterView } from '@hourglass/core';
 import { ChildNode } from './harness';
 import type { ConfigOverrides } from './harness';
 

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import type { NewMessage } from '@hourglass/core';
 import { HourglassError, PublishError } from '@hourglass/core';
 import type { AppIdentity, EngineOptions } from '../../src';
-import { DelayEngine, EngineMetrics, MessageService, systemClock } from '../../src';
+import { systemClock } from '@hourglass/core';
+import { DelayEngine, EngineMetrics, MessageService } from '../../src';
 import type { PublishAttempt } from './fakes';
 import { Events, FakePublisher, FakeStore, TestLogger } from './fakes';
 

@@ -23,7 +23,7 @@ import type {
   WheelItem,
 } from '@hourglass/core';
 import { DependencyUnavailableError } from '@hourglass/core';
-import type { Logger } from '../../src';
+import type { Logger } from '@hourglass/core';
 
 /**
  * Something observable changed (a store write, a publish): waiters whose condition now holds are

@@ -27,6 +27,10 @@ class FakeEngine {
   }> = [];
   readonly errors: string[] = [];
 
+  ownedSlots(): SlotLease[] {
+    return [...this.owned].map((slot) => ({ slot, epoch: 1 }));
+  }
+
   acquireSlots(slots: readonly number[], minEpoch = 0): Promise<SlotLease[]> {
     for (const slot of slots) {
       if (this.owned.has(slot)) this.errors.push(`slot ${slot} acquired twice without a release`);
@@ -126,7 +130,7 @@ describe('EtcdCoordinator (real etcd)', function () {
     );
     for (const slot of engineA.owned)
       assert.ok(!engineB.owned.has(slot), `slot ${slot} owned by both`);
-    assert.ok(a.canFire() && b.canFire());
+    assert.ok(a.ownershipConfirmed() && b.ownershipConfirmed());
 
     const view = await settledView(b);
     assert.equal(view.slotCount, SLOTS);
@@ -277,7 +281,7 @@ describe('EtcdCoordinator (real etcd)', function () {
 
     await until(
       'a rejoined and owns its share',
-      () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2 && a.canFire(),
+      () => engineA.owned.size === SLOTS / 2 && engineB.owned.size === SLOTS / 2 && a.ownershipConfirmed(),
     );
     const view = await b.clusterView();
     assert.equal(view.slots.filter((s) => s.owner === null).length, 0);
@@ -290,12 +294,12 @@ describe('EtcdCoordinator (real etcd)', function () {
     const a = coordinator('node-a', engineA, { clock: { now: () => Date.now() + skewMs } });
     await a.start();
     await until('a owns every slot', () => engineA.owned.size === SLOTS);
-    assert.equal(a.canFire(), true);
+    assert.equal(a.ownershipConfirmed(), true);
     // As if the process had been paused for a TTL: the last acknowledged keepalive is that old.
     skewMs = TTL_SECONDS * 1000;
-    assert.equal(a.canFire(), false);
+    assert.equal(a.ownershipConfirmed(), false);
     // The next acknowledged keepalive (every TTL/3) makes it fresh again: the lease was never lost.
-    await until('a keepalive was acknowledged', () => a.canFire(), TTL_SECONDS * 1000);
+    await until('a keepalive was acknowledged', () => a.ownershipConfirmed(), TTL_SECONDS * 1000);
     assert.equal(engineA.owned.size, SLOTS);
   });
 });
