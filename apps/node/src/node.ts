@@ -125,6 +125,9 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
     brokers: config.kafka.brokers,
     clientId: `${config.kafka.clientId}-${id}`,
     topicPartitions: config.kafka.topicPartitions,
+    requestTimeoutMs: config.delivery.requestTimeoutMs,
+    maxRequestBytes: config.delivery.maxRequestBytes,
+    maxRequestRecords: config.core.fireBatchSize,
   });
   const metrics = new EngineMetrics({ defaultMetrics: true });
   let redis: RedisAdapter | undefined;
@@ -138,11 +141,12 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
   const engine = new DelayEngine(
     {
       store,
-      publisher,
+      delivery: publisher,
       clock: systemClock,
       logger,
       metrics,
-      canFire: () => coordinator?.ownershipConfirmed() ?? false,
+      ownershipConfirmed: () => coordinator?.ownershipConfirmed() ?? false,
+      onSlotsFenced: (slots) => coordinator?.slotsFenced?.(slots),
     },
     {
       horizonMs: config.core.horizonMinutes * 60_000,
@@ -154,6 +158,10 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       maxAttempts: config.delivery.maxAttempts,
       retryInitialMs: config.delivery.retryInitialMs,
       retryMaxMs: config.delivery.retryMaxMs,
+      probeMaxMs: config.delivery.probeMaxMs,
+      sweepIntervalMs: config.core.sweepIntervalMs,
+      sweepGraceMs: config.core.sweepGraceMs,
+      overdueLoadLimit: config.core.overdueLoadLimit,
     },
   );
 

@@ -19,6 +19,7 @@ export const SERVER_ERROR_CODES = [
   'route_not_found',
   'id_conflict',
   'already_delivered',
+  'delivery_in_progress',
   'already_cancelled',
   'already_failed',
   'payload_too_large',

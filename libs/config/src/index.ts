@@ -50,11 +50,17 @@ export const configSchema = z.strictObject({
     fireBatchSize: z.number().int().min(1).max(10000),
     fireConcurrency: z.number().int().min(1).max(64),
     claimAheadMs: z.number().int().min(0).max(1000),
+    sweepIntervalMs: z.number().int().min(100),
+    sweepGraceMs: z.number().int().min(0),
+    overdueLoadLimit: z.number().int().min(1000),
   }),
   delivery: z.strictObject({
     maxAttempts: z.number().int().min(1),
     retryInitialMs: z.number().int().min(1),
     retryMaxMs: z.number().int().min(1),
+    probeMaxMs: z.number().int().min(10),
+    requestTimeoutMs: z.number().int().min(100),
+    maxRequestBytes: z.number().int().min(1024),
   }),
   limits: z.strictObject({
     maxPayloadBytes: z.number().int().min(1),

@@ -54,10 +54,17 @@ export const ERROR_TABLE = {
   not_found: { http: 404, grpc: GrpcStatus.NOT_FOUND, retriable: false },
   /** The route or method does not exist. */
   route_not_found: { http: 404, grpc: GrpcStatus.UNIMPLEMENTED, retriable: false },
+  /** The path exists but not with this method; HTTP answers with an `Allow` header. */
+  method_not_allowed: { http: 405, grpc: GrpcStatus.UNIMPLEMENTED, retriable: false },
   /** The id exists with different content. */
   id_conflict: { http: 409, grpc: GrpcStatus.ALREADY_EXISTS, retriable: false },
   /** Cancel refused: the message was delivered or is being delivered right now. */
   already_delivered: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, retriable: false },
+  /**
+   * Cancel refused for now: the message is being delivered at this moment. Its delivery may still
+   * fail and put it back (then a retry of the cancel can win), so ask again to learn the outcome.
+   */
+  delivery_in_progress: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, retriable: false },
   /** Cancel refused: the message was already cancelled. */
   already_cancelled: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, retriable: false },
   /** Cancel refused: delivery gave up and the message is failed. */

@@ -8,3 +8,4 @@ export * from './time';
 export * from './wheel';
 export * from './assignment';
 export * from './runtime';
+export * from './records';

@@ -6,7 +6,18 @@
 import * as crypto from 'node:crypto'; // hashing only: no I/O
 import type { ErrorDetail } from './errors';
 import { HourglassError } from './errors';
+import {
+  DEFAULT_MAX_PAYLOAD_DEPTH,
+  TOPIC_RULE,
+  hasNul,
+  jsonDepthExceeds,
+  topicNameProblem,
+} from './input';
 import type { MessageState } from './state-machine';
+
+// The input rules (topic names, NUL, nesting depth) are part of the message API; re-exported here
+// so that the package index need not change.
+export * from './input';
 
 export type PayloadEncoding = 'json' | 'binary';
 
@@ -50,12 +61,15 @@ export interface MessageLimits {
   readonly maxDelayMs: number;
   /** @default 1000 */
   readonly maxBatchSize: number;
+  /**
+   * How many levels a JSON payload may nest (`[]` is one); deeper ones are refused before they
+   * are serialised. @default 64 ({@link DEFAULT_MAX_PAYLOAD_DEPTH})
+   */
+  readonly maxPayloadDepth?: number;
 }
 
 /** `.` and `..` alone are excluded: URL normalisation would make them unreachable over HTTP. */
 export const MESSAGE_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._:-]{1,128}$/;
-/** Kafka's own rule for topic names. */
-export const TOPIC_PATTERN = /^[A-Za-z0-9._-]{1,249}$/;
 /** ISO-8601 date-time with a mandatory zone; `Date.parse` alone accepts zone-less local times. */
 const ISO_WITH_ZONE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:\d{2})$/;
 /** Headers Hourglass adds to every Kafka record; users may not set them. */
@@ -64,6 +78,8 @@ const MAX_HEADERS = 64;
 const MAX_HEADER_NAME = 256;
 const MAX_HEADER_VALUE = 8192;
 const MAX_KEY_LENGTH = 4096;
+/** Postgres text cannot store U+0000 (and Kafka clients often mishandle it in keys and headers). */
+const NUL_PROBLEM = 'must not contain the NUL character (U+0000)';
 const KNOWN_FIELDS = new Set([
   'id',
   'topic',
@@ -136,8 +152,8 @@ export function parseScheduleRequest(
   let topic = '';
   if (typeof body.topic !== 'string')
     addProblem(problems, path, 'topic', `required string, got ${describe(body.topic)}`);
-  else if (!TOPIC_PATTERN.test(body.topic))
-    addProblem(problems, path, 'topic', 'must be 1-249 characters of A-Z a-z 0-9 . _ -');
+  else if (topicNameProblem(body.topic) !== null)
+    addProblem(problems, path, 'topic', `must be ${TOPIC_RULE}`);
   else topic = body.topic;
 
   let key: string | null = null;
@@ -146,6 +162,7 @@ export function parseScheduleRequest(
       addProblem(problems, path, 'key', `must be a string, got ${describe(body.key)}`);
     else if (body.key.length > MAX_KEY_LENGTH)
       addProblem(problems, path, 'key', `must be at most ${MAX_KEY_LENGTH} characters`);
+    else if (hasNul(body.key)) addProblem(problems, path, 'key', NUL_PROBLEM);
     else key = body.key;
   }
 
@@ -171,6 +188,8 @@ export function parseScheduleRequest(
             `headers/${name}`,
             `name must be 1-${MAX_HEADER_NAME} characters`,
           );
+        else if (hasNul(name))
+          addProblem(problems, path, `headers/${name}`, `name ${NUL_PROBLEM}`);
         else if (name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX))
           addProblem(
             problems,
@@ -187,6 +206,7 @@ export function parseScheduleRequest(
             `headers/${name}`,
             `must be at most ${MAX_HEADER_VALUE} characters`,
           );
+        else if (hasNul(value)) addProblem(problems, path, `headers/${name}`, NUL_PROBLEM);
         else headers[name] = value;
       }
     }
@@ -206,8 +226,14 @@ export function parseScheduleRequest(
       'exactly one of "payload" (any JSON value) or "payloadBase64" (bytes) is required',
     );
   } else if (hasJson) {
-    payloadJson = JSON.stringify(body.payload);
-    payload = Buffer.from(payloadJson, 'utf8');
+    const maxDepth = limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH;
+    // Measured before JSON.stringify, which recurses and overflows the stack on deep values.
+    if (jsonDepthExceeds(body.payload, maxDepth)) {
+      addProblem(problems, path, 'payload', `must not nest more than ${maxDepth} levels deep`);
+    } else {
+      payloadJson = JSON.stringify(body.payload);
+      payload = Buffer.from(payloadJson, 'utf8');
+    }
   } else if (typeof body.payloadBase64 !== 'string' || !BASE64.test(body.payloadBase64)) {
     addProblem(
       problems,
@@ -314,7 +340,7 @@ export function parseScheduleRequest(
     headers,
     deliverAtMs,
     fingerprint: fingerprintOf(
-      // The topic matched TOPIC_PATTERN: its JSON text needs no escapes.
+      // The topic is a valid topic name (TOPIC_PATTERN): its JSON text needs no escapes.
       fingerprintHead(`"${topic}"`, key, payloadEncoding, headers, dueJson),
       payloadJson ?? payload,
     ),

@@ -60,7 +60,11 @@ export type CancelOutcome =
   | { readonly kind: 'not_found' }
   | { readonly kind: 'refused'; readonly message: StoredMessage };
 
-/** A claimed message, everything needed to produce it (app and id go into the Kafka headers). */
+/**
+ * A claimed message, everything needed to deliver it (app and id go into the Kafka headers).
+ * `attempts`: deliveries attempted and answered so far (a success or a refusal; an outage does not
+ * count).
+ */
 export interface ClaimedMessage {
   readonly seq: number;
   readonly app: string;
@@ -102,6 +106,11 @@ export interface MessageStore {
    * Takes over slots after winning their ownership in the coordinator: raises each slot's epoch to
    * at least `minEpoch` and above its previous value, resets claims left by earlier owners and drops
    * the slots' wheel hints (the load that follows sees their messages). Returns the new epochs.
+   *
+   * `minEpoch` is the ownership's revision in the coordinator (0 for a standalone node). A slot
+   * whose epoch was last raised with a higher revision belongs to a newer owner: it is left
+   * untouched and missing from the result, so a late acquisition by an old owner never takes the
+   * epoch back.
    */
   acquireSlots(slots: readonly number[], minEpoch: number): Promise<SlotLease[]>;
   /**
@@ -115,10 +124,31 @@ export interface MessageStore {
     limit: number,
     after?: WheelItem,
   ): Promise<WheelItem[]>;
-  /** Removes and returns the wheel hints of these slots. */
-  drainHints(slots: readonly number[]): Promise<WheelItem[]>;
-  /** Calls back with a slot whenever a hint for it is committed (best effort; drainHints is the guarantee). */
+  /**
+   * The wheel hints of these slots, at most `limit`. They stay until {@link deleteHints}: a drain
+   * whose reply is lost loses nothing (the engine wheels first and deletes after).
+   */
+  readHints(slots: readonly number[], limit: number): Promise<WheelItem[]>;
+  /** Deletes these hints (by slot and seq); deleting one that is gone is not an error. */
+  deleteHints(hints: readonly WheelItem[]): Promise<void>;
+  /** Calls back with a slot whenever a hint for it is committed (best effort; readHints is the guarantee). */
   onHint(listener: (slot: number) => void): void;
+
+  /** The slots' current epochs in the store (a slot that does not exist is missing). */
+  currentEpochs(slots: readonly number[]): Promise<Map<number, number>>;
+  /**
+   * Runs `work` while holding the slots' epoch rows in a shared lock, for the slots whose epoch
+   * still equals the lease (`confirmed`). A takeover's epoch bump waits until `work` has settled,
+   * so whatever `work` does for a confirmed slot happens before any new owner of it fires; and
+   * once a bump committed, the slot is never confirmed to the old lease again. Used to keep
+   * delivering while the coordination service cannot confirm ownership (docs/cluster.md).
+   */
+  withEpochLock<T>(
+    leases: ReadonlyMap<number, number>,
+    work: (confirmed: ReadonlySet<number>) => Promise<T>,
+  ): Promise<T>;
+  /** Rows of these slots claimed under the given leases (`delivering`), at most `limit`. */
+  findDelivering(leases: ReadonlyMap<number, number>, limit: number): Promise<MessageRef[]>;
 
   /**
    * Claims due messages for delivery (scheduled → delivering), fenced: only rows of slots whose
@@ -132,20 +162,31 @@ export interface MessageStore {
     leases: ReadonlyMap<number, number>,
     nowMs: number,
   ): Promise<ClaimedMessage[]>;
-  /** delivering → delivered, fenced. Returns how many rows changed. */
+  /** delivering → delivered, fenced; counts the attempt. Returns how many rows changed. */
   markDelivered(
     refs: readonly MessageRef[],
     leases: ReadonlyMap<number, number>,
     nowMs: number,
   ): Promise<number>;
-  /** delivering → scheduled (retry later) or → failed when `giveUp`, recording the error; fenced. */
+  /** delivering → scheduled (retry later) or → failed, recording the error; fenced. */
   releaseClaims(
     refs: readonly MessageRef[],
     leases: ReadonlyMap<number, number>,
-    error: string,
-    giveUp: boolean,
+    release: ClaimRelease,
     nowMs: number,
   ): Promise<number>;
+}
+
+/** How a claim ends without a delivery. */
+export interface ClaimRelease {
+  readonly error: string;
+  /**
+   * The target answered and refused (counts toward the retry limit), as opposed to an outage or
+   * a claim this node could not use (which never fail a message).
+   */
+  readonly countAttempt: boolean;
+  /** → failed (finished) instead of back to scheduled. */
+  readonly giveUp: boolean;
 }
 
 /** One Kafka record as Hourglass produces it. */
@@ -168,12 +209,38 @@ export class PublishError extends Error {
   }
 }
 
+/**
+ * How one message's delivery ended. `target` names what it was delivered to, at the grain at which
+ * outages happen (the Kafka cluster; an HTTP host), so that the firing path can hold back what
+ * waits for a target that is down and release it all the moment one delivery to it succeeds.
+ */
+export type DeliveryOutcome =
+  | { readonly kind: 'delivered'; readonly target: string }
+  | {
+      readonly kind: 'failed';
+      readonly target: string;
+      readonly error: string;
+      /**
+       * Transient (broker down, leader moving, timeout): retried without counting toward giving up.
+       * Otherwise the target refused this message, and the attempt counts.
+       */
+      readonly retriable: boolean;
+    };
+
+/**
+ * The delivery port: the firing path hands it claimed messages and gets one outcome per message,
+ * in order. It resolves (it does not throw for a message's failure) within a bounded time, and a
+ * failure of one message, topic or target decides nothing about the others.
+ */
+export interface Delivery {
+  deliver(messages: readonly ClaimedMessage[]): Promise<DeliveryOutcome[]>;
+}
+
+/** The Kafka side outside of delivery: connection lifecycle, readiness and topic creation. */
 export interface Publisher {
   start(): Promise<void>;
   stop(): Promise<void>;
   ping(): Promise<void>;
-  /** Resolves only once Kafka acknowledged every record (acks=all); throws {@link PublishError}. */
-  publish(records: readonly OutboundRecord[]): Promise<void>;
   /** Creates missing topics (existing ones are left as they are); options default to the adapter's. */
   ensureTopics(
     topics: readonly string[],

@@ -16,7 +16,15 @@ import type {
   QuotaBackend,
   TokenGrant,
 } from '@hourglass/core';
-import { DependencyUnavailableError, HourglassError, NO_QUOTAS } from '@hourglass/core';
+import {
+  DEFAULT_MAX_TOPIC_PARTITIONS,
+  DependencyUnavailableError,
+  HourglassError,
+  NO_QUOTAS,
+  hasNul,
+  topicNameProblem,
+} from '@hourglass/core';
+import type { ErrorDetail } from '@hourglass/core';
 import type { Clock, Logger } from '@hourglass/core';
 import type { AppIdentity, MessageService, MessageView, QuotaGate } from './service';
 
@@ -24,6 +32,44 @@ export interface AppDirectory {
   /** The app holding this token, or null. */
   authenticate(token: string): Promise<AppIdentity | null>;
   isAdmin(token: string): boolean;
+}
+
+/**
+ * The token of an `Authorization: Bearer <token>` header (HTTP) or `authorization` metadata value
+ * (gRPC), or null when there is none. The scheme is case-insensitive (RFC 7235).
+ */
+export function bearerToken(authorization: unknown): string | null {
+  if (typeof authorization !== 'string') return null;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+  return match?.[1] ?? null;
+}
+
+/**
+ * The one rule for admin endpoints, on every transport: the admin token passes; a missing or
+ * unknown token is `unauthenticated` (401); any app's token, a disabled app's included, is
+ * `forbidden` (403). Throws the refusal; resolves when the caller is the admin.
+ */
+export async function requireAdminToken(apps: AppDirectory, token: string | null): Promise<void> {
+  if (!token)
+    throw new HourglassError(
+      'unauthenticated',
+      'send the admin token as "Authorization: Bearer <token>"',
+    );
+  if (apps.isAdmin(token)) return;
+  let app: AppIdentity | null;
+  try {
+    app = await apps.authenticate(token);
+  } catch (error) {
+    // A disabled app's token (DbAppDirectory throws `forbidden` for it) is still an app token.
+    if (error instanceof HourglassError && error.code === 'forbidden')
+      throw new HourglassError('forbidden', 'app tokens may not use admin endpoints; use the admin token');
+    throw error;
+  }
+  if (!app) throw new HourglassError('unauthenticated', 'unknown token');
+  throw new HourglassError(
+    'forbidden',
+    `app "${app.name}" may not use admin endpoints; use the admin token`,
+  );
 }
 
 export function tokenDigest(token: string): string {
@@ -304,6 +350,8 @@ export interface AppAdminDeps {
   publisher: Publisher;
   service: MessageService;
   clock: Clock;
+  /** Most partitions of a topic created through {@link AppAdmin.addTopic}. @default 64 */
+  maxTopicPartitions?: number;
 }
 
 /** Default due-time buckets of the statistics, relative to now. */
@@ -339,7 +387,25 @@ export class AppAdmin {
   }
 
   async createApp(input: CreateAppInput): Promise<{ app: AppRecord; token: string }> {
-    if (input.topics && input.topics.length > 0) await this.ensureTopics(input.topics, {});
+    const problems: ErrorDetail[] = [];
+    if (input.description !== undefined) checkText(problems, 'description', input.description);
+    (input.topics ?? []).forEach((topic, index) => {
+      const problem = topicNameProblem(topic);
+      if (problem !== null) problems.push({ path: `topics/${index}`, message: problem });
+    });
+    refuseIfAny(problems);
+    if (input.topics && input.topics.length > 0) {
+      // Kafka's refusals name `topic`; this body calls it `topics`.
+      await this.deps.publisher.ensureTopics(input.topics, {}).catch((error: unknown) => {
+        throw error instanceof HourglassError && error.code === 'invalid_request'
+          ? new HourglassError(
+              error.code,
+              error.message,
+              error.details?.map((d) => (d.path === 'topic' ? { ...d, path: 'topics' } : d)),
+            )
+          : error;
+      });
+    }
     const token = newToken();
     const app = await this.deps.store.createApp(
       {
@@ -360,6 +426,9 @@ export class AppAdmin {
   }
 
   async updateApp(name: string, patch: AppPatch): Promise<AppRecord> {
+    const problems: ErrorDetail[] = [];
+    if (patch.description !== undefined) checkText(problems, 'description', patch.description);
+    refuseIfAny(problems);
     const app = found(await this.deps.store.updateApp(name, patch), name);
     await this.invalidate(name);
     return app;
@@ -382,44 +451,41 @@ export class AppAdmin {
     return { app, token };
   }
 
-  /** Creates the Kafka topic when missing (before granting: a grant of a topic that cannot exist would only fail deliveries later). */
+  /**
+   * Creates the Kafka topic when missing (before granting: a grant of a topic that cannot exist
+   * would only fail deliveries later). The name follows Kafka's rules and `partitions` is at most
+   * `maxTopicPartitions`, checked before Kafka is asked; the publisher refuses a replication
+   * factor above the broker count and maps Kafka's refusals to `invalid_request`.
+   */
   async addTopic(
     name: string,
     topic: string,
     options: { partitions?: number; replicationFactor?: number } = {},
   ): Promise<AppRecord> {
+    const problems: ErrorDetail[] = [];
+    const topicProblem = topicNameProblem(topic);
+    if (topicProblem !== null) problems.push({ path: 'topic', message: topicProblem });
+    const maxPartitions = this.deps.maxTopicPartitions ?? DEFAULT_MAX_TOPIC_PARTITIONS;
+    const { partitions, replicationFactor } = options;
+    if (
+      partitions !== undefined &&
+      (!Number.isSafeInteger(partitions) || partitions < 1 || partitions > maxPartitions)
+    )
+      problems.push({
+        path: 'partitions',
+        message: `must be an integer from 1 to ${maxPartitions} (limits.maxTopicPartitions)`,
+      });
+    if (
+      replicationFactor !== undefined &&
+      (!Number.isSafeInteger(replicationFactor) || replicationFactor < 1)
+    )
+      problems.push({ path: 'replicationFactor', message: 'must be an integer >= 1' });
+    refuseIfAny(problems);
     await this.getApp(name);
-    await this.ensureTopics([topic], options);
+    await this.deps.publisher.ensureTopics([topic], options);
     const app = found(await this.deps.store.grantTopic(name, topic), name);
     await this.invalidate(name);
     return app;
-  }
-
-  private async ensureTopics(
-    topics: readonly string[],
-    options: { partitions?: number; replicationFactor?: number },
-  ): Promise<void> {
-    try {
-      await this.deps.publisher.ensureTopics(topics, options);
-    } catch (error) {
-      // Kafka refusing the settings is the request's fault, not an outage.
-      const text =
-        String((error as { cause?: { message?: string; type?: string } }).cause?.type ?? '') +
-        String((error as { cause?: Error }).cause?.message ?? '');
-      if (/REPLICATION_FACTOR|PARTITIONS|replication factor|partitions/i.test(text)) {
-        throw new HourglassError(
-          'invalid_request',
-          `Kafka refused to create ${topics.join(', ')}: ${text}`,
-          [
-            {
-              path: 'partitions',
-              message: 'check partitions and replicationFactor against the cluster',
-            },
-          ],
-        );
-      }
-      throw error;
-    }
   }
 
   async removeTopic(name: string, topic: string): Promise<AppRecord> {
@@ -462,6 +528,21 @@ export class AppAdmin {
 /** The identity the admin acts as to read or cancel an app's message: the app, with no topics. */
 function adminView(app: string): AppIdentity {
   return { name: app, topics: new Set() };
+}
+
+/** Postgres text cannot hold U+0000: refused as the request's fault rather than failing the statement. */
+function checkText(problems: ErrorDetail[], path: string, text: string): void {
+  if (hasNul(text))
+    problems.push({ path, message: 'must not contain the NUL character (U+0000)' });
+}
+
+function refuseIfAny(problems: readonly ErrorDetail[]): void {
+  if (problems.length === 0) return;
+  throw new HourglassError(
+    'invalid_request',
+    `invalid request: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+    problems,
+  );
 }
 
 function notFound(name: string): HourglassError {

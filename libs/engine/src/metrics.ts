@@ -14,9 +14,17 @@ export interface EngineSnapshot {
 export class EngineMetrics {
   readonly registry: Registry;
   private readonly acceptedTotal: Counter<'app'>;
-  private readonly deliveredTotal: Counter;
+  private readonly deliveredTotal: Counter<'app'>;
+  private readonly failedTotal: Counter<'app'>;
   private readonly cancelledTotal: Counter<'app'>;
-  private readonly publishFailuresTotal: Counter<'retriable'>;
+  private readonly deliveryFailuresTotal: Counter<'retriable'>;
+  private readonly sweepFoundTotal: Counter<'kind'>;
+  private readonly fencedClaimsTotal: Counter;
+  private readonly acquisitionsRefusedTotal: Counter;
+  private readonly loadFailuresTotal: Counter;
+  private readonly oldestOverdue: Gauge;
+  private readonly stuckDeliveringGauge: Gauge;
+  private parked: () => number = () => 0;
   private readonly lateness: Histogram;
   private readonly stageSeconds: Histogram<'stage'>;
   private readonly stageMessages: Counter<'stage'>;
@@ -40,7 +48,47 @@ export class EngineMetrics {
     });
     this.deliveredTotal = new Counter({
       name: 'hourglass_messages_delivered_total',
-      help: 'Messages acknowledged by Kafka.',
+      help: 'Messages acknowledged by their target, by app.',
+      labelNames: ['app'],
+      registers,
+    });
+    this.failedTotal = new Counter({
+      name: 'hourglass_messages_failed_total',
+      help: 'Messages that became failed (their target refused them maxAttempts times), by app.',
+      labelNames: ['app'],
+      registers,
+    });
+    this.sweepFoundTotal = new Counter({
+      name: 'hourglass_sweep_found_total',
+      help:
+        'Messages the safety-net sweep found and fired: stranded (overdue, nothing held them: should stay 0), ' +
+        'stuck_delivering (claims nothing accounted for: should stay 0), backfill (the rest of a takeover backlog cut at core.overdueLoadLimit).',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.fencedClaimsTotal = new Counter({
+      name: 'hourglass_fenced_claims_total',
+      help: 'Messages whose claim or delivery matched nothing because another node had raised the slot epoch.',
+      registers,
+    });
+    this.acquisitionsRefusedTotal = new Counter({
+      name: 'hourglass_slot_acquisitions_refused_total',
+      help: 'Slot acquisitions refused because a newer owner had raised the epoch.',
+      registers,
+    });
+    this.loadFailuresTotal = new Counter({
+      name: 'hourglass_slot_load_failures_total',
+      help: 'Takeover loads that failed and wait for the next loader step.',
+      registers,
+    });
+    this.oldestOverdue = new Gauge({
+      name: 'hourglass_oldest_overdue_seconds',
+      help: 'Age of the oldest scheduled message of the owned slots whose due time has passed (measured by the sweep).',
+      registers,
+    });
+    this.stuckDeliveringGauge = new Gauge({
+      name: 'hourglass_messages_stuck_delivering',
+      help: 'Rows of the owned slots left delivering that no claim of this node accounts for (last sweep).',
       registers,
     });
     this.cancelledTotal = new Counter({
@@ -49,15 +97,15 @@ export class EngineMetrics {
       labelNames: ['app'],
       registers,
     });
-    this.publishFailuresTotal = new Counter({
-      name: 'hourglass_publish_failures_total',
-      help: 'Failed produce batches.',
+    this.deliveryFailuresTotal = new Counter({
+      name: 'hourglass_delivery_failures_total',
+      help: 'Messages whose delivery attempt failed: retriable (target down) or not (refused).',
       labelNames: ['retriable'],
       registers,
     });
     this.lateness = new Histogram({
       name: 'hourglass_delivery_lateness_seconds',
-      help: 'Kafka acknowledgement time minus due time.',
+      help: 'Target acknowledgement time minus due time.',
       buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     });
@@ -99,6 +147,14 @@ export class EngineMetrics {
       collect: read((s) => s.loaderLagMs / 1000),
     });
     new Gauge({
+      name: 'hourglass_parked_messages',
+      help: 'Messages waiting for a delivery target that is down.',
+      registers,
+      collect() {
+        this.set(self.parked());
+      },
+    });
+    new Gauge({
       name: 'hourglass_fire_batches_in_flight',
       help: 'Batches being claimed, produced or marked.',
       registers,
@@ -118,9 +174,53 @@ export class EngineMetrics {
     this.cancelledTotal.inc({ app });
   }
 
-  delivered(latenessMs: readonly number[]): void {
-    this.deliveredTotal.inc(latenessMs.length);
-    for (const ms of latenessMs) this.lateness.observe(ms / 1000);
+  observeParked(count: () => number): void {
+    this.parked = count;
+  }
+
+  /** Messages their target acknowledged at `ackedAtMs`. */
+  delivered(
+    messages: ReadonlyArray<{ app: string; deliverAtMs: number }>,
+    ackedAtMs: number,
+  ): void {
+    const byApp = new Map<string, number>();
+    for (const message of messages) {
+      byApp.set(message.app, (byApp.get(message.app) ?? 0) + 1);
+      this.lateness.observe((ackedAtMs - message.deliverAtMs) / 1000);
+    }
+    for (const [app, count] of byApp) this.deliveredTotal.inc({ app }, count);
+  }
+
+  failed(messages: ReadonlyArray<{ app: string }>): void {
+    for (const message of messages) this.failedTotal.inc({ app: message.app });
+  }
+
+  deliveryFailed(retriable: boolean, messages: number): void {
+    this.deliveryFailuresTotal.inc({ retriable: String(retriable) }, messages);
+  }
+
+  sweepFound(kind: 'stranded' | 'stuck_delivering' | 'backfill', messages: number): void {
+    this.sweepFoundTotal.inc({ kind }, messages);
+  }
+
+  fencedClaims(messages: number): void {
+    this.fencedClaimsTotal.inc(messages);
+  }
+
+  acquisitionsRefused(slots: number): void {
+    this.acquisitionsRefusedTotal.inc(slots);
+  }
+
+  loadFailed(): void {
+    this.loadFailuresTotal.inc();
+  }
+
+  overdue(ageMs: number): void {
+    this.oldestOverdue.set(ageMs / 1000);
+  }
+
+  stuckDelivering(rows: number): void {
+    this.stuckDeliveringGauge.set(rows);
   }
 
   /** One claim, produce or mark of `messages` messages that took `ms`. */
@@ -129,7 +229,4 @@ export class EngineMetrics {
     this.stageMessages.inc({ stage }, messages);
   }
 
-  publishFailed(retriable: boolean): void {
-    this.publishFailuresTotal.inc({ retriable: String(retriable) });
-  }
 }

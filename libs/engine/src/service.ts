@@ -262,13 +262,15 @@ export class MessageService {
               'already_failed',
               `message "${id}" failed delivery and cannot be cancelled`,
             );
-          case 'delivered':
           case 'delivering':
+          // Still scheduled after the store's retries: a claim keeps winning the race.
           case 'scheduled':
             throw new HourglassError(
-              'already_delivered',
-              `message "${id}" was already delivered (or is being delivered right now)`,
+              'delivery_in_progress',
+              `message "${id}" is being delivered right now; ask again to learn whether it was delivered`,
             );
+          case 'delivered':
+            throw new HourglassError('already_delivered', `message "${id}" was already delivered`);
         }
     }
   }

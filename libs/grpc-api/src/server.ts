@@ -16,6 +16,7 @@ import { load } from '@grpc/proto-loader';
 import { ERROR_TABLE, HourglassError, isHourglassError, parseBatch } from '@hourglass/core';
 import type { Logger } from '@hourglass/core';
 import type { AppDirectory, AppIdentity, MessageService } from '@hourglass/engine';
+import { bearerToken } from '@hourglass/engine';
 import { HealthService } from './health';
 import { HEALTH_PROTO, MESSAGES_PROTO, PROTO_LOADER_OPTIONS, protoDir } from './proto';
 import type { BatchResultPb, MessagePb, ScheduleRequestPb } from './translate';
@@ -79,13 +80,6 @@ export function toGrpcStatus(error: HourglassError): ServerStatusResponse {
   return { code: ERROR_TABLE[error.code].grpc, details: error.message, metadata };
 }
 
-function bearer(metadata: Metadata): string | null {
-  const [value] = metadata.get('authorization');
-  if (typeof value !== 'string') return null;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(value);
-  return match?.[1] ?? null;
-}
-
 function serviceDefinition(root: GrpcObject, name: string): ServiceDefinition {
   let node: unknown = root;
   for (const part of name.split('.')) node = (node as Record<string, unknown> | undefined)?.[part];
@@ -103,7 +97,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   let draining = false;
 
   const authenticate = async (metadata: Metadata): Promise<AppIdentity> => {
-    const token = bearer(metadata);
+    const token = bearerToken(metadata.get('authorization')[0]);
     if (!token)
       throw new HourglassError(
         'unauthenticated',
@@ -167,7 +161,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     const positions: number[] = [];
     items.forEach((item, index) => {
       try {
-        bodies.push(toScheduleBody(item, `messages/${index}/`));
+        bodies.push(toScheduleBody(item, `messages/${index}/`, service.limits.maxPayloadDepth));
         positions.push(index);
       } catch (error) {
         if (!isHourglassError(error)) throw error;
@@ -209,7 +203,10 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
 
   const messages: UntypedServiceImplementation = {
     Schedule: unary('Schedule', async (app, request: ScheduleRequestPb) => {
-      const { created, message } = await service.schedule(app, toScheduleBody(request));
+      const { created, message } = await service.schedule(
+        app,
+        toScheduleBody(request, '', service.limits.maxPayloadDepth),
+      );
       return { created, message: toMessagePb(message) };
     }),
     ScheduleBatch: unary('ScheduleBatch', scheduleBatch),

@@ -5,7 +5,7 @@
  * `parseScheduleRequest` as an HTTP body, so both transports accept and refuse the same things.
  */
 import type { ErrorCode, ErrorDetail } from '@hourglass/core';
-import { HourglassError } from '@hourglass/core';
+import { DEFAULT_MAX_PAYLOAD_DEPTH, HourglassError, jsonTextDepthExceeds } from '@hourglass/core';
 import type { MessageView } from '@hourglass/engine';
 
 /** `hourglass.v1.ScheduleRequest` as decoded. */
@@ -49,9 +49,15 @@ export type BatchResultPb =
  * The HTTP-shaped body for one request. Field names in error details are those of HTTP v1
  * (`payload`, `deliverAt`, `delayMs`), since the same validator reports them for both transports.
  * Throws `invalid_request` when `payload_json` is not JSON: HTTP has no equivalent failure for a
- * single message (its whole body would be malformed), so this is the one check made here.
+ * single message (its whole body would be malformed), so this is the one check made here; and
+ * when it nests deeper than `maxPayloadDepth`, measured on the text before it is parsed (the
+ * core refuses the same payloads with the same words, after parsing).
  */
-export function toScheduleBody(request: ScheduleRequestPb, path = ''): Record<string, unknown> {
+export function toScheduleBody(
+  request: ScheduleRequestPb,
+  path = '',
+  maxPayloadDepth = DEFAULT_MAX_PAYLOAD_DEPTH,
+): Record<string, unknown> {
   // proto3 cannot tell an empty topic from a missing one; '' makes the validator name the rule.
   const body: Record<string, unknown> = { topic: request.topic ?? '' };
   if (request.id !== undefined) body.id = request.id;
@@ -59,6 +65,12 @@ export function toScheduleBody(request: ScheduleRequestPb, path = ''): Record<st
   if (request.headers !== undefined && Object.keys(request.headers).length > 0)
     body.headers = { ...request.headers };
   if (request.payloadJson !== undefined) {
+    if (jsonTextDepthExceeds(request.payloadJson, maxPayloadDepth)) {
+      const message = `must not nest more than ${maxPayloadDepth} levels deep`;
+      throw new HourglassError('invalid_request', `invalid message: ${path}payload: ${message}`, [
+        { path: `${path}payload`, message },
+      ]);
+    }
     try {
       body.payload = JSON.parse(request.payloadJson) as unknown;
     } catch (error) {

@@ -15,8 +15,10 @@ import type { SlotLease } from '@hourglass/core';
 import type { ClusterView } from '@hourglass/core';
 import { HourglassError } from '@hourglass/core';
 import type { AppDirectory } from '@hourglass/engine';
-import type { NextFunction, Request, Response, Router } from 'express';
+import type { Request, Router } from 'express';
 import express from 'express';
+import { ROUTER_OPTIONS, requireAdmin } from './admin';
+import { jsonBody, requireJson } from './body';
 
 /**
  * The cluster operations behind the endpoints. EtcdCoordinator implements it; a standalone node
@@ -40,11 +42,6 @@ export interface AdminClusterOptions {
 }
 
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
-
-function bearer(req: Request): string | null {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  return match?.[1] ?? null;
-}
 
 function slotParam(req: Request, slotCount: number): number {
   const text = String(req.params.slot);
@@ -73,54 +70,19 @@ function nodeId(value: unknown, path: string): string {
 /** The admin cluster routes, to mount through `createHttpApi({ extraRoutes })`. */
 export function adminClusterRouter(options: AdminClusterOptions): Router {
   const { cluster, apps } = options;
-  const router = express.Router();
+  const router = express.Router(ROUTER_OPTIONS);
 
   // Per route, not router.use(): this router sits in front of the 404 handler for every path.
-  const requireAdmin = async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
-    const token = bearer(req);
-    if (!token) {
-      next(
-        new HourglassError(
-          'unauthenticated',
-          'send the admin token as "Authorization: Bearer <token>"',
-        ),
-      );
-      return;
-    }
-    if (apps.isAdmin(token)) {
-      next();
-      return;
-    }
-    const app = await apps.authenticate(token);
-    next(
-      app
-        ? new HourglassError(
-            'forbidden',
-            `app "${app.name}" may not use admin endpoints; use the admin token`,
-          )
-        : new HourglassError('unauthenticated', 'unknown token'),
-    );
-  };
-  const requireJson = (req: Request, _res: Response, next: NextFunction): void => {
-    next(
-      req.is(['application/json', 'application/*+json'])
-        ? undefined
-        : new HourglassError(
-            'unsupported_media_type',
-            'send the body as JSON with Content-Type: application/json',
-          ),
-    );
-  };
-  const json = express.json({
-    limit: options.maxBodyBytes ?? 16_384,
-    type: ['application/json', 'application/*+json'],
-  });
+  // Behind createHttpApi the admin gate has already checked the token and the body; these keep
+  // the router safe on its own, with the same rule (a body parsed by the gate is not re-read).
+  const admin = requireAdmin(apps);
+  const json = jsonBody({ limit: options.maxBodyBytes ?? 16_384, maxDepth: 32 });
 
-  router.get('/v1/admin/cluster', requireAdmin, async (_req, res) => {
+  router.get('/v1/admin/cluster', admin, async (_req, res) => {
     res.json(await cluster.clusterView());
   });
 
-  router.put('/v1/admin/slots/:slot/pin', requireAdmin, requireJson, json, async (req, res) => {
+  router.put('/v1/admin/slots/:slot/pin', admin, requireJson, json, async (req, res) => {
     const slot = slotParam(req, cluster.slotCount);
     const body: unknown = req.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -135,19 +97,19 @@ export function adminClusterRouter(options: AdminClusterOptions): Router {
     res.json({ slot, pinnedTo: node });
   });
 
-  router.delete('/v1/admin/slots/:slot/pin', requireAdmin, async (req, res) => {
+  router.delete('/v1/admin/slots/:slot/pin', admin, async (req, res) => {
     const slot = slotParam(req, cluster.slotCount);
     await cluster.unpinSlot(slot);
     res.json({ slot, pinnedTo: null });
   });
 
-  router.post('/v1/admin/nodes/:id/drain', requireAdmin, async (req, res) => {
+  router.post('/v1/admin/nodes/:id/drain', admin, async (req, res) => {
     const node = nodeId(req.params.id, 'id');
     await cluster.drainNode(node);
     res.json({ node, drained: true });
   });
 
-  router.post('/v1/admin/nodes/:id/undrain', requireAdmin, async (req, res) => {
+  router.post('/v1/admin/nodes/:id/undrain', admin, async (req, res) => {
     const node = nodeId(req.params.id, 'id');
     await cluster.undrainNode(node);
     res.json({ node, drained: false });

@@ -7,18 +7,33 @@
  * issued it (create, rotate).
  */
 import type { AppQuotas, AppRecord } from '@hourglass/core';
-import { HourglassError } from '@hourglass/core';
+import { BODY_DEPTH_ALLOWANCE, DEFAULT_MAX_PAYLOAD_DEPTH, HourglassError } from '@hourglass/core';
 import type { AppAdmin, AppDirectory } from '@hourglass/engine';
+import { bearerToken, requireAdminToken } from '@hourglass/engine';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import express from 'express';
+import { isJsonRequest, jsonBody, unsupportedMediaType } from './body';
 import type { OpenApiValidator } from './openapi';
+
+/**
+ * Routes match exactly: a differently cased path or a trailing slash would otherwise reach a
+ * router that the gate's document lookup did not match, and skip validation.
+ */
+export const ROUTER_OPTIONS = { caseSensitive: true, strict: true } as const;
 
 /** Default grace of a rotation: the old token keeps working this long, so clients can roll over. */
 export const DEFAULT_GRACE_SECONDS = 3600;
 
-function bearer(req: Request): string | null {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  return match?.[1] ?? null;
+/**
+ * The admin token check of every admin route (the rule is {@link requireAdminToken}: the admin
+ * token passes, a missing or unknown token gets 401, any app's token, a disabled app's included,
+ * 403 `forbidden`).
+ */
+export function requireAdmin(apps: AppDirectory): RequestHandler {
+  return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
+    await requireAdminToken(apps, bearerToken(req.headers.authorization));
+    next();
+  };
 }
 
 export interface AdminGateOptions {
@@ -31,57 +46,21 @@ export interface AdminGateOptions {
 /**
  * Mounted at /v1/admin before every admin router: the admin token is required on every admin
  * path (known or not, so probing paths with an app token learns nothing), then the request is
- * validated against the OpenAPI document: path parameters, content type and JSON body.
+ * validated against the OpenAPI document: the path must be one of its operations (404, or 405
+ * with `Allow` for another method), then path parameters, content type and JSON body. Nothing
+ * reaches an admin router unvalidated.
  */
 export function adminGate(options: AdminGateOptions): RequestHandler[] {
   const { apps, validator } = options;
-  const json = express.json({
+  const json = jsonBody({
     limit: options.maxBodyBytes ?? 65_536,
-    type: ['application/json', 'application/*+json'],
+    maxDepth: DEFAULT_MAX_PAYLOAD_DEPTH + BODY_DEPTH_ALLOWANCE,
   });
-  const requireAdmin = async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
-    const token = bearer(req);
-    if (!token) {
-      next(
-        new HourglassError(
-          'unauthenticated',
-          'send the admin token as "Authorization: Bearer <token>"',
-        ),
-      );
-      return;
-    }
-    if (apps.isAdmin(token)) {
-      next();
-      return;
-    }
-    let app: { name: string } | null;
-    try {
-      app = await apps.authenticate(token);
-    } catch (error) {
-      // A disabled app's token is still an app token.
-      if (!(error instanceof HourglassError && error.code === 'forbidden')) throw error;
-      next(
-        new HourglassError(
-          'forbidden',
-          'app tokens may not use admin endpoints; use the admin token',
-        ),
-      );
-      return;
-    }
-    next(
-      app
-        ? new HourglassError(
-            'forbidden',
-            `app "${app.name}" may not use admin endpoints; use the admin token`,
-          )
-        : new HourglassError('unauthenticated', 'unknown token'),
-    );
-  };
   const validate = (req: Request, res: Response, next: NextFunction): void => {
     const path = `${req.baseUrl}${req.path}`;
     const op = validator.match(req.method, path);
     if (!op) {
-      next();
+      refuseUnmatched(validator, req, res, next, path);
       return;
     }
     op.checkParams(path);
@@ -96,13 +75,8 @@ export function adminGate(options: AdminGateOptions): RequestHandler[] {
       next();
       return;
     }
-    if (!req.is(['application/json', 'application/*+json'])) {
-      next(
-        new HourglassError(
-          'unsupported_media_type',
-          'send the body as JSON with Content-Type: application/json',
-        ),
-      );
+    if (!isJsonRequest(req)) {
+      next(unsupportedMediaType());
       return;
     }
     json(req, res, (error?: unknown) => {
@@ -118,7 +92,39 @@ export function adminGate(options: AdminGateOptions): RequestHandler[] {
       }
     });
   };
-  return [requireAdmin, validate];
+  return [requireAdmin(apps), validate];
+}
+
+/**
+ * Answers a request no operation of the document matches: when the path is one of the document's
+ * with other methods, OPTIONS gets 204 and any other method 405, both with `Allow`; an unknown
+ * path gets 404 `route_not_found`.
+ */
+export function refuseUnmatched(
+  validator: OpenApiValidator,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+  path: string,
+): void {
+  const methods = validator.allowedMethods(path);
+  if (methods.length === 0) {
+    next(new HourglassError('route_not_found', `no route ${req.method} ${path}`));
+    return;
+  }
+  // Express answers HEAD wherever GET is served.
+  const allow = [...methods, ...(methods.includes('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ');
+  res.setHeader('Allow', allow);
+  if (req.method === 'OPTIONS') {
+    res.status(204).end();
+    return;
+  }
+  next(
+    new HourglassError(
+      'method_not_allowed',
+      `${req.method} is not allowed on ${path}; allowed: ${allow}`,
+    ),
+  );
 }
 
 /** What clients see of an app. */
@@ -167,7 +173,7 @@ function quotasFrom(value: Body): AppQuotas {
 
 /** The app admin routes, full paths, for a router mounted at the root. */
 export function adminRouter(admin: AppAdmin): Router {
-  const router = express.Router();
+  const router = express.Router(ROUTER_OPTIONS);
   const name = (req: Request): string => String(req.params.app);
 
   router.get('/v1/admin/apps', async (_req, res) => {

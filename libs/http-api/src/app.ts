@@ -6,12 +6,19 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { ErrorCode } from '@hourglass/core';
 import type { Logger } from '@hourglass/core';
-import { HourglassError, isHourglassError } from '@hourglass/core';
+import {
+  BODY_DEPTH_ALLOWANCE,
+  DEFAULT_MAX_PAYLOAD_DEPTH,
+  HourglassError,
+  isHourglassError,
+} from '@hourglass/core';
 import type { AppAdmin, AppDirectory, AppIdentity, MessageService } from '@hourglass/engine';
+import { bearerToken } from '@hourglass/engine';
 import type { NextFunction, Request, Response } from 'express';
 import express from 'express';
 import type { Registry } from 'prom-client';
-import { adminGate, adminRouter } from './admin';
+import { ROUTER_OPTIONS, adminGate, adminRouter, refuseUnmatched } from './admin';
+import { bodyParserError, jsonBody, requireJson } from './body';
 import { OpenApiValidator, openApiDocument } from './openapi';
 
 export interface ReadinessCheck {
@@ -48,41 +55,15 @@ function sendError(res: Response, error: HourglassError): void {
   res.status(error.spec.http).json(error.toBody());
 }
 
-function bearer(req: Request): string | null {
-  const header = req.headers.authorization;
-  if (!header) return null;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  return match?.[1] ?? null;
-}
-
 type Authed = Request & { hourglassApp?: AppIdentity };
-
-/** Maps body-parser failures (they carry `type`) to our codes; everything else is unknown. */
-function bodyParserError(error: unknown): HourglassError | undefined {
-  const type = (error as { type?: unknown }).type;
-  if (type === 'entity.parse.failed') {
-    return new HourglassError(
-      'malformed_json',
-      `the body is not valid JSON: ${(error as Error).message}`,
-    );
-  }
-  if (type === 'entity.too.large') {
-    const limit = (error as { limit?: number }).limit;
-    return new HourglassError(
-      'payload_too_large',
-      `the request body is larger than ${limit ?? 'the limit of'} bytes`,
-    );
-  }
-  if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
-    return new HourglassError('unsupported_media_type', (error as Error).message);
-  }
-  return undefined;
-}
 
 export function createHttpApi(options: HttpApiOptions): HttpApi {
   const { service, apps, logger } = options;
   const app = express();
   let draining = false;
+  // Before the first route: the app's router is created with these (see ROUTER_OPTIONS).
+  app.set('case sensitive routing', ROUTER_OPTIONS.caseSensitive);
+  app.set('strict routing', ROUTER_OPTIONS.strict);
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
@@ -141,25 +122,14 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     res.send(await options.metricsRegistry.metrics());
   });
 
-  const json = express.json({
+  // Deep enough for any payload the core accepts inside a batch; see BODY_DEPTH_ALLOWANCE.
+  const json = jsonBody({
     limit: options.maxRequestBytes,
-    type: ['application/json', 'application/*+json'],
+    maxDepth: (service.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH) + BODY_DEPTH_ALLOWANCE,
   });
-  const requireJson = (req: Request, _res: Response, next: NextFunction): void => {
-    if (!req.is(['application/json', 'application/*+json'])) {
-      next(
-        new HourglassError(
-          'unsupported_media_type',
-          'send the body as JSON with Content-Type: application/json',
-        ),
-      );
-      return;
-    }
-    next();
-  };
 
   const authenticate = async (req: Authed, _res: Response, next: NextFunction): Promise<void> => {
-    const token = bearer(req);
+    const token = bearerToken(req.headers.authorization);
     if (!token) {
       next(
         new HourglassError(
@@ -190,7 +160,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     return req.hourglassApp;
   };
 
-  const v1 = express.Router();
+  const v1 = express.Router(ROUTER_OPTIONS);
   v1.post('/messages/batch', authenticate, requireJson, json, async (req: Authed, res) => {
     const results = await service.scheduleBatch(caller(req), req.body);
     res.status(200).json({
@@ -217,13 +187,13 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     res.json(openApiDocument);
   });
   // Every /v1/admin route, ours and extraRoutes' alike: admin token, then the OpenAPI document.
-  app.use('/v1/admin', ...adminGate({ apps, validator: (validator ??= new OpenApiValidator()) }));
+  const documented = (validator ??= new OpenApiValidator());
+  app.use('/v1/admin', ...adminGate({ apps, validator: documented }));
   if (options.admin) app.use(adminRouter(options.admin));
   options.extraRoutes?.(app);
 
-  app.use((req, _res, next) => {
-    next(new HourglassError('route_not_found', `no route ${req.method} ${req.path}`));
-  });
+  // 405 (with Allow) for a documented path and another method, 404 for anything else.
+  app.use((req, res, next) => refuseUnmatched(documented, req, res, next, req.path));
 
   // Express recognises error handlers by their four parameters.
   app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {

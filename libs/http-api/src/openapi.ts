@@ -153,9 +153,19 @@ export class OpenApiValidator {
     }));
   }
 
+  /** The methods the document has for a concrete path (none: the path is not the document's). */
+  allowedMethods(path: string): string[] {
+    const methods: string[] = [];
+    for (const op of this.operations)
+      if (op.pattern.test(path) && !methods.includes(op.method)) methods.push(op.method);
+    return methods;
+  }
+
+  /** The operation serving a request; HEAD is served by GET (as Express does). */
   match(method: string, path: string): MatchedOperation | undefined {
+    const wanted = method === 'HEAD' ? 'GET' : method;
     const op = this.operations.find(
-      (candidate) => candidate.method === method && candidate.pattern.test(path),
+      (candidate) => candidate.method === wanted && candidate.pattern.test(path),
     );
     if (!op) return undefined;
     return {

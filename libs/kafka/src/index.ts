@@ -5,10 +5,17 @@
  * kafkajs is unmaintained since 2023 (see STYLE.md); it is used because the design card names it,
  * and kept behind {@link Publisher} so it can be replaced without touching the engine.
  */
-import type { OutboundRecord, Publisher } from '@hourglass/core';
+import type { ClaimedMessage, Delivery, DeliveryOutcome, Publisher } from '@hourglass/core';
 import { DependencyUnavailableError, PublishError } from '@hourglass/core';
 import type { Admin, Producer } from 'kafkajs';
-import { CompressionTypes, Kafka, logLevel as KafkaLogLevel } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel } from 'kafkajs';
+import type { ProduceLimits } from './delivery';
+import { deliverToKafka } from './delivery';
+import { ensureKafkaTopics } from './topics';
+
+export { KAFKA_TARGET, produceChunks } from './delivery';
+export type { ProduceLimits } from './delivery';
+export { toPublishError } from './errors';
 
 // kafkajs prints a banner about its partitioner change on every producer otherwise.
 process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
@@ -18,18 +25,29 @@ export interface KafkaPublisherOptions {
   clientId: string;
   /** Partitions of topics created by {@link KafkaPublisher.ensureTopics}. @default 4 */
   topicPartitions?: number;
-  /** How long one produce may take before it counts as failed. @default 10000 */
+  /** How long one produce may take before it counts as failed (retriable). @default 10000 */
   requestTimeoutMs?: number;
+  /** Most bytes of records in one produce request; keep it below the broker's message.max.bytes. @default 1000000 */
+  maxRequestBytes?: number;
+  /** Most records in one produce request. @default 1000 */
+  maxRequestRecords?: number;
   logger?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
-export class KafkaPublisher implements Publisher {
+export class KafkaPublisher implements Publisher, Delivery {
   private readonly kafka: Kafka;
+  private readonly limits: ProduceLimits;
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   private starting: Promise<void> | undefined;
 
   constructor(private readonly options: KafkaPublisherOptions) {
+    this.limits = {
+      maxRequestBytes: options.maxRequestBytes ?? 1_000_000,
+      maxRequestRecords: options.maxRequestRecords ?? 1000,
+      // kafkajs' own request timeout plus its short retry, so a hung broker cannot hold a batch.
+      timeoutMs: (options.requestTimeoutMs ?? 10_000) + 2_000,
+    };
     this.kafka = new Kafka({
       clientId: options.clientId,
       brokers: [...options.brokers],
@@ -85,27 +103,16 @@ export class KafkaPublisher implements Publisher {
     }
   }
 
-  async publish(records: readonly OutboundRecord[]): Promise<void> {
-    if (records.length === 0) return;
-    try {
-      await this.connect();
-      const byTopic = new Map<
-        string,
-        Array<{ key: string | null; value: Buffer; headers: Record<string, string> }>
-      >();
-      for (const record of records) {
-        let list = byTopic.get(record.topic);
-        if (!list) byTopic.set(record.topic, (list = []));
-        list.push({ key: record.key, value: record.value, headers: { ...record.headers } });
-      }
-      await this.producer!.sendBatch({
-        acks: -1,
-        compression: CompressionTypes.None,
-        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-      });
-    } catch (error) {
-      throw toPublishError(error);
-    }
+  /** {@link Delivery}: produces the messages, one outcome per message (see ./delivery). */
+  deliver(messages: readonly ClaimedMessage[]): Promise<DeliveryOutcome[]> {
+    return deliverToKafka(
+      async () => {
+        await this.connect();
+        return this.producer!;
+      },
+      messages,
+      this.limits,
+    );
   }
 
   async ensureTopics(
@@ -116,51 +123,8 @@ export class KafkaPublisher implements Publisher {
     const admin = this.admin;
     if (!admin)
       throw new DependencyUnavailableError('kafka', new Error('publisher is not started'));
-    try {
-      await admin.connect();
-      const existing = new Set(await admin.listTopics());
-      const missing = [...new Set(topics)].filter((topic) => !existing.has(topic));
-      if (missing.length === 0) return;
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map((topic) => ({
-          topic,
-          numPartitions: options.partitions ?? this.options.topicPartitions ?? 4,
-          // -1: the broker's default.replication.factor.
-          replicationFactor: options.replicationFactor ?? -1,
-        })),
-      });
-    } catch (error) {
-      throw new DependencyUnavailableError('kafka', error);
-    }
+    // Bad names and settings are `invalid_request` (see ./topics); only an unreachable Kafka is 503.
+    await ensureKafkaTopics(admin, topics, options, this.options.topicPartitions ?? 4);
   }
 }
 
-/** kafkajs marks transient protocol and network errors `retriable`; anything else counts toward giving up. */
-export function toPublishError(error: unknown): PublishError {
-  if (error instanceof PublishError) return error;
-  const err = error as {
-    name?: string;
-    message?: string;
-    retriable?: boolean;
-    cause?: unknown;
-    originalError?: unknown;
-  };
-  const name = err.name ?? 'Error';
-  // Retries exhausted wraps the last error; the connection-level ones are transient by nature.
-  const inner = (err.originalError ?? err.cause) as
-    { retriable?: boolean; name?: string } | undefined;
-  const text = `${name} ${inner?.name ?? ''} ${err.message ?? ''}`;
-  // A missing topic is "retriable" to Kafka (it may be being created), but a topic that stays
-  // missing must end in `failed` rather than retry forever, so it counts toward giving up.
-  if (/does not host this topic|UNKNOWN_TOPIC/i.test(text)) {
-    return new PublishError(`${name}: ${err.message ?? String(error)}`, false, { cause: error });
-  }
-  const transient =
-    err.retriable === true ||
-    inner?.retriable === true ||
-    /Connection|Network|Timeout|NotLeader|LeaderNotAvailable|BrokerNotFound|NotCoordinator/i.test(
-      text,
-    );
-  return new PublishError(`${name}: ${err.message ?? String(error)}`, transient, { cause: error });
-}

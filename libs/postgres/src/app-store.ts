@@ -15,9 +15,8 @@ import type {
   TokenGrant,
 } from '@hourglass/core';
 import { NO_QUOTAS } from '@hourglass/core';
-import type { PoolClient } from 'pg';
-import { Pool } from 'pg';
-import { isUnavailable, toStoreError } from './errors';
+import type { Pool } from 'pg';
+import { createPool, guarded, inTransaction } from './pool';
 import { STATE_CODES } from './rows';
 import type { AppRow } from './sql/apps';
 import * as q from './sql/apps';
@@ -70,15 +69,14 @@ export class PgAppStore implements AppStore {
 
   start(): Promise<void> {
     if (this.pool) return Promise.resolve();
-    const pool = new Pool({
+    this.pool = createPool({
       connectionString: this.options.connectionString,
       max: this.options.poolSize ?? 4,
-      connectionTimeoutMillis: this.options.connectionTimeoutMs ?? 5_000,
-      statement_timeout: this.options.statementTimeoutMs ?? 10_000,
-      application_name: 'hourglass-apps',
+      connectionTimeoutMs: this.options.connectionTimeoutMs ?? 5_000,
+      statementTimeoutMs: this.options.statementTimeoutMs ?? 10_000,
+      applicationName: 'hourglass-apps',
+      onBackgroundError: this.options.onBackgroundError ?? (() => undefined),
     });
-    pool.on('error', (err) => (this.options.onBackgroundError ?? (() => undefined))(err));
-    this.pool = pool;
     return Promise.resolve();
   }
 
@@ -90,24 +88,24 @@ export class PgAppStore implements AppStore {
 
   async clusterId(): Promise<string> {
     const pool = this.requirePool();
-    const id = await this.guard(() => q.selectClusterId(pool));
+    const id = await guarded(() => q.selectClusterId(pool));
     if (!id) throw new Error('no cluster id in cluster_meta (was the store migrated?)');
     return id;
   }
 
   async listApps(): Promise<AppRecord[]> {
     const pool = this.requirePool();
-    return (await this.guard(() => q.selectApps(pool, this.now()))).map(toRecord);
+    return (await guarded(() => q.selectApps(pool, this.now()))).map(toRecord);
   }
 
   async getApp(name: string): Promise<AppRecord | null> {
     const pool = this.requirePool();
-    const row = await this.guard(() => q.selectApp(pool, name, this.now()));
+    const row = await guarded(() => q.selectApp(pool, name, this.now()));
     return row ? toRecord(row) : null;
   }
 
   async createApp(app: NewApp, tokenHash: string, nowMs: number): Promise<AppRecord | null> {
-    const created = await this.transaction(async (client) => {
+    const created = await inTransaction(this.requirePool(), async (client) => {
       if (!(await q.insertApp(client, app.name, app.description, app.quotas, nowMs))) return false;
       await q.insertTopics(client, app.name, app.topics, nowMs);
       await q.insertToken(client, app.name, tokenHash, 0, nowMs);
@@ -121,7 +119,7 @@ export class PgAppStore implements AppStore {
     tokenHash: string,
     nowMs: number,
   ): Promise<void> {
-    await this.transaction(async (client) => {
+    await inTransaction(this.requirePool(), async (client) => {
       await q.insertApp(client, app.name, 'bootstrapped from config', NO_QUOTAS, nowMs);
       await q.insertTopics(client, app.name, app.topics, nowMs);
       await q.deleteOtherConfigTokens(client, app.name, tokenHash);
@@ -131,14 +129,14 @@ export class PgAppStore implements AppStore {
 
   async updateApp(name: string, patch: AppPatch): Promise<AppRecord | null> {
     const pool = this.requirePool();
-    const found = await this.guard(() =>
+    const found = await guarded(() =>
       q.updateApp(pool, name, patch.description ?? null, patch.disabled ?? null),
     );
     return found ? this.getApp(name) : null;
   }
 
   async deleteApp(name: string): Promise<string[] | null> {
-    return this.transaction(async (client) => {
+    return inTransaction(this.requirePool(), async (client) => {
       const hashes = await q.selectTokenHashes(client, name);
       return (await q.deleteApp(client, name)) ? hashes : null;
     });
@@ -146,7 +144,7 @@ export class PgAppStore implements AppStore {
 
   async tokenHashes(name: string): Promise<string[]> {
     const pool = this.requirePool();
-    return this.guard(() => q.selectTokenHashes(pool, name));
+    return guarded(() => q.selectTokenHashes(pool, name));
   }
 
   async rotateToken(
@@ -155,7 +153,7 @@ export class PgAppStore implements AppStore {
     nowMs: number,
     graceMs: number,
   ): Promise<AppRecord | null> {
-    const found = await this.transaction(async (client) => {
+    const found = await inTransaction(this.requirePool(), async (client) => {
       if (!(await q.selectApp(client, name, nowMs))) return false;
       await q.expireTokens(client, name, nowMs, nowMs + Math.max(0, graceMs));
       await q.insertToken(client, name, tokenHash, 0, nowMs);
@@ -166,7 +164,7 @@ export class PgAppStore implements AppStore {
 
   async findByToken(tokenHash: string, nowMs: number): Promise<TokenGrant | null> {
     const pool = this.requirePool();
-    const row = await this.guard(() => q.selectAppByToken(pool, tokenHash, nowMs));
+    const row = await guarded(() => q.selectAppByToken(pool, tokenHash, nowMs));
     return row ? { app: toRecord(row), tokenExpiresAtMs: int8(row.token_expires_at) } : null;
   }
 
@@ -174,7 +172,7 @@ export class PgAppStore implements AppStore {
     const pool = this.requirePool();
     // The foreign key refuses a grant to a missing app; answer that as "no such app".
     try {
-      await this.guard(() => q.insertTopics(pool, name, [topic], this.now()));
+      await guarded(() => q.insertTopics(pool, name, [topic], this.now()));
     } catch (err) {
       if ((err as { code?: string }).code === '23503') return null;
       throw err;
@@ -184,25 +182,25 @@ export class PgAppStore implements AppStore {
 
   async revokeTopic(name: string, topic: string): Promise<AppRecord | null> {
     const pool = this.requirePool();
-    await this.guard(() => q.deleteTopic(pool, name, topic));
+    await guarded(() => q.deleteTopic(pool, name, topic));
     return this.getApp(name);
   }
 
   async setQuotas(name: string, quotas: AppQuotas): Promise<AppRecord | null> {
     const pool = this.requirePool();
-    return (await this.guard(() => q.updateQuotas(pool, name, quotas))) ? this.getApp(name) : null;
+    return (await guarded(() => q.updateQuotas(pool, name, quotas))) ? this.getApp(name) : null;
   }
 
   async countPending(name: string): Promise<number> {
     const pool = this.requirePool();
-    return this.guard(() => q.countPending(pool, name));
+    return guarded(() => q.countPending(pool, name));
   }
 
   async stats(nowMs: number, buckets: readonly DueBucket[]): Promise<AppStats> {
     const pool = this.requirePool();
     const bounded = buckets.filter((bucket) => bucket.untilMs !== null);
     const bounds = bounded.map((bucket) => nowMs + (bucket.untilMs ?? 0));
-    const [apps, byAppState, pending] = await this.guard(() =>
+    const [apps, byAppState, pending] = await guarded(() =>
       Promise.all([
         q.countApps(pool),
         q.countByAppAndState(pool),
@@ -240,32 +238,6 @@ export class PgAppStore implements AppStore {
       byApp: [...byApp].map(([app, counts]) => ({ app, byState: counts })),
       pendingByApp: [...pendingByApp].map(([app, counts]) => ({ app, buckets: counts })),
     };
-  }
-
-  private async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
-    const pool = this.requirePool();
-    return this.guard(async () => {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const result = await work(client);
-        await client.query('COMMIT');
-        client.release();
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        client.release(isUnavailable(err) ? (err as Error) : undefined);
-        throw err;
-      }
-    });
-  }
-
-  private async guard<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (err) {
-      throw toStoreError(err);
-    }
   }
 
   private requirePool(): Pool {

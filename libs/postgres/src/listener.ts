@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Client, escapeIdentifier } from 'pg';
+import { KEEPALIVE_INITIAL_DELAY_MS } from './pool';
 
 const MAX_CHANNEL_BYTES = 63; // NAMEDATALEN - 1: longer channel names are rejected by pg_notify
 
@@ -76,6 +77,12 @@ export class HintListener {
     const client = new Client({
       connectionString: this.options.connectionString,
       application_name: 'hourglass-hints',
+      // The listener sits idle for long stretches: keepalive notices a peer that vanished, and
+      // the timeouts keep a hung server from holding the LISTEN (re)connect forever.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
+      connectionTimeoutMillis: 5_000,
+      query_timeout: 10_000,
     });
     let failed = false;
     const onDown = (err?: unknown): void => {

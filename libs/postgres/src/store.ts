@@ -5,6 +5,7 @@
  */
 import type {
   CancelOutcome,
+  ClaimRelease,
   ClaimedMessage,
   InsertContext,
   InsertOutcome,
@@ -16,15 +17,17 @@ import type {
   WheelItem,
 } from '@hourglass/core';
 import { messageKey } from '@hourglass/core';
-import type { PoolClient } from 'pg';
-import { Client, Pool } from 'pg';
-import { isUnavailable, toStoreError } from './errors';
+import type { Pool } from 'pg';
+import { Client } from 'pg';
+import { toStoreError } from './errors';
+import { createPool, guarded, inTransaction } from './pool';
 import { HintListener, hintChannel } from './listener';
 import type { MessageRow } from './rows';
 import { seqNumber, toStoredMessage, toWheelItem } from './rows';
 import { claimMessages, markMessagesDelivered, releaseMessageClaims } from './sql/claims';
 import { selectDue } from './sql/due';
-import { deleteHints } from './sql/hints';
+import { selectDelivering, lockEpochs, selectEpochs } from './sql/epochs';
+import { deleteHintRows, selectHints } from './sql/hints';
 import { insertMessages, selectMessages } from './sql/insert';
 import { cancelMessage, selectMessage } from './sql/messages';
 import { migrateInTransaction } from './sql/migrate';
@@ -101,18 +104,14 @@ export class PgMessageStore implements MessageStore {
   /** Creates the pool (connections open on demand) and, when hint listeners exist, the LISTEN connection. */
   start(): Promise<void> {
     if (this.pool) return Promise.resolve();
-    const pool = new Pool({
+    this.pool = createPool({
       connectionString: this.options.connectionString,
       max: this.options.poolSize,
-      connectionTimeoutMillis: this.options.connectionTimeoutMs,
-      // Sent in the startup packet, so it holds for every pooled connection without a round trip.
-      statement_timeout: this.options.statementTimeoutMs,
-      application_name: 'hourglass',
+      connectionTimeoutMs: this.options.connectionTimeoutMs,
+      statementTimeoutMs: this.options.statementTimeoutMs,
+      applicationName: 'hourglass',
+      onBackgroundError: this.options.onBackgroundError,
     });
-    // An idle connection that dies (server restart) is removed by the pool; without a listener the
-    // 'error' event would crash the process.
-    pool.on('error', (err) => this.options.onBackgroundError(err));
-    this.pool = pool;
     if (this.hintListeners.length > 0) this.startListener();
     return Promise.resolve();
   }
@@ -128,7 +127,7 @@ export class PgMessageStore implements MessageStore {
 
   async ping(): Promise<void> {
     const pool = this.requirePool();
-    await this.guard(() => pool.query('SELECT 1'));
+    await guarded(() => pool.query('SELECT 1'));
   }
 
   async insertBatch(
@@ -137,7 +136,7 @@ export class PgMessageStore implements MessageStore {
   ): Promise<InsertOutcome[]> {
     if (messages.length === 0) return [];
     const pool = this.requirePool();
-    return this.guard(async () => {
+    return guarded(async () => {
       const channel = await this.hintChannel(pool);
       return this.insertRound(pool, messages, context, channel, 1);
     });
@@ -145,14 +144,14 @@ export class PgMessageStore implements MessageStore {
 
   async get(app: string, id: string): Promise<StoredMessage | null> {
     const pool = this.requirePool();
-    const row = await this.guard(() => selectMessage(pool, app, id));
+    const row = await guarded(() => selectMessage(pool, app, id));
     return row === null ? null : toStoredMessage(row);
   }
 
   async cancel(app: string, id: string, nowMs: number): Promise<CancelOutcome> {
     const pool = this.requirePool();
     for (let attempt = 1; ; attempt++) {
-      const row = await this.guard(() => cancelMessage(pool, app, id, nowMs));
+      const row = await guarded(() => cancelMessage(pool, app, id, nowMs));
       if (row === null) return { kind: 'not_found' };
       const message = toStoredMessage(row);
       if (row.cancelled) return { kind: 'cancelled', message, seq: seqNumber(row.seq) };
@@ -166,7 +165,7 @@ export class PgMessageStore implements MessageStore {
   async acquireSlots(slots: readonly number[], minEpoch: number): Promise<SlotLease[]> {
     if (slots.length === 0) return [];
     const pool = this.requirePool();
-    return this.transaction(pool, async (client) => {
+    return inTransaction(pool, async (client) => {
       const rows = await bumpEpochs(client, slots, minEpoch);
       if (rows.length !== new Set(slots).size) {
         const found = new Set(rows.map((row) => row.slot));
@@ -174,10 +173,15 @@ export class PgMessageStore implements MessageStore {
           `no such slots: ${slots.filter((slot) => !found.has(slot)).join(', ')} (was the store migrated?)`,
         );
       }
-      await resetClaimsAndHints(client, slots);
-      return rows
-        .map((row) => ({ slot: row.slot, epoch: Number(row.epoch) }))
-        .sort((a, b) => a.slot - b.slot);
+      const leases: SlotLease[] = [];
+      for (const row of rows)
+        if (row.epoch !== null) leases.push({ slot: row.slot, epoch: Number(row.epoch) });
+      if (leases.length > 0)
+        await resetClaimsAndHints(
+          client,
+          leases.map((lease) => lease.slot),
+        );
+      return leases.sort((a, b) => a.slot - b.slot);
     });
   }
 
@@ -191,15 +195,46 @@ export class PgMessageStore implements MessageStore {
     if (slots.length === 0 || limit <= 0 || fromMs >= untilMs) return [];
     const pool = this.requirePool();
     const cursor = after === undefined ? undefined : { deliverAtMs: after.dueMs, seq: after.seq };
-    const rows = await this.guard(() => selectDue(pool, slots, fromMs, untilMs, limit, cursor));
+    const rows = await guarded(() => selectDue(pool, slots, fromMs, untilMs, limit, cursor));
     return rows.map(toWheelItem);
   }
 
-  async drainHints(slots: readonly number[]): Promise<WheelItem[]> {
-    if (slots.length === 0) return [];
+  async readHints(slots: readonly number[], limit: number): Promise<WheelItem[]> {
+    if (slots.length === 0 || limit <= 0) return [];
     const pool = this.requirePool();
-    const rows = await this.guard(() => deleteHints(pool, slots));
+    const rows = await guarded(() => selectHints(pool, slots, limit));
     return rows.map(toWheelItem);
+  }
+
+  async deleteHints(hints: readonly WheelItem[]): Promise<void> {
+    if (hints.length === 0) return;
+    const pool = this.requirePool();
+    await guarded(() => deleteHintRows(pool, hints));
+  }
+
+  async currentEpochs(slots: readonly number[]): Promise<Map<number, number>> {
+    if (slots.length === 0) return new Map();
+    const pool = this.requirePool();
+    return guarded(() => selectEpochs(pool, slots));
+  }
+
+  async withEpochLock<T>(
+    leases: ReadonlyMap<number, number>,
+    work: (confirmed: ReadonlySet<number>) => Promise<T>,
+  ): Promise<T> {
+    const pool = this.requirePool();
+    // The transaction only holds the lock: work's own store calls use other connections, and
+    // none of them waits for this lock (FOR SHARE does not conflict with itself).
+    return inTransaction(pool, async (client) => work(await lockEpochs(client, leases)));
+  }
+
+  async findDelivering(
+    leases: ReadonlyMap<number, number>,
+    limit: number,
+  ): Promise<MessageRef[]> {
+    if (leases.size === 0 || limit <= 0) return [];
+    const pool = this.requirePool();
+    return guarded(() => selectDelivering(pool, leases, limit));
   }
 
   onHint(listener: (slot: number) => void): void {
@@ -214,7 +249,7 @@ export class PgMessageStore implements MessageStore {
   ): Promise<ClaimedMessage[]> {
     if (refs.length === 0 || leases.size === 0) return [];
     const pool = this.requirePool();
-    const rows = await this.guard(() => claimMessages(pool, refs, leases, nowMs));
+    const rows = await guarded(() => claimMessages(pool, refs, leases, nowMs));
     return rows.map((row) => ({
       seq: seqNumber(row.seq),
       app: row.app,
@@ -236,19 +271,18 @@ export class PgMessageStore implements MessageStore {
   ): Promise<number> {
     if (refs.length === 0 || leases.size === 0) return 0;
     const pool = this.requirePool();
-    return this.guard(() => markMessagesDelivered(pool, refs, leases, nowMs));
+    return guarded(() => markMessagesDelivered(pool, refs, leases, nowMs));
   }
 
   async releaseClaims(
     refs: readonly MessageRef[],
     leases: ReadonlyMap<number, number>,
-    error: string,
-    giveUp: boolean,
+    release: ClaimRelease,
     nowMs: number,
   ): Promise<number> {
     if (refs.length === 0 || leases.size === 0) return 0;
     const pool = this.requirePool();
-    return this.guard(() => releaseMessageClaims(pool, refs, leases, error, giveUp, nowMs));
+    return guarded(() => releaseMessageClaims(pool, refs, leases, release, nowMs));
   }
 
   /** Resolves once the hint listener is listening (or its first attempt failed). For tests. */
@@ -369,32 +403,6 @@ export class PgMessageStore implements MessageStore {
         throw err;
       });
     return this.channel;
-  }
-
-  private async transaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
-    return this.guard(async () => {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const result = await work(client);
-        await client.query('COMMIT');
-        client.release();
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        // A connection that failed is not reused; after a clean ROLLBACK it is fine.
-        client.release(isUnavailable(err) ? (err as Error) : undefined);
-        throw err;
-      }
-    });
-  }
-
-  private async guard<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (err) {
-      throw toStoreError(err);
-    }
   }
 
   private requirePool(): Pool {

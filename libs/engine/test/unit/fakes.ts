@@ -8,6 +8,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type {
   CancelOutcome,
+  ClaimRelease,
   ClaimedMessage,
   InsertContext,
   InsertOutcome,
@@ -15,14 +16,15 @@ import type {
   MessageState,
   MessageStore,
   NewMessage,
+  Delivery,
+  DeliveryOutcome,
   OutboundRecord,
   PublishError,
-  Publisher,
   SlotLease,
   StoredMessage,
   WheelItem,
 } from '@hourglass/core';
-import { DependencyUnavailableError } from '@hourglass/core';
+import { DependencyUnavailableError, kafkaRecordOf } from '@hourglass/core';
 import type { Logger } from '@hourglass/core';
 
 /**
@@ -89,7 +91,11 @@ export type StoreOp =
   | 'cancel'
   | 'acquireSlots'
   | 'loadDue'
-  | 'drainHints'
+  | 'readHints'
+  | 'deleteHints'
+  | 'currentEpochs'
+  | 'withEpochLock'
+  | 'findDelivering'
   | 'claim'
   | 'markDelivered'
   | 'releaseClaims';
@@ -125,6 +131,11 @@ export interface StoreCall {
 export class FakeStore implements MessageStore {
   readonly rows = new Map<number, Row>();
   readonly epochs = new Map<number, number>();
+  /** The coordinator revision that last raised each slot's epoch (see acquireSlots). */
+  readonly ownerRevisions = new Map<number, number>();
+  /** Slots whose epoch row is held by withEpochLock now: acquireSlots of them waits. */
+  private readonly locked = new Map<number, number>();
+  private lockReleased: Array<() => void> = [];
   readonly calls: StoreCall[] = [];
   private readonly byKey = new Map<string, number>();
   private hints: WheelItem[] = [];
@@ -267,18 +278,25 @@ export class FakeStore implements MessageStore {
     });
   }
 
-  acquireSlots(slots: readonly number[], minEpoch: number): Promise<SlotLease[]> {
+  async acquireSlots(slots: readonly number[], minEpoch: number): Promise<SlotLease[]> {
+    // A takeover's FOR UPDATE waits for every shared lock on its slots' epoch rows.
+    while (slots.some((slot) => (this.locked.get(slot) ?? 0) > 0))
+      await new Promise<void>((resolve) => this.lockReleased.push(resolve));
     return this.run('acquireSlots', () => {
       const leases: SlotLease[] = [];
+      const taken = new Set<number>();
       for (const slot of new Set(slots)) {
         const previous = this.epochs.get(slot);
         if (previous === undefined) throw new Error(`no such slot ${slot}`);
+        // A newer owner raised it: a late acquisition of an old owner changes nothing.
+        if ((this.ownerRevisions.get(slot) ?? 0) > minEpoch) continue;
         const epoch = Math.max(previous + 1, minEpoch);
         this.epochs.set(slot, epoch);
+        this.ownerRevisions.set(slot, minEpoch);
         leases.push({ slot, epoch });
+        taken.add(slot);
       }
       // Every claim of the slots goes back to scheduled, whatever its epoch; hints are dropped.
-      const taken = new Set(slots);
       for (const row of this.rows.values()) {
         if (taken.has(row.message.slot) && row.state === 'delivering') {
           row.claimedEpoch = null;
@@ -316,12 +334,66 @@ export class FakeStore implements MessageStore {
     });
   }
 
-  drainHints(slots: readonly number[]): Promise<WheelItem[]> {
-    return this.run('drainHints', () => {
+  readHints(slots: readonly number[], limit: number): Promise<WheelItem[]> {
+    return this.run('readHints', () => {
       const wanted = new Set(slots);
-      const drained = this.hints.filter((hint) => wanted.has(hint.slot));
-      this.hints = this.hints.filter((hint) => !wanted.has(hint.slot));
-      return { result: drained };
+      return { result: this.hints.filter((hint) => wanted.has(hint.slot)).slice(0, limit) };
+    });
+  }
+
+  deleteHints(hints: readonly WheelItem[]): Promise<void> {
+    return this.run('deleteHints', () => {
+      const gone = new Set(hints.map((hint) => `${hint.slot}:${hint.seq}`));
+      this.hints = this.hints.filter((hint) => !gone.has(`${hint.slot}:${hint.seq}`));
+      return { result: undefined };
+    });
+  }
+
+  /** Hints waiting to be drained. */
+  get hintCount(): number {
+    return this.hints.length;
+  }
+
+  currentEpochs(slots: readonly number[]): Promise<Map<number, number>> {
+    return this.run('currentEpochs', () => {
+      const epochs = new Map<number, number>();
+      for (const slot of slots) {
+        const epoch = this.epochs.get(slot);
+        if (epoch !== undefined) epochs.set(slot, epoch);
+      }
+      return { result: epochs };
+    });
+  }
+
+  async withEpochLock<T>(
+    leases: ReadonlyMap<number, number>,
+    work: (confirmed: ReadonlySet<number>) => Promise<T>,
+  ): Promise<T> {
+    const confirmed = await this.run('withEpochLock', () => {
+      const held = new Set<number>();
+      for (const [slot, epoch] of leases) if (this.epochs.get(slot) === epoch) held.add(slot);
+      return { result: held };
+    });
+    for (const slot of confirmed) this.locked.set(slot, (this.locked.get(slot) ?? 0) + 1);
+    try {
+      return await work(confirmed);
+    } finally {
+      for (const slot of confirmed) this.locked.set(slot, (this.locked.get(slot) ?? 1) - 1);
+      const waiting = this.lockReleased;
+      this.lockReleased = [];
+      for (const resolve of waiting) resolve();
+    }
+  }
+
+  findDelivering(leases: ReadonlyMap<number, number>, limit: number): Promise<MessageRef[]> {
+    return this.run('findDelivering', () => {
+      const found: MessageRef[] = [];
+      for (const row of this.rows.values()) {
+        const lease = leases.get(row.message.slot);
+        if (row.state === 'delivering' && lease !== undefined && row.claimedEpoch === lease)
+          found.push({ seq: row.seq, slot: row.message.slot });
+      }
+      return { result: found.slice(0, limit) };
     });
   }
 
@@ -342,7 +414,6 @@ export class FakeStore implements MessageStore {
           // Only scheduled rows due by nowMs: never a row some batch is delivering.
           if (row.state !== 'scheduled' || row.message.deliverAtMs > nowMs) continue;
           row.claimedEpoch = leases.get(row.message.slot)!;
-          row.attempts++;
           this.transition(row, 'delivering');
           const m = row.message;
           claimed.push({
@@ -378,6 +449,7 @@ export class FakeStore implements MessageStore {
             continue;
           row.finishedAtMs = nowMs;
           row.claimedEpoch = null;
+          row.attempts++;
           this.transition(row, 'delivered');
           changed.push(row.seq);
         }
@@ -390,10 +462,10 @@ export class FakeStore implements MessageStore {
   releaseClaims(
     refs: readonly MessageRef[],
     leases: ReadonlyMap<number, number>,
-    error: string,
-    giveUp: boolean,
+    release: ClaimRelease,
     nowMs: number,
   ): Promise<number> {
+    const { error, giveUp, countAttempt } = release;
     return this.run(
       'releaseClaims',
       () => {
@@ -403,6 +475,7 @@ export class FakeStore implements MessageStore {
             continue;
           row.lastError = error;
           row.claimedEpoch = null;
+          if (countAttempt) row.attempts++;
           row.finishedAtMs = giveUp ? nowMs : null;
           this.transition(row, giveUp ? 'failed' : 'scheduled');
           changed.push(row.seq);
@@ -527,36 +600,49 @@ function key(app: string, id: string): string {
   return `${app}\0${id}`;
 }
 
-/** One publish call: when it was made, its records, and how it ended. */
+/** One delivery call: when it was made, its records, and how it ended. */
 export interface PublishAttempt {
   readonly at: number;
   readonly tick: number;
   readonly records: readonly OutboundRecord[];
-  /** Set once acknowledged. */
+  /** Set once answered, if any record of it was delivered. */
   ackedAt?: number;
   ackTick?: number;
+  /** Set when the whole call failed. */
   error?: PublishError;
+  /** Ids of records that failed on their own (failRecordIf), with the error. */
+  readonly recordErrors: Map<string, PublishError>;
 }
 
-export class FakePublisher implements Publisher {
+/**
+ * The delivery port, recording what it was given. `failNext` and `failIf` fail a whole call;
+ * `failRecordIf` fails single records (as Kafka fails one topic's request and not another's).
+ */
+export class FakePublisher implements Delivery {
   readonly attempts: PublishAttempt[] = [];
   private failures: PublishError[] = [];
   private failWhen: ((records: readonly OutboundRecord[]) => PublishError | undefined) | undefined;
+  private failRecordWhen: ((record: OutboundRecord) => PublishError | undefined) | undefined;
   private gate: Gate | undefined;
 
   constructor(private readonly events: Events) {}
 
-  /** The next publish calls fail with these errors, one each. */
+  /** The next delivery calls fail with these errors, one each. */
   failNext(...errors: PublishError[]): void {
     this.failures.push(...errors);
   }
 
-  /** Every publish call whose records `decide` returns an error for fails with it. */
+  /** Every delivery call whose records `decide` returns an error for fails with it. */
   failIf(decide: (records: readonly OutboundRecord[]) => PublishError | undefined): void {
     this.failWhen = decide;
   }
 
-  /** Publish calls are made (recorded) but not answered until the returned function is called. */
+  /** Every record `decide` returns an error for fails with it; the others of its call succeed. */
+  failRecordIf(decide: ((record: OutboundRecord) => PublishError | undefined) | undefined): void {
+    this.failRecordWhen = decide;
+  }
+
+  /** Delivery calls are made (recorded) but not answered until the returned function is called. */
   holdAcks(): () => void {
     const gate = new Gate();
     this.gate = gate;
@@ -566,7 +652,7 @@ export class FakePublisher implements Publisher {
     };
   }
 
-  /** How many publish calls wait for their answer at the gate. */
+  /** How many delivery calls wait for their answer at the gate. */
   get waiting(): number {
     return this.gate?.waiting ?? 0;
   }
@@ -576,6 +662,7 @@ export class FakePublisher implements Publisher {
     this.gate = undefined;
     this.failures = [];
     this.failWhen = undefined;
+    this.failRecordWhen = undefined;
   }
 
   /** The attempts that included the message with this `hourglass-id`. */
@@ -585,14 +672,16 @@ export class FakePublisher implements Publisher {
     );
   }
 
-  /** Acknowledged records, each with the time its request was made and acked. */
+  /** Delivered records, each with the time its request was made and answered. */
   acked(): Array<{ id: string; deliverAtMs: number; at: number; ackTick: number }> {
     const acked: Array<{ id: string; deliverAtMs: number; at: number; ackTick: number }> = [];
     for (const attempt of this.attempts) {
       if (attempt.ackTick === undefined) continue;
       for (const record of attempt.records) {
+        const id = record.headers['hourglass-id']!;
+        if (attempt.recordErrors.has(id)) continue;
         acked.push({
-          id: record.headers['hourglass-id']!,
+          id,
           deliverAtMs: Number(record.headers['hourglass-deliver-at']),
           at: attempt.at,
           ackTick: attempt.ackTick,
@@ -602,29 +691,18 @@ export class FakePublisher implements Publisher {
     return acked;
   }
 
-  /** How many times the message was acknowledged. */
+  /** How many times the message was delivered. */
   ackedCount(id: string): number {
-    return this.attemptsOf(id).filter((attempt) => attempt.ackTick !== undefined).length;
+    return this.acked().filter((record) => record.id === id).length;
   }
 
-  start(): Promise<void> {
-    return Promise.resolve();
-  }
-  stop(): Promise<void> {
-    return Promise.resolve();
-  }
-  ping(): Promise<void> {
-    return Promise.resolve();
-  }
-  ensureTopics(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  async publish(records: readonly OutboundRecord[]): Promise<void> {
+  async deliver(messages: readonly ClaimedMessage[]): Promise<DeliveryOutcome[]> {
+    const records = messages.map(kafkaRecordOf);
     const attempt: PublishAttempt = {
       at: Date.now(),
       tick: this.events.tick(),
-      records: [...records],
+      records,
+      recordErrors: new Map(),
     };
     this.attempts.push(attempt);
     this.events.notify();
@@ -640,11 +718,30 @@ export class FakePublisher implements Publisher {
     if (error) {
       attempt.error = error;
       this.events.notify();
-      throw error;
+      return records.map(() => ({
+        kind: 'failed',
+        target: 'kafka',
+        error: error.message,
+        retriable: error.retriable,
+      }));
     }
-    attempt.ackedAt = Date.now();
-    attempt.ackTick = this.events.tick();
+    const outcomes = records.map((record): DeliveryOutcome => {
+      const failure = this.failRecordWhen?.(record);
+      if (!failure) return { kind: 'delivered', target: 'kafka' };
+      attempt.recordErrors.set(record.headers['hourglass-id']!, failure);
+      return {
+        kind: 'failed',
+        target: 'kafka',
+        error: failure.message,
+        retriable: failure.retriable,
+      };
+    });
+    if (attempt.recordErrors.size < records.length) {
+      attempt.ackedAt = Date.now();
+      attempt.ackTick = this.events.tick();
+    }
     this.events.notify();
+    return outcomes;
   }
 }
 

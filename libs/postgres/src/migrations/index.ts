@@ -5,6 +5,7 @@
 import { sql as init } from './001_init';
 import { sql as apps } from './002_apps';
 import { sql as seq } from './003_seq';
+import { sql as ownerRevision } from './004_owner_revision';
 
 export interface Migration {
   readonly version: number;
@@ -16,4 +17,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: '001_init', sql: init },
   { version: 2, name: '002_apps', sql: apps },
   { version: 3, name: '003_seq', sql: seq },
+  { version: 4, name: '004_owner_revision', sql: ownerRevision },
 ];

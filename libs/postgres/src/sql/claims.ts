@@ -38,7 +38,7 @@
  * restart (slots.ts). A ref repeated within one claim updates its row once (an UPDATE changes a
  * row at most once per statement), so it is returned once.
  */
-import type { MessageRef } from '@hourglass/core';
+import type { ClaimRelease, MessageRef } from '@hourglass/core';
 import { leaseArrays } from '../rows';
 import type { Queryable } from './db';
 
@@ -65,7 +65,7 @@ targets AS MATERIALIZED (
 
 const CLAIM = `${REFS_AND_FENCE}
 UPDATE messages m
-SET state = 1, claimed_epoch = t.epoch, attempts = m.attempts + 1
+SET state = 1, claimed_epoch = t.epoch
 FROM targets t
 WHERE m.seq = t.seq AND m.slot = t.slot
   -- Only scheduled rows: a row still delivering is being produced by some batch, possibly one of
@@ -80,17 +80,21 @@ RETURNING m.seq, m.app, m.id, m.slot, m.topic, m.msg_key, m.payload, m.headers, 
 
 const MARK_DELIVERED = `${REFS_AND_FENCE}
 UPDATE messages m
-SET state = 2, finished_at = $5::bigint, claimed_epoch = NULL
+SET state = 2, finished_at = $5::bigint, claimed_epoch = NULL, attempts = m.attempts + 1
 FROM targets t
 WHERE m.seq = t.seq AND m.slot = t.slot
   AND m.state = 1 AND m.claimed_epoch = t.epoch`;
 
-/** `$6` the error, `$7` give up (→ failed, finished) or retry later (→ scheduled). */
+/**
+ * `$6` the error, `$7` give up (→ failed, finished) or retry later (→ scheduled), `$8` whether the
+ * target answered (the attempt counts; an outage does not).
+ */
 const RELEASE = `${REFS_AND_FENCE}
 UPDATE messages m
 SET state = CASE WHEN $7::boolean THEN 4 ELSE 0 END,
     finished_at = CASE WHEN $7::boolean THEN $5::bigint END,
     last_error = $6::text,
+    attempts = m.attempts + CASE WHEN $8::boolean THEN 1 ELSE 0 END,
     claimed_epoch = NULL
 FROM targets t
 WHERE m.seq = t.seq AND m.slot = t.slot
@@ -153,14 +157,18 @@ export async function releaseMessageClaims(
   db: Queryable,
   refs: readonly MessageRef[],
   leases: ReadonlyMap<number, number>,
-  error: string,
-  giveUp: boolean,
+  release: ClaimRelease,
   nowMs: number,
 ): Promise<number> {
   const result = await db.query({
     name: 'hourglass_release',
     text: RELEASE,
-    values: [...fencedParams(refs, leases, nowMs), error, giveUp],
+    values: [
+      ...fencedParams(refs, leases, nowMs),
+      release.error,
+      release.giveUp,
+      release.countAttempt,
+    ],
   });
   return result.rowCount ?? 0;
 }

@@ -5,10 +5,31 @@
 import type { DueRow } from '../rows';
 import type { Queryable } from './db';
 
-export async function deleteHints(db: Queryable, slots: readonly number[]): Promise<DueRow[]> {
+/** The hints of these slots, at most `limit`; they stay until {@link deleteHintRows}. */
+export async function selectHints(
+  db: Queryable,
+  slots: readonly number[],
+  limit: number,
+): Promise<DueRow[]> {
   const result = await db.query<DueRow>(
-    'DELETE FROM wheel_hints WHERE slot = ANY($1::int[]) RETURNING slot, seq, deliver_at',
-    [slots],
+    'SELECT slot, seq, deliver_at FROM wheel_hints WHERE slot = ANY($1::int[]) LIMIT $2',
+    [slots, limit],
   );
   return result.rows;
+}
+
+/**
+ * Deletes hints once their messages are in the wheel. Read, wheel, then delete: if this delete
+ * commits and its reply is lost, the hints are gone but already wheeled; if it fails, they are
+ * read again and wheeled twice, which the claim makes harmless.
+ */
+export async function deleteHintRows(
+  db: Queryable,
+  hints: readonly { slot: number; seq: number }[],
+): Promise<void> {
+  await db.query(
+    `DELETE FROM wheel_hints h USING unnest($1::int[], $2::bigint[]) AS d(slot, seq)
+     WHERE h.slot = d.slot AND h.seq = d.seq`,
+    [hints.map((h) => h.slot), hints.map((h) => h.seq)],
+  );
 }

@@ -4,8 +4,11 @@
  *
  * 1. {@link bumpEpochs} locks the slots' `slot_epochs` rows FOR UPDATE in ascending slot order (the
  *    order inserts and claims take their FOR SHARE locks in, so no deadlock) and raises the epochs.
- *    It waits for every in-flight insert, claim, markDelivered and releaseClaims of these slots;
- *    from its commit on, any of them carrying the old epoch matches nothing.
+ *    It waits for every in-flight insert, claim, markDelivered and releaseClaims of these slots,
+ *    and for every delivery made under the epoch lock (withEpochLock); from its commit on, any of
+ *    them carrying the old epoch matches nothing. The check on `owner_revision` runs on the
+ *    locked, latest version of the row: an acquisition whose coordinator revision is older than
+ *    the one that last raised the epoch belongs to a replaced owner and changes nothing.
  * 2. {@link resetClaimsAndHints} must be a separate statement: it takes a fresh snapshot after the
  *    locks were granted, so it sees claims that committed while step 1 waited. (In the same
  *    statement, e.g. as a CTE, it would use the snapshot from before the wait and leave those rows
@@ -15,17 +18,31 @@
  */
 import type { Queryable } from './db';
 
+export interface BumpedSlot {
+  slot: number;
+  /** The new epoch; null when the slot was refused (a newer owner raised it). */
+  epoch: string | null;
+  owner_revision: string;
+}
+
+/** Every requested slot that exists, with its new epoch or null when refused. */
 export async function bumpEpochs(
   db: Queryable,
   slots: readonly number[],
-  minEpoch: number,
-): Promise<{ slot: number; epoch: string }[]> {
-  const result = await db.query<{ slot: number; epoch: string }>(
-    `UPDATE slot_epochs s SET epoch = GREATEST(s.epoch + 1, $2::bigint)
-     FROM (SELECT slot FROM slot_epochs WHERE slot = ANY($1::int[]) ORDER BY slot FOR UPDATE) l
-     WHERE s.slot = l.slot
-     RETURNING s.slot, s.epoch`,
-    [slots, minEpoch],
+  revision: number,
+): Promise<BumpedSlot[]> {
+  const result = await db.query<BumpedSlot>(
+    `WITH locked AS (
+       SELECT slot, owner_revision FROM slot_epochs WHERE slot = ANY($1::int[]) ORDER BY slot FOR UPDATE
+     ),
+     bumped AS (
+       UPDATE slot_epochs s SET epoch = GREATEST(s.epoch + 1, $2::bigint), owner_revision = $2::bigint
+       FROM locked l
+       WHERE s.slot = l.slot AND l.owner_revision <= $2::bigint
+       RETURNING s.slot, s.epoch
+     )
+     SELECT l.slot, b.epoch, l.owner_revision FROM locked l LEFT JOIN bumped b ON b.slot = l.slot`,
+    [slots, revision],
   );
   return result.rows;
 }

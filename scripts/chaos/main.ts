@@ -1,0 +1,342 @@
+/**
+ * `npm run chaos` (scripts/chaos/run starts the suite's own services first): a 3-node cluster
+ * under steady load from retrying clients, one fault after another, measured from outside (what
+ * the clients were acknowledged, what a Kafka consumer received). See scripts/chaos/README.md.
+ *
+ *   npm run chaos                          the full run (≈ 6 minutes)
+ *   npm run chaos -- --quick               short outages and lower load (≈ 4 minutes)
+ *   npm run chaos -- --only kill,kafka --rate 100
+ *
+ * Exits 0 when every acknowledged message was received and none early; 1 on a missing or early
+ * message; 2 on bad usage; 3 when a node or a service could not be started (or the run timed
+ * out); 130/143 on SIGINT/SIGTERM.
+ */
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import { AbortedError, SetupError, errorText, log, sleep } from './common';
+import { ADMIN_TOKEN, Cluster } from './cluster';
+import { Recorder } from './consumer';
+import { FAULT_NAMES, runFault } from './faults';
+import type { FaultName, FaultRecord, FaultTiming } from './faults';
+import { LoadGenerator } from './load';
+import { analyse, renderTable, windowsOf } from './report';
+import { chaosServices, createRunTopic, freshDatabase, repoRoot } from './services';
+import { collectEvidence, grantTopic } from './evidence';
+
+const APP = 'demo';
+const APP_TOKEN = 'demo-token';
+const PARTITIONS = 4;
+const KEEP_RUNS = 5;
+
+function usage(code: number): never {
+  process.stderr.write(
+    'usage: npm run chaos -- [--quick] [--only kill,stop,kafka,postgres,etcd] [--rate N]\n',
+  );
+  process.exit(code);
+}
+
+let args;
+try {
+  args = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      rate: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }).values;
+} catch (error) {
+  process.stderr.write(`chaos: ${errorText(error)}\n`);
+  usage(2);
+}
+if (args.help) usage(0);
+const quick = args.quick === true;
+const faults: FaultName[] = [];
+for (const name of (args.only ?? FAULT_NAMES.join(',')).split(',').map((s) => s.trim())) {
+  if (!(FAULT_NAMES as readonly string[]).includes(name)) {
+    process.stderr.write(`chaos: unknown fault '${name}' (expected ${FAULT_NAMES.join(', ')})\n`);
+    usage(2);
+  }
+  if (!faults.includes(name as FaultName)) faults.push(name as FaultName);
+}
+faults.sort((a, b) => FAULT_NAMES.indexOf(a) - FAULT_NAMES.indexOf(b));
+const rate = Number(args.rate ?? (quick ? 40 : 200));
+if (!Number.isInteger(rate) || rate < 1 || rate > 5000) {
+  process.stderr.write(`chaos: --rate wants an integer 1-5000, got ${args.rate}\n`);
+  usage(2);
+}
+
+/** cluster.leaseTtlSeconds of config/default.yaml: the nodes are given exactly that. */
+function defaultLeaseTtl(): number {
+  const config = parseYaml(readFileSync(resolve(repoRoot, 'config/default.yaml'), 'utf8')) as {
+    cluster?: { leaseTtlSeconds?: number };
+  };
+  const ttl = config.cluster?.leaseTtlSeconds;
+  if (typeof ttl !== 'number' || ttl <= 0)
+    throw new SetupError('no cluster.leaseTtlSeconds in config/default.yaml');
+  return ttl;
+}
+
+const leaseTtlSeconds = defaultLeaseTtl();
+const timing: FaultTiming = {
+  killDownMs: 5_000,
+  stopMs: leaseTtlSeconds * 1000 + 3_000,
+  outageMs: quick
+    ? { kafka: 5_000, postgres: 5_000, etcd: 5_000 }
+    : { kafka: 30_000, postgres: 15_000, etcd: 60_000 },
+};
+const settings = {
+  mode: quick ? 'quick' : 'full',
+  faults,
+  rate,
+  nodes: 3,
+  delayMs: [1_000, 4_000],
+  warmupMs: quick ? 10_000 : 20_000,
+  settleMs: quick ? 10_000 : 20_000,
+  drainMs: 60_000,
+  leaseTtlSeconds,
+  timing,
+  concurrency: 64,
+  requestTimeoutMs: 3_000,
+  giveUpMs: quick ? 60_000 : 120_000,
+  /** The whole run is aborted (exit 3) after this long. */
+  runTimeoutMs: quick ? 10 * 60_000 : 25 * 60_000,
+};
+
+const abort = new AbortController();
+let abortCode = 0;
+let cluster: Cluster | undefined;
+let load: LoadGenerator | undefined;
+let recorder: Recorder | undefined;
+
+let firstSignalAt = 0;
+function onSignal(signal: NodeJS.Signals, code: number): void {
+  // Ctrl-C reaches the whole process group, and scripts/chaos/run then sends SIGTERM as well:
+  // only a signal well after the first one means "exit now".
+  if (firstSignalAt > 0 && Date.now() - firstSignalAt < 3_000) return;
+  if (firstSignalAt > 0) {
+    log(`${signal} again: killing the nodes and exiting`);
+    for (const node of cluster?.nodes ?? []) node.signal('SIGKILL');
+    process.exit(code);
+  }
+  firstSignalAt = Date.now();
+  log(`${signal}: stopping the load, the consumer and the nodes`);
+  abortCode = code;
+  abort.abort();
+  // Whatever is still awaited, the suite ends within a minute.
+  setTimeout(() => {
+    log('cleanup took over 60 s; killing the nodes');
+    for (const node of cluster?.nodes ?? []) node.signal('SIGKILL');
+    process.exit(code);
+  }, 60_000).unref();
+}
+process.on('SIGINT', () => onSignal('SIGINT', 130));
+process.on('SIGTERM', () => onSignal('SIGTERM', 143));
+process.on('exit', () => {
+  for (const node of cluster?.nodes ?? []) node.signal('SIGKILL');
+});
+
+function pruneRuns(runsDir: string): void {
+  const runs = readdirSync(runsDir).sort();
+  for (const old of runs.slice(0, Math.max(0, runs.length - KEEP_RUNS))) {
+    rmSync(resolve(runsDir, old), { recursive: true, force: true });
+  }
+}
+
+async function drain(loadGen: LoadGenerator, rec: Recorder): Promise<void> {
+  loadGen.stopGenerating();
+  log(`load stopped; waiting for the ${loadGen.inFlight} message(s) still being sent`);
+  if (!(await loadGen.settle(settings.giveUpMs + 10_000))) await loadGen.cancel();
+  const acked = [...loadGen.messages.values()].filter((m) => m.dueMs !== undefined);
+  const lastDue = Math.max(Date.now(), ...acked.map((m) => m.dueMs ?? 0));
+  const deadline = lastDue + settings.drainMs;
+  let outstanding = acked.filter((m) => !rec.receipts.has(m.id));
+  let lastLog = 0;
+  while (outstanding.length > 0 && Date.now() < deadline) {
+    if (Date.now() - lastLog > 5_000) {
+      log(
+        `waiting for ${outstanding.length} acknowledged message(s) to arrive (at most ${Math.ceil((deadline - Date.now()) / 1000)} s more)`,
+      );
+      lastLog = Date.now();
+    }
+    await sleep(250, abort.signal);
+    outstanding = outstanding.filter((m) => !rec.receipts.has(m.id));
+  }
+  // Duplicates produced late would still be on their way: a last short look.
+  await sleep(2_000, abort.signal);
+}
+
+async function main(): Promise<number> {
+  const runTimer = setTimeout(() => {
+    log(`the run took longer than ${settings.runTimeoutMs / 60_000} minutes; aborting`);
+    abortCode = 3;
+    abort.abort();
+  }, settings.runTimeoutMs);
+  runTimer.unref();
+
+  const services = await chaosServices();
+  const runId =
+    `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${randomBytes(3).toString('hex')}`.toLowerCase();
+  const runsDir = resolve(services.stateDir, 'runs');
+  const runDir = resolve(runsDir, runId);
+  mkdirSync(runDir, { recursive: true });
+  pruneRuns(runsDir);
+  log(
+    `run ${runId} (${settings.mode}: ${faults.join(', ')} at ${rate} msg/s); services in ${services.stateDir}, logs in ${runDir}`,
+  );
+
+  const databaseUrl = await freshDatabase(services.postgres, runId.replace(/-/g, '_'));
+  cluster = await Cluster.create(services, {
+    nodes: settings.nodes,
+    runId,
+    runDir,
+    databaseUrl,
+    leaseTtlSeconds,
+  });
+  await cluster.start(abort.signal);
+  const topic = `chaos.${runId}`;
+  await createRunTopic(services.kafkaBrokers, topic, PARTITIONS);
+  await grantTopic(cluster.urls, APP, topic, ADMIN_TOKEN);
+  recorder = new Recorder(services.kafkaBrokers, topic, runId);
+  await recorder.start(30_000);
+  log(`topic ${topic} granted to app ${APP}; consumer joined`);
+
+  load = new LoadGenerator(cluster.urls, APP_TOKEN, topic, runId, {
+    rate,
+    minDelayMs: settings.delayMs[0] ?? 1000,
+    maxDelayMs: settings.delayMs[1] ?? 4000,
+    concurrency: settings.concurrency,
+    requestTimeoutMs: settings.requestTimeoutMs,
+    giveUpMs: settings.giveUpMs,
+    maxPending: rate * 100,
+  });
+  const loadGen = load;
+  const rec = recorder;
+  const loadStartedAt = Date.now();
+  load.start();
+  const progress = setInterval(() => {
+    const acked = [...loadGen.messages.values()].filter((m) => m.ackedAt !== undefined).length;
+    log(
+      `sent ${loadGen.messages.size}, acked ${acked}, received ${rec.receipts.size}, sending ${loadGen.inFlight}`,
+    );
+  }, 10_000);
+  const records: FaultRecord[] = [];
+  try {
+    log(`warm-up: ${settings.warmupMs / 1000} s of load without a fault`);
+    await sleep(settings.warmupMs, abort.signal);
+    // A cluster that delivers nothing at all is not worth putting through faults.
+    for (let waited = 0; rec.receipts.size === 0; waited += 500) {
+      if (waited >= 20_000) {
+        throw new SetupError(
+          `nothing was delivered during the warm-up (${loadGen.messages.size} sent); see the node logs in ${runDir}`,
+        );
+      }
+      await sleep(500, abort.signal);
+    }
+    for (const name of faults) {
+      log(`fault ${name}: starting`);
+      const record = await runFault(name, { cluster, timing, abort: abort.signal });
+      records.push(record);
+      const settleUntil = Date.now() + settings.settleMs;
+      try {
+        const view = await cluster.waitBalanced(settings.settleMs, abort.signal);
+        record.notes.push(
+          `balanced ${((Date.now() - record.endedAt) / 1000).toFixed(1)} s after the end (${view})`,
+        );
+      } catch (error) {
+        if (error instanceof AbortedError) throw error;
+        record.notes.push(`not balanced within ${settings.settleMs / 1000} s of the end`);
+      }
+      log(
+        `fault ${name}: over; settling until ${((settleUntil - loadStartedAt) / 1000).toFixed(0)} s`,
+      );
+      await sleep(Math.max(0, settleUntil - Date.now()), abort.signal);
+    }
+    await drain(loadGen, rec);
+  } finally {
+    clearInterval(progress);
+  }
+
+  const windows = windowsOf(loadStartedAt, records);
+  const findings = analyse(windows, loadGen.messages, rec.receipts, loadStartedAt);
+  const table = renderTable(findings.rows);
+  const bad = findings.missingIds.length + findings.earlyIds.length;
+  const evidence =
+    bad > 0
+      ? await collectEvidence(cluster, APP_TOKEN, findings, loadGen.messages, rec.receipts)
+      : [];
+  const report = {
+    runId,
+    startedAt: new Date(loadStartedAt).toISOString(),
+    finishedAt: new Date().toISOString(),
+    settings,
+    services,
+    nodes: cluster.nodes.map((n) => ({ name: n.name, url: n.url, log: n.logFile })),
+    topic,
+    databaseUrl,
+    totals: {
+      generated: loadGen.messages.size,
+      shed: loadGen.shed,
+      acknowledged: findings.rows.reduce((sum, r) => sum + r.acknowledged, 0),
+      receivedRecords: rec.received,
+      receivedNotAcknowledged: findings.receivedNotAcknowledged,
+      recordsWithoutId: rec.anonymous,
+    },
+    rows: findings.rows,
+    missingIds: findings.missingIds,
+    earlyIds: findings.earlyIds,
+    duplicateIds: findings.duplicateIds,
+    dueMismatchIds: findings.dueMismatchIds,
+    evidence,
+  };
+  const json = JSON.stringify(report, null, 2);
+  writeFileSync(resolve(runDir, 'result.json'), json);
+  writeFileSync(resolve(runDir, 'table.md'), `${table}\n`);
+  writeFileSync(resolve(services.stateDir, 'last-result.json'), json);
+  process.stdout.write(`\n${table}\n\n`);
+  const t = report.totals;
+  process.stdout.write(
+    `${t.generated} messages generated (${t.shed} shed), ${t.acknowledged} acknowledged, ${t.receivedRecords} records received` +
+      `${t.receivedNotAcknowledged > 0 ? `, ${t.receivedNotAcknowledged} received but never acknowledged` : ''}` +
+      `${findings.dueMismatchIds.length > 0 ? `, ${findings.dueMismatchIds.length} with a deliver-at header other than the acknowledged deliverAt` : ''}.\n` +
+      `Result: ${resolve(runDir, 'result.json')}; node logs: ${runDir}\n`,
+  );
+  if (bad > 0) {
+    log(
+      `FAILED: ${findings.missingIds.length} missing, ${findings.earlyIds.length} early (ids and GET /v1/messages/{id} of each in result.json)`,
+    );
+    return 1;
+  }
+  log('ok: every acknowledged message was received, none early');
+  return 0;
+}
+
+async function run(): Promise<void> {
+  let code: number;
+  try {
+    code = await main();
+  } catch (error) {
+    if (error instanceof AbortedError || abort.signal.aborted) {
+      code = abortCode || 130;
+      log(`aborted (${errorText(error)})`);
+    } else {
+      code = error instanceof SetupError ? 3 : 1;
+      log(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    }
+  }
+  try {
+    await load?.cancel();
+    await cluster?.stop();
+    await recorder?.stop();
+  } catch (error) {
+    log(`cleanup: ${errorText(error)}`);
+    code ||= 1;
+  }
+  log(`exit ${code}`);
+  process.exit(code);
+}
+
+void run();
