@@ -223,7 +223,10 @@ export class Cluster {
     await this.waitBalanced(60_000, abort);
   }
 
-  /** Until every live node is in the view and every slot has an owner that fires it. */
+  /**
+   * Until every slot has an owner that fires it, and every running node is in the view and owns
+   * some slots.
+   */
   async waitBalanced(timeoutMs: number, abort: AbortSignal): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     let summary = 'no cluster view';
@@ -242,7 +245,8 @@ export class Cluster {
           const unowned = view.slots.filter((s) => s.owner === null || s.epoch === null).length;
           summary = `${view.nodes.map((n) => `${n.id} ${n.slots.length}`).join(', ')}; ${unowned} slot(s) not fired`;
           const live = this.nodes.filter((n) => n.running).length;
-          if (unowned === 0 && view.nodes.length === live) return summary;
+          const owning = view.nodes.filter((n) => n.slots.length > 0).length;
+          if (unowned === 0 && view.nodes.length === live && owning === live) return summary;
           break;
         } catch {
           // try the next node

@@ -56,9 +56,11 @@ export class Recorder {
       allowAutoTopicCreation: false,
       maxWaitTimeInMs: 100,
       minBytes: 1,
-      sessionTimeout: 10_000,
-      rebalanceTimeout: 10_000,
-      heartbeatInterval: 1_000,
+      // The broker's minimum (group.min.session.timeout.ms): after a Kafka restart the group
+      // waits this long for the member that went away before it lets the new one in.
+      sessionTimeout: 6_000,
+      rebalanceTimeout: 6_000,
+      heartbeatInterval: 500,
       retry: { retries: 12, initialRetryTime: 100, maxRetryTime: 1_000 },
     });
     this.consumers.push(consumer);

@@ -123,7 +123,11 @@ function onSignal(signal: NodeJS.Signals, code: number): void {
     process.exit(code);
   }
   firstSignalAt = Date.now();
-  log(`${signal}: stopping the load, the consumer and the nodes`);
+  abortRun(code, `${signal}: stopping the load, the consumer and the nodes`);
+}
+
+function abortRun(code: number, why: string): void {
+  log(why);
   abortCode = code;
   abort.abort();
   // Whatever is still awaited, the suite ends within a minute.
@@ -151,7 +155,7 @@ async function drain(loadGen: LoadGenerator, rec: Recorder): Promise<void> {
   log(`load stopped; waiting for the ${loadGen.inFlight} message(s) still being sent`);
   if (!(await loadGen.settle(settings.giveUpMs + 10_000))) await loadGen.cancel();
   const acked = [...loadGen.messages.values()].filter((m) => m.dueMs !== undefined);
-  const lastDue = Math.max(Date.now(), ...acked.map((m) => m.dueMs ?? 0));
+  const lastDue = acked.reduce((max, m) => Math.max(max, m.dueMs ?? 0), Date.now());
   const deadline = lastDue + settings.drainMs;
   let outstanding = acked.filter((m) => !rec.receipts.has(m.id));
   let lastLog = 0;
@@ -170,11 +174,11 @@ async function drain(loadGen: LoadGenerator, rec: Recorder): Promise<void> {
 }
 
 async function main(): Promise<number> {
-  const runTimer = setTimeout(() => {
-    log(`the run took longer than ${settings.runTimeoutMs / 60_000} minutes; aborting`);
-    abortCode = 3;
-    abort.abort();
-  }, settings.runTimeoutMs);
+  const runTimer = setTimeout(
+    () =>
+      abortRun(3, `the run took longer than ${settings.runTimeoutMs / 60_000} minutes; aborting`),
+    settings.runTimeoutMs,
+  );
   runTimer.unref();
 
   const services = await chaosServices();
@@ -289,6 +293,10 @@ async function main(): Promise<number> {
     missingIds: findings.missingIds,
     earlyIds: findings.earlyIds,
     duplicateIds: findings.duplicateIds,
+    /** Every receipt of the first 100 duplicated messages: which offsets, when. */
+    duplicates: findings.duplicateIds
+      .slice(0, 100)
+      .map((id) => ({ id, receipts: rec.receipts.get(id) ?? [] })),
     dueMismatchIds: findings.dueMismatchIds,
     evidence,
   };

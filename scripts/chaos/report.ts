@@ -51,6 +51,8 @@ export interface Row {
    * baseline.
    */
   recoveryMs?: number | null;
+  /** The same by the broker's append times: without the consumer's own lag. */
+  brokerRecoveryMs?: number | null;
   notes: string[];
 }
 
@@ -125,6 +127,7 @@ export function analyse(
     broker: number[];
     row: Row;
     recoveryDone: number;
+    brokerRecoveryDone: number;
     recoveryBroken: boolean;
   }
   const perWindow = windows.map((w): Tally => ({
@@ -148,6 +151,7 @@ export function analyse(
       notes: [...w.notes],
     },
     recoveryDone: w.faultEnd,
+    brokerRecoveryDone: w.faultEnd,
     recoveryBroken: false,
   }));
   const find = (t: number): Tally | undefined =>
@@ -189,9 +193,11 @@ export function analyse(
     }
     if (got.some((r) => r.deliverAt !== due)) findings.dueMismatchIds.push(message.id);
     slot.late.push(first.receivedAt - due);
-    slot.broker.push(Math.min(...got.map((r) => r.appendedAt)) - due);
+    const appendedAt = Math.min(...got.map((r) => r.appendedAt));
+    slot.broker.push(appendedAt - due);
     if (inRecovery) {
       slot.recoveryDone = Math.max(slot.recoveryDone, first.receivedAt);
+      slot.brokerRecoveryDone = Math.max(slot.brokerRecoveryDone, appendedAt);
     }
   }
   for (const slot of perWindow) {
@@ -199,6 +205,9 @@ export function analyse(
     slot.row.brokerLatenessMs = spread(slot.broker);
     if (slot.w.name !== 'baseline') {
       slot.row.recoveryMs = slot.recoveryBroken ? null : slot.recoveryDone - slot.w.faultEnd;
+      slot.row.brokerRecoveryMs = slot.recoveryBroken
+        ? null
+        : slot.brokerRecoveryDone - slot.w.faultEnd;
     }
     findings.rows.push(slot.row);
   }
@@ -218,12 +227,12 @@ function spreadCell(value: Spread | null, full = true): string {
 function recoveryCell(row: Row): string {
   if (row.recoveryMs === undefined) return '—';
   if (row.recoveryMs === null) return '**never**';
-  return num(row.recoveryMs);
+  return `${num(row.recoveryMs)} / ${num(row.brokerRecoveryMs ?? NaN)}`;
 }
 
 export function renderTable(rows: readonly Row[]): string {
   const lines = [
-    '| window | fault | due in (s) | acked | missing | early | duplicates | lateness p50 / p99 / max (ms) | at broker p99 / max (ms) | recovery (ms) | failed requests | not acked | notes |',
+    '| window | fault | due in (s) | acked | missing | early | duplicates | lateness p50 / p99 / max (ms) | at broker p99 / max (ms) | recovery: consumer / broker (ms) | failed requests | not acked | notes |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of rows) {

@@ -11,7 +11,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
-import { AbortedError, SetupError, log } from './common';
+import { AbortedError, SetupError, log, sleep } from './common';
 
 export const repoRoot = resolve(__dirname, '../..');
 
@@ -155,8 +155,8 @@ export async function freshDatabase(postgresUrl: string, runId: string): Promise
 
 /**
  * Creates the run's topic with broker-side timestamps (`LogAppendTime`: every record carries the
- * time Kafka appended it, whatever the consumer's own lag), after deleting the topics of earlier
- * runs.
+ * time Kafka appended it, whatever the consumer's own lag) and waits until every partition has a
+ * leader; then deletes the topics of earlier runs (best effort).
  */
 export async function createRunTopic(
   brokers: string[],
@@ -166,11 +166,6 @@ export async function createRunTopic(
   const admin = kafka(brokers, 'hourglass-chaos-admin').admin();
   await admin.connect();
   try {
-    const old = (await admin.listTopics()).filter((name) => name.startsWith('chaos.'));
-    if (old.length > 0) {
-      log(`deleting ${old.length} topic(s) of earlier runs`);
-      await admin.deleteTopics({ topics: old, timeout: 30_000 }).catch(() => undefined);
-    }
     await admin.createTopics({
       topics: [
         {
@@ -180,9 +175,32 @@ export async function createRunTopic(
           configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }],
         },
       ],
-      waitForLeaders: true,
       timeout: 30_000,
     });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+        const found = topics.find((t) => t.name === topic);
+        if (
+          found &&
+          found.partitions.length === partitions &&
+          found.partitions.every((p) => p.leader >= 0)
+        )
+          break;
+      } catch {
+        // UNKNOWN_TOPIC_OR_PARTITION while the creation propagates
+      }
+      if (Date.now() > deadline) throw new SetupError(`topic ${topic} has no leaders after 30 s`);
+      await sleep(100);
+    }
+    const old = (await admin.listTopics()).filter(
+      (name) => name.startsWith('chaos.') && name !== topic,
+    );
+    if (old.length > 0) {
+      log(`deleting ${old.length} topic(s) of earlier runs`);
+      await admin.deleteTopics({ topics: old, timeout: 30_000 }).catch(() => undefined);
+    }
   } finally {
     await admin.disconnect();
   }

@@ -264,6 +264,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
         maxPayloadBytes: config.limits.maxPayloadBytes,
         maxDelayMs: config.limits.maxDelayDays * 86_400_000,
         maxBatchSize: config.limits.maxBatchSize,
+        maxPayloadDepth: config.limits.maxPayloadDepth,
       },
       quotas: new SharedQuotaGate({
         backend: liveRedis,
@@ -287,6 +288,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       publisher,
       service,
       clock: systemClock,
+      maxTopicPartitions: config.limits.maxTopicPartitions,
     });
     http = createHttpApi({
       service,

@@ -67,6 +67,9 @@ export const configSchema = z.strictObject({
     maxDelayDays: z.number().min(0),
     maxBatchSize: z.number().int().min(1).max(10000),
     maxRequestBytes: z.number().int().min(1024),
+    // Bounds of the input rules in libs/core (MAX_PAYLOAD_DEPTH_CEILING, MAX_TOPIC_PARTITIONS_CEILING).
+    maxPayloadDepth: z.number().int().min(1).max(1000),
+    maxTopicPartitions: z.number().int().min(1).max(10_000),
   }),
   auth: z.strictObject({ adminToken: z.string().min(8) }),
   quotas: z.strictObject({ failMode: z.enum(['open', 'closed']) }),
@@ -162,6 +165,12 @@ export function validateConfig(raw: unknown): HourglassConfig {
           `(${known.join(', ')}) are refused when listening on a non-loopback address; set your own`,
       );
     }
+  }
+  if (config.kafka.topicPartitions > config.limits.maxTopicPartitions) {
+    throw new ConfigError(
+      `invalid configuration:\n  kafka.topicPartitions: ${config.kafka.topicPartitions} is more than ` +
+        `limits.maxTopicPartitions (${config.limits.maxTopicPartitions})`,
+    );
   }
   const names = new Set<string>();
   for (const [index, app] of config.apps.entries()) {

@@ -194,7 +194,7 @@ export class MessageService {
     const quotas = app.quotas;
     if (!quotas) return global;
     return {
-      maxBatchSize: global.maxBatchSize,
+      ...global,
       maxPayloadBytes: Math.min(
         global.maxPayloadBytes,
         quotas.maxPayloadBytes ?? Number.POSITIVE_INFINITY,

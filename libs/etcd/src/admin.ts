@@ -79,12 +79,7 @@ export class ClusterAdmin {
     const state = await this.read();
     if (!state.nodes.has(node)) throw new HourglassError('not_found', `no live node "${node}"`);
     const since = new Date(this.settings.clock.now()).toISOString();
-    await this.write(() =>
-      this.ns
-        .put(drainedKey(node))
-        .value(JSON.stringify({ since }))
-        .exec(),
-    );
+    await this.write(() => this.ns.put(drainedKey(node)).value(JSON.stringify({ since })).exec());
   }
 
   /** @throws HourglassError `not_found` when the node is neither live nor drained. */
@@ -98,9 +93,11 @@ export class ClusterAdmin {
   private checkSlot(slot: number): void {
     const { slotCount } = this.settings;
     if (!Number.isInteger(slot) || slot < 0 || slot >= slotCount) {
-      throw new HourglassError('invalid_request', `slot must be an integer from 0 to ${slotCount - 1}`, [
-        { path: 'slot', message: 'out of range' },
-      ]);
+      throw new HourglassError(
+        'invalid_request',
+        `slot must be an integer from 0 to ${slotCount - 1}`,
+        [{ path: 'slot', message: 'out of range' }],
+      );
     }
   }
 

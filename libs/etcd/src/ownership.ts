@@ -30,13 +30,17 @@ export class Ownership {
   ) {}
 
   /**
-   * Whether every slot the engine fires is covered by a key of the current lease. While it holds
-   * that key (and the lease is fresh) no other node can raise the slot's epoch; a slot still fired
-   * from a lost lease may have been taken over, so until it is re-acquired or released the node's
-   * ownership as a whole is not confirmed (the engine then fires under the store's epoch lock).
+   * Whether every slot the engine fires was acquired under a key of the current lease. While it
+   * holds that key (and the lease is fresh) no other node can raise the slot's epoch. A slot still
+   * fired under a lost lease may have been taken over meanwhile, so until it is re-acquired (or
+   * released) the node's ownership as a whole is not confirmed: the engine then fires under the
+   * store's epoch lock.
    */
   backed(): boolean {
-    return this.engine.ownedSlots().every(({ slot }) => this.held.has(slot));
+    return this.engine.ownedSlots().every(({ slot }) => {
+      const revision = this.fired.get(slot);
+      return revision !== undefined && revision === this.held.get(slot)?.revision;
+    });
   }
 
   /** Slots the engine fires, or will once a queued acquisition ran: what to release before a key goes. */

@@ -30,6 +30,8 @@ export class Passes {
   private failingSince: number | undefined;
   /** The target of the last pass: what an acquisition checks when it runs. */
   private target: ReadonlyMap<number, string> | undefined;
+  /** Slot → until when it is not claimed again: its key was given back after a refusal. */
+  private readonly holdOff = new Map<number, number>();
 
   constructor(
     private readonly settings: Settings,
@@ -155,7 +157,7 @@ export class Passes {
     // 2. Hand over (and remove stale keys of ours), then 3. take what the target gives us.
     await this.handOver(plan.release, plan.stale);
     if (!assignment || session.lost || !session.isFresh()) return;
-    await this.claim(session, plan.claim);
+    await this.claim(session, this.notHeldOff(plan.claim));
     this.acquire(session, assignment);
   }
 
@@ -171,6 +173,7 @@ export class Passes {
     const { ownership, ns } = this;
     const releasing = release.flatMap((slot) => {
       const held = ownership.held.get(slot);
+      if (held?.refused) this.holdOff.set(slot, Date.now() + ACQUIRE_RETRY_MS);
       return held ? [{ slot, createRevision: held.revision }] : [];
     });
     const deleted = await guardedTxns(
@@ -187,6 +190,21 @@ export class Passes {
         'released slots',
       );
     if (deleted.errors.length > 0) throw deleted.errors[0];
+  }
+
+  /** Leaves out the slots refused a moment ago, so a refusal cannot make passes loop hot. */
+  private notHeldOff(slots: readonly number[]): number[] {
+    const now = Date.now();
+    return slots.filter((slot) => {
+      const untilMs = this.holdOff.get(slot);
+      if (untilMs === undefined) return true;
+      if (untilMs <= now) {
+        this.holdOff.delete(slot);
+        return true;
+      }
+      this.kick(untilMs - now);
+      return false;
+    });
   }
 
   /** Creates the keys of free slots assigned to us, bound to our lease. */
@@ -256,7 +274,9 @@ export class Passes {
 
   /** Rewrites our owner keys with the epochs the store gave us, for the admin view (informational). */
   private async publishEpochs(session: Session, result: Acquired): Promise<void> {
-    const publish = result.acquired.filter(({ slot, held }) => this.ownership.held.get(slot) === held);
+    const publish = result.acquired.filter(
+      ({ slot, held }) => this.ownership.held.get(slot) === held,
+    );
     if (publish.length === 0 || session.lost) return;
     const { ns } = this;
     const { errors } = await guardedTxns(

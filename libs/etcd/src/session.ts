@@ -212,20 +212,23 @@ export class Sessions {
     if (this.current) this.retire(this.current);
     const session = await Session.grant(this.client, this.settings, this.events);
     try {
-      await this.revokeStale();
-      await this.revokePredecessor(session);
+      const key = nodeKey(nodeId);
+      const previous = String((await this.ns.get(key).exec()).kvs[0]?.lease ?? '0');
+      // Not one of our own earlier leases (revokeStale has those): an earlier process's.
+      const predecessor =
+        previous !== '0' && !this.staleLeases.has(previous) ? previous : undefined;
       const info: NodeInfo = {
         id: nodeId,
         httpUrl: this.settings.httpUrl,
         grpcAddress: this.settings.grpcAddress,
         startedAt: new Date(clock.now()).toISOString(),
       };
-      const put = await this.ns
-        .put(nodeKey(nodeId))
-        .value(JSON.stringify(info))
-        .lease(session.leaseId)
-        .exec();
+      const put = await this.ns.put(key).value(JSON.stringify(info)).lease(session.leaseId).exec();
       session.nodeKeyRevision = Number(put.header.revision);
+      // Revoked only once the node key is on the new lease: revoking first would delete it, and
+      // the others would give our slots away as if we had left.
+      await this.revokeStale();
+      if (predecessor !== undefined) await this.revokePredecessor(predecessor);
     } catch (error) {
       this.retire(session);
       throw error;
@@ -265,16 +268,10 @@ export class Sessions {
    * (killed, then restarted before its lease expired): revoking that lease frees its slots now
    * instead of after the TTL. That process is gone: two live nodes must never share an id.
    */
-  private async revokePredecessor(session: Session): Promise<void> {
-    const { nodeId, logger } = this.settings;
-    const found = await this.ns.get(nodeKey(nodeId)).exec();
-    const lease = found.kvs[0]?.lease;
-    if (lease === undefined || lease === '0' || lease === session.leaseId) return;
-    // One of our own earlier leases whose revocation just failed: it expires on its own.
-    if (this.staleLeases.has(String(lease))) return;
-    await revokeLease(this.client, String(lease));
-    logger.warn(
-      { lease: String(lease) },
+  private async revokePredecessor(lease: string): Promise<void> {
+    await revokeLease(this.client, lease);
+    this.settings.logger.warn(
+      { lease },
       'revoked the lease of an earlier process with this node id (restarted before it expired?)',
     );
   }

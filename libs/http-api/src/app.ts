@@ -92,6 +92,18 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     next();
   });
 
+  const documented = (validator ??= new OpenApiValidator());
+  // OPTIONS is answered from the document (204 with Allow), before Express would answer it from
+  // its routes (GET /v1/messages/{id} also matches /v1/messages/batch). Admin paths are left to
+  // the admin gate: their methods are for the admin token only.
+  app.use((req, res, next) => {
+    if (req.method !== 'OPTIONS' || req.path === '/v1/admin' || req.path.startsWith('/v1/admin/')) {
+      next();
+      return;
+    }
+    refuseUnmatched(documented, req, res, next, req.path);
+  });
+
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -187,7 +199,6 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     res.json(openApiDocument);
   });
   // Every /v1/admin route, ours and extraRoutes' alike: admin token, then the OpenAPI document.
-  const documented = (validator ??= new OpenApiValidator());
   app.use('/v1/admin', ...adminGate({ apps, validator: documented }));
   if (options.admin) app.use(adminRouter(options.admin));
   options.extraRoutes?.(app);
@@ -200,6 +211,11 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     if (res.headersSent) return;
     const known = isHourglassError(error) ? error : bodyParserError(error);
     if (known) {
+      if (known.cause !== undefined) {
+        // A dependency refused (503): the reason is for the operator, not the client.
+        const reason = known.cause instanceof Error ? known.cause.message : String(known.cause);
+        logger.debug({ code: known.code, reason, method: req.method, path: req.path }, 'refused');
+      }
       sendError(res, known);
       return;
     }

@@ -153,11 +153,17 @@ export class OpenApiValidator {
     }));
   }
 
-  /** The methods the document has for a concrete path (none: the path is not the document's). */
+  /**
+   * The methods the document has for a concrete path (none: the path is not the document's). As
+   * OpenAPI matches paths, a template with fewer parameters wins: `/v1/messages/batch` is that path
+   * item's, not `/v1/messages/{id}`'s.
+   */
   allowedMethods(path: string): string[] {
+    const matching = this.operations.filter((op) => op.pattern.test(path));
+    const fewest = Math.min(...matching.map((op) => op.paramNames.length));
     const methods: string[] = [];
-    for (const op of this.operations)
-      if (op.pattern.test(path) && !methods.includes(op.method)) methods.push(op.method);
+    for (const op of matching)
+      if (op.paramNames.length === fewest && !methods.includes(op.method)) methods.push(op.method);
     return methods;
   }
 

@@ -52,7 +52,10 @@ export function checkTopicSettings(topics: readonly string[], settings: TopicSet
   )
     details.push({ path: 'replicationFactor', message: 'must be an integer >= 1' });
   if (details.length > 0)
-    throw refused(`invalid topic: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`, details);
+    throw refused(
+      `invalid topic: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`,
+      details,
+    );
 }
 
 /**
@@ -73,7 +76,10 @@ export function createTopicsRefusal(error: unknown): HourglassError | undefined 
     const path = REQUEST_ERRORS[part.type];
     if (path === undefined) return undefined;
     const topic = typeof part.topic === 'string' ? `"${part.topic}": ` : '';
-    details.push({ path, message: `${topic}Kafka refused it (${part.type}: ${String(part.message)})` });
+    details.push({
+      path,
+      message: `${topic}Kafka refused it (${part.type}: ${String(part.message)})`,
+    });
   }
   if (details.length === 0) return undefined;
   return refused(
@@ -119,7 +125,12 @@ export async function ensureKafkaTopics(
     if (settings.replicationFactor > brokers.length) {
       throw refused(
         `replicationFactor ${settings.replicationFactor} is more than the ${brokers.length} broker(s) of the Kafka cluster`,
-        [{ path: 'replicationFactor', message: `at most ${brokers.length}, the number of brokers` }],
+        [
+          {
+            path: 'replicationFactor',
+            message: `at most ${brokers.length}, the number of brokers`,
+          },
+        ],
       );
     }
   }

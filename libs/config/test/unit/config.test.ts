@@ -46,6 +46,24 @@ describe('config', () => {
     assert.equal(config.auth.adminToken, 'a-long-random-admin-token');
   });
 
+  it('bounds the input limits: maxPayloadDepth 1-1000, maxTopicPartitions 1-10000 and >= kafka.topicPartitions', () => {
+    const config = loadConfig({ env: {} });
+    assert.equal(config.limits.maxPayloadDepth, 64);
+    assert.equal(config.limits.maxTopicPartitions, 64);
+    for (const [limits, key] of [
+      [{ maxPayloadDepth: 0 }, 'limits.maxPayloadDepth'],
+      [{ maxPayloadDepth: 1001 }, 'limits.maxPayloadDepth'],
+      [{ maxTopicPartitions: 10_001 }, 'limits.maxTopicPartitions'],
+      [{ maxTopicPartitions: 2 }, 'kafka.topicPartitions'],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ env: {}, overrides: { limits } }),
+        (error: unknown) => error instanceof ConfigError && error.message.includes(key),
+        JSON.stringify(limits),
+      );
+    }
+  });
+
   it('names the key of a bad value', () => {
     assert.throws(
       () => loadConfig({ env: { HOURGLASS__HTTP__PORT: 'eighty' } }),

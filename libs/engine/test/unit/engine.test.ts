@@ -1,154 +1,21 @@
 /**
- * DelayEngine against in-memory fakes of its ports (./fakes.ts), on the real clock: messages are
- * due tens of milliseconds ahead and the tests await events the fakes signal (a row changing
- * state, a produce being made or acked, a call waiting at a gate), never a sleep.
+ * DelayEngine against in-memory fakes of its ports (./fakes.ts, set up by ./harness.ts), on the
+ * real clock: messages are due tens of milliseconds ahead and the tests await events the fakes
+ * signal (a row changing state, a produce being made or acked, a call waiting at a gate), never
+ * a sleep.
  */
 import assert from 'node:assert/strict';
-import type { NewMessage } from '@hourglass/core';
 import { HourglassError, PublishError } from '@hourglass/core';
-import type { AppIdentity, EngineOptions } from '../../src';
-import { systemClock } from '@hourglass/core';
-import { DelayEngine, EngineMetrics, MessageService } from '../../src';
-import type { PublishAttempt } from './fakes';
-import { Events, FakePublisher, FakeStore, TestLogger } from './fakes';
-
-const SLOTS = 16;
-/** The slots the engine under test owns; the others belong to "another node". */
-const OWNED = [0, 1, 2, 3, 4, 5, 6, 7];
-const APP = 'app1';
-const TOPIC = 'orders';
-
-const BASE_OPTIONS: EngineOptions = {
-  horizonMs: 60_000,
-  // Long: firing must not depend on the loader or hint timers to get going.
-  loaderIntervalMs: 10_000,
-  hintDrainIntervalMs: 10_000,
-  fireBatchSize: 100,
-  fireConcurrency: 2,
-  claimAheadMs: 25,
-  maxAttempts: 3,
-  retryInitialMs: 10,
-  retryMaxMs: 40,
-};
-
-interface Harness {
-  events: Events;
-  store: FakeStore;
-  publisher: FakePublisher;
-  logger: TestLogger;
-  metrics: EngineMetrics;
-  engine: DelayEngine;
-  options: EngineOptions;
-  /** Inserts through the engine (as the API does) and returns the seqs, asserting each was created. */
-  insert(messages: readonly NewMessage[]): Promise<number[]>;
-  seq(id: string): number;
-}
-
-const harnesses: Harness[] = [];
-
-async function harness(
-  overrides: Partial<EngineOptions> = {},
-  owned: readonly number[] = OWNED,
-): Promise<Harness> {
-  const events = new Events();
-  const store = new FakeStore(events, SLOTS);
-  const publisher = new FakePublisher(events);
-  const logger = new TestLogger();
-  const metrics = new EngineMetrics();
-  const options = { ...BASE_OPTIONS, ...overrides };
-  const engine = new DelayEngine(
-    { store, delivery: publisher, clock: systemClock, logger, metrics },
-    options,
-  );
-  const h: Harness = {
-    events,
-    store,
-    publisher,
-    logger,
-    metrics,
-    engine,
-    options,
-    async insert(messages) {
-      const outcomes = await engine.insert(messages);
-      return outcomes.map((outcome) => {
-        assert.equal(outcome.kind, 'created');
-        return outcome.kind === 'created' ? outcome.seq : -1;
-      });
-    },
-    seq: (id) => store.seqOf(APP, id),
-  };
-  harnesses.push(h);
-  await engine.start();
-  if (owned.length > 0) await engine.acquireSlots(owned);
-  return h;
-}
-
-afterEach(async () => {
-  for (const h of harnesses.splice(0)) {
-    // A failed test may have left a gate closed; stop() would wait at it.
-    h.store.openAll();
-    h.publisher.openAll();
-    await h.engine.stop();
-  }
-});
-
-let counter = 0;
-function message(id: string, deliverAtMs: number, slot = 0, topic = TOPIC): NewMessage {
-  counter++;
-  return {
-    app: APP,
-    id,
-    slot,
-    topic,
-    key: `k-${counter}`,
-    payload: Buffer.from(`payload of ${id}`),
-    payloadEncoding: 'json',
-    headers: { 'x-test': id },
-    deliverAtMs,
-    fingerprint: `fp-${id}`,
-  };
-}
-
-/** The produce requests each message id was part of, built in one pass. */
-function attemptsById(publisher: FakePublisher): Map<string, PublishAttempt[]> {
-  const byId = new Map<string, PublishAttempt[]>();
-  for (const attempt of publisher.attempts) {
-    for (const record of attempt.records) {
-      const id = record.headers['hourglass-id']!;
-      const list = byId.get(id) ?? [];
-      list.push(attempt);
-      byId.set(id, list);
-    }
-  }
-  return byId;
-}
-
-/**
- * Each message: delivered, acknowledged by Kafka exactly once, never produced (not even in a
- * failed attempt) before its due time, and marked delivered only after the ack.
- */
-function assertDeliveredOnce(h: Harness, ids: readonly string[]): void {
-  const byId = attemptsById(h.publisher);
-  for (const id of ids) {
-    const row = h.store.row(h.seq(id));
-    assert.equal(row.state, 'delivered', `${id} is ${row.state}`);
-    const attempts = byId.get(id) ?? [];
-    const acked = attempts.filter((attempt) => attempt.ackTick !== undefined);
-    assert.equal(acked.length, 1, `${id} acknowledged ${acked.length} times`);
-    const inRequest = acked[0]!.records.filter((r) => r.headers['hourglass-id'] === id).length;
-    assert.equal(inRequest, 1, `${id} is ${inRequest} times in its request`);
-    for (const attempt of attempts) {
-      const early = row.message.deliverAtMs - attempt.at;
-      assert.ok(early <= 0, `${id} produced ${early} ms before its due time`);
-    }
-    const marked = row.history.find((change) => change.state === 'delivered')!;
-    assert.ok(marked.tick > acked[0]!.ackTick!, `${id} marked delivered before Kafka acked it`);
-  }
-}
-
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
-}
+import {
+  APP,
+  CALLER as caller,
+  OWNED,
+  assertDeliveredOnce,
+  harness,
+  message,
+  range,
+  service,
+} from './harness';
 
 describe('DelayEngine (fake store and publisher)', () => {
   it('publishes each message once and never before it is due, over a spread of due times', async () => {
@@ -209,14 +76,6 @@ describe('DelayEngine (fake store and publisher)', () => {
   });
 
   describe('cancel', () => {
-    const caller: AppIdentity = { name: APP, topics: new Set([TOPIC]) };
-    function service(h: Harness): MessageService {
-      return new MessageService(h.engine, h.store, systemClock, h.metrics, {
-        slotCount: SLOTS,
-        limits: { maxPayloadBytes: 1 << 20, maxDelayMs: 86_400_000, maxBatchSize: 1000 },
-      });
-    }
-
     it('wins before the claim window: the message leaves the wheel and is never published', async () => {
       const h = await harness();
       const t = Date.now();

@@ -84,6 +84,8 @@ class Gate {
 
 /** `before`: throws without changing anything. `after`: commits, then throws (outcome unknown). */
 export type StoreFailure = 'before' | 'after';
+/** A planned outcome of one call: a failure, or `ok` (the call succeeds; lets a later one fail). */
+export type StorePlan = StoreFailure | 'ok';
 
 export type StoreOp =
   | 'insertBatch'
@@ -141,8 +143,9 @@ export class FakeStore implements MessageStore {
   private hints: WheelItem[] = [];
   private hintListeners: Array<(slot: number) => void> = [];
   private nextSeq = 1;
-  private readonly failures = new Map<StoreOp, StoreFailure[]>();
+  private readonly failures = new Map<StoreOp, StorePlan[]>();
   private readonly gates = new Map<StoreOp, Gate>();
+  private readonly replyGates = new Map<StoreOp, Gate>();
 
   constructor(
     private readonly events: Events,
@@ -153,8 +156,8 @@ export class FakeStore implements MessageStore {
 
   // ---- test controls --------------------------------------------------------------------------
 
-  /** The next calls of `op` fail, one failure each. */
-  failNext(op: StoreOp, ...failures: StoreFailure[]): void {
+  /** The next calls of `op` fail, one failure each (`ok`: that call succeeds). */
+  failNext(op: StoreOp, ...failures: StorePlan[]): void {
     this.failures.set(op, [...(this.failures.get(op) ?? []), ...failures]);
   }
 
@@ -173,9 +176,29 @@ export class FakeStore implements MessageStore {
     return this.gates.get(op)?.waiting ?? 0;
   }
 
+  /**
+   * Calls of `op` take effect (and are recorded), then their reply waits until the returned
+   * function is called: the statement committed, the caller does not know yet.
+   */
+  holdReply(op: StoreOp): () => void {
+    const gate = new Gate();
+    this.replyGates.set(op, gate);
+    return () => {
+      if (this.replyGates.get(op) === gate) this.replyGates.delete(op);
+      gate.open();
+    };
+  }
+
+  /** How many committed calls of `op` wait for their reply. */
+  replyWaitingAt(op: StoreOp): number {
+    return this.replyGates.get(op)?.waiting ?? 0;
+  }
+
   openAll(): void {
     for (const gate of this.gates.values()) gate.open();
+    for (const gate of this.replyGates.values()) gate.open();
     this.gates.clear();
+    this.replyGates.clear();
     this.failures.clear();
   }
 
@@ -521,7 +544,8 @@ export class FakeStore implements MessageStore {
       await gate.passed;
       gate.waiting--;
     }
-    const failure = this.failures.get(op)?.shift();
+    const planned = this.failures.get(op)?.shift();
+    const failure = planned === 'ok' ? undefined : planned;
     const record = (changed: readonly number[]): void => {
       this.calls.push({
         op,
@@ -543,6 +567,13 @@ export class FakeStore implements MessageStore {
     const { result, changed = [] } = apply();
     record(changed);
     this.events.notify();
+    const replyGate = this.replyGates.get(op);
+    if (replyGate) {
+      replyGate.waiting++;
+      this.events.notify();
+      await replyGate.passed;
+      replyGate.waiting--;
+    }
     if (failure === 'after') {
       throw new DependencyUnavailableError(
         'postgres',

@@ -257,6 +257,45 @@ describe('gRPC exporter (hourglass.v1.Messages, grpc.health.v1.Health)', functio
     assert.equal(unsafe.trailers['hourglass-error-code'], 'invalid_request');
   });
 
+  it('refuses NUL in the key and payload_json nested too deep with INVALID_ARGUMENT, never INTERNAL', async () => {
+    const detailPaths = (outcome: Outcome<unknown>): string[] =>
+      (JSON.parse(outcome.trailers['hourglass-error-details']!) as Array<{ path: string }>).map(
+        (d) => d.path,
+      );
+    const nul = await call(messages, 'Schedule', {
+      topic,
+      key: 'a\u0000b',
+      payloadJson: '1',
+      delayMs: 5,
+    });
+    assert.equal(nul.error?.code, GrpcStatus.INVALID_ARGUMENT);
+    assert.deepEqual(detailPaths(nul), ['key']);
+    for (const depth of [65, 1_000_000]) {
+      const deep = await call(messages, 'Schedule', {
+        topic,
+        payloadJson: `${'['.repeat(depth)}${']'.repeat(depth)}`,
+        delayMs: 5,
+      });
+      assert.equal(deep.error?.code, GrpcStatus.INVALID_ARGUMENT, `depth ${depth}`);
+      assert.deepEqual(detailPaths(deep), ['payload']);
+    }
+    const batch = await call<{ results: Array<{ error?: { details: Array<{ path: string }> } }> }>(
+      messages,
+      'ScheduleBatch',
+      {
+        messages: [
+          { topic, payloadJson: '[[1]]', delayMs: 600_000 },
+          { topic, payloadJson: '['.repeat(100) + ']'.repeat(100), delayMs: 600_000 },
+        ],
+      },
+    );
+    assert.equal(batch.response?.results[0]?.error, undefined);
+    assert.deepEqual(
+      batch.response?.results[1]?.error?.details.map((d) => d.path),
+      ['messages/1/payload'],
+    );
+  });
+
   it('reports per-item refusals of a batch at the caller positions, including bad payload_json', async () => {
     const stamp = Date.now();
     const outcome = await call<{

@@ -6,7 +6,7 @@
  * document itself, so it is checked on a few bodies only.
  */
 import assert from 'node:assert/strict';
-import { parseScheduleRequest } from '@hourglass/core';
+import { ERROR_TABLE, parseScheduleRequest } from '@hourglass/core';
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import { OpenApiValidator, openApiDocument } from '../../src/openapi';
@@ -26,6 +26,15 @@ const valid: unknown[] = [
   { id: 'order:42.v1_x-y', topic: 't', key: 'k', payload: 1, delayMs: 1 },
   { topic: 't', key: null, payload: 1, delayMs: 1, headers: { 'x-trace': 'abc', empty: '' } },
   { topic: 't', payload: 1, delayMs: 1, headers: {} },
+  { topic: '...', payload: 'a\u0000b', delayMs: 1 },
+  {
+    id: '...',
+    topic: '.a',
+    key: 'k\u00e9',
+    payload: 1,
+    delayMs: 1,
+    headers: { 'x-\u00e9': '\u00e9' },
+  },
 ];
 
 const invalid: unknown[] = [
@@ -73,6 +82,14 @@ const invalid: unknown[] = [
     headers: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, 'v'])),
   },
   { topic: 't', payload: 1, delayMs: 1, delay: 5 },
+  // What Postgres cannot store, and names Kafka or URLs cannot take.
+  { topic: 't', key: 'a\u0000b', payload: 1, delayMs: 1 },
+  { topic: 't', payload: 1, delayMs: 1, headers: { 'x-foo': 'v\u0000' } },
+  { topic: 't', payload: 1, delayMs: 1, headers: { 'x\u0000': 'v' } },
+  { topic: '.', payload: 1, delayMs: 1 },
+  { topic: '..', payload: 1, delayMs: 1 },
+  { id: '.', topic: 't', payload: 1, delayMs: 1 },
+  { id: '..', topic: 't', payload: 1, delayMs: 1 },
 ];
 
 describe('OpenAPI document', () => {
@@ -132,6 +149,59 @@ describe('OpenAPI document', () => {
     }
   });
 
+  it('lists every error code of ERROR_TABLE in the Error schema', () => {
+    const schemas = (openApiDocument.components as { schemas: Record<string, unknown> }).schemas;
+    const error = schemas.Error as {
+      properties: { error: { properties: { code: { enum: string[] } } } };
+    };
+    assert.deepEqual(
+      [...error.properties.error.properties.code.enum].sort(),
+      Object.keys(ERROR_TABLE).sort(),
+    );
+  });
+
+  it('documents the statuses every operation can answer', () => {
+    const paths = openApiDocument.paths as Record<
+      string,
+      Record<string, { responses?: Record<string, unknown>; requestBody?: unknown }>
+    >;
+    for (const [path, item] of Object.entries(paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        if (!op.responses) continue;
+        const statuses = Object.keys(op.responses);
+        const where = `${method.toUpperCase()} ${path}`;
+        // Every route but the liveness probe refuses requests while the node shuts down.
+        if (path !== '/healthz') assert.ok(statuses.includes('503'), `${where}: 503`);
+        const secured = path.startsWith('/v1/messages') || path.startsWith('/v1/admin');
+        if (secured) {
+          for (const status of ['400', '401', '403'])
+            assert.ok(statuses.includes(status), `${where}: ${status}`);
+        }
+        if (op.requestBody) {
+          for (const status of ['400', '413', '415'])
+            assert.ok(statuses.includes(status), `${where}: ${status}`);
+        } else {
+          assert.ok(!statuses.includes('415'), `${where}: 415 without a body`);
+        }
+      }
+    }
+  });
+
+  it('knows the methods of each path, for 405 and OPTIONS', () => {
+    const validator = new OpenApiValidator();
+    assert.deepEqual(validator.allowedMethods('/v1/admin/apps/shop').sort(), [
+      'DELETE',
+      'GET',
+      'PATCH',
+    ]);
+    assert.deepEqual(validator.allowedMethods('/v1/messages'), ['POST']);
+    // The concrete path wins over /v1/messages/{id}, as in OpenAPI path matching.
+    assert.deepEqual(validator.allowedMethods('/v1/messages/batch'), ['POST']);
+    assert.deepEqual(validator.allowedMethods('/v1/messages/m-1').sort(), ['DELETE', 'GET']);
+    assert.deepEqual(validator.allowedMethods('/v1/nowhere'), []);
+    assert.equal(validator.match('HEAD', '/v1/admin/stats')?.template, '/v1/admin/stats');
+  });
+
   it('validates admin bodies and path parameters with details naming each field', () => {
     const validator = new OpenApiValidator();
     const create = validator.match('POST', '/v1/admin/apps');
@@ -158,6 +228,22 @@ describe('OpenAPI document', () => {
       /app/,
     );
     validator.match('DELETE', '/v1/admin/slots/3/pin')!.checkParams('/v1/admin/slots/3/pin');
+    // Text Postgres cannot store, and topic names Kafka refuses, are refused by the document.
+    assert.throws(
+      () => create.checkBody({ name: 'shop', description: 'a\u0000b' }),
+      (error: { details: Array<{ path: string }> }) => error.details[0]?.path === 'description',
+    );
+    assert.throws(
+      () => validator.match('PATCH', '/v1/admin/apps/shop')!.checkBody({ description: '\u0000' }),
+      /description/,
+    );
+    const grant = validator.match('POST', '/v1/admin/apps/shop/topics')!;
+    for (const topic of ['.', '..', ''])
+      assert.throws(() => grant.checkBody({ topic }), /topic/, JSON.stringify(topic));
+    grant.checkBody({ topic: 'a.b', partitions: 4, replicationFactor: 1 });
+    assert.throws(() => create.checkBody({ name: 'shop', topics: ['..'] }), /topics/);
+    const revoke = '/v1/admin/apps/shop/topics/..';
+    assert.throws(() => validator.match('DELETE', revoke)!.checkParams(revoke), /topic/);
     assert.equal(validator.match('GET', '/v1/admin/nowhere'), undefined);
   });
 });

@@ -50,6 +50,13 @@ function message(overrides: Partial<NewMessage> = {}): NewMessage {
 /** A message as inserted, with the seq the store gave it. */
 type Inserted = NewMessage & { seq: number };
 
+/** Reads the slots' hints, then deletes them, as the engine drains them. */
+async function drainHints(store: PgMessageStore, slots: readonly number[]): Promise<WheelItem[]> {
+  const hints = await store.readHints(slots, 10_000);
+  await store.deleteHints(hints);
+  return hints;
+}
+
 function ref(m: { seq: number; slot: number }): MessageRef {
   return { seq: m.seq, slot: m.slot };
 }
@@ -109,6 +116,7 @@ describe('PgMessageStore (postgres)', () => {
         { version: 1, name: '001_init' },
         { version: 2, name: '002_apps' },
         { version: 3, name: '003_seq' },
+        { version: 4, name: '004_owner_revision' },
       ]);
       const epochs = await admin(
         'SELECT count(*)::int AS n, max(slot) AS top FROM slot_epochs',
@@ -189,7 +197,7 @@ describe('PgMessageStore (postgres)', () => {
           const seqs = rows.map((row) => Number(row.seq));
           assert.equal(new Set(seqs).size, 3, 'every existing row has its own seq');
           const old2 = seqs[1]!;
-          assert.deepEqual(await upgraded.drainHints([1]), [{ seq: old2, slot: 1, dueMs: T0 + 2 }]);
+          assert.deepEqual(await drainHints(upgraded, [1]), [{ seq: old2, slot: 1, dueMs: T0 + 2 }]);
 
           // New rows continue the sequence, whoever inserts them (the bench fills by SQL).
           const [created] = await upgraded.insertBatch([message({ slot: 1 })], noLeases);
@@ -336,7 +344,7 @@ describe('PgMessageStore (postgres)', () => {
       assert.equal(outcome?.kind, 'created');
       assert.equal(outcome.kind === 'created' && outcome.wheelable, true);
       assert.ok(Number.isSafeInteger(seqOf(outcome)) && seqOf(outcome) > 0);
-      assert.deepEqual(await store.drainHints([slot]), []);
+      assert.deepEqual(await drainHints(store, [slot]), []);
     });
 
     it('hints near-due messages of slots owned elsewhere and notifies the listener', async () => {
@@ -363,7 +371,7 @@ describe('PgMessageStore (postgres)', () => {
       assert.equal(stale?.kind === 'created' && stale.wheelable, false);
 
       assert.equal(await heard, slot);
-      const hints = await listenerStore.drainHints([slot]);
+      const hints = await drainHints(listenerStore, [slot]);
       assert.deepEqual(
         [...hints].sort((a, b) => a.seq - b.seq),
         [
@@ -371,7 +379,22 @@ describe('PgMessageStore (postgres)', () => {
           { seq: seqOf(stale), slot, dueMs: T0 + 20 },
         ].sort((a, b) => a.seq - b.seq),
       );
-      assert.deepEqual(await listenerStore.drainHints([slot]), [], 'drained hints are gone');
+      assert.deepEqual(await drainHints(listenerStore, [slot]), [], 'drained hints are gone');
+    });
+
+    it('keeps a hint until it is deleted, so a drain whose delete is lost loses nothing', async () => {
+      const [outcome] = await store.insertBatch([message({ slot: 9, deliverAtMs: T0 })], {
+        ownedEpochs: new Map(),
+        hintBeforeMs: T0 + 60_000,
+      });
+      const seq = seqOf(outcome);
+      const first = await store.readHints([9], 100);
+      assert.deepEqual(first, [{ seq, slot: 9, dueMs: T0 }]);
+      // The engine wheeled them, then its delete failed: the next drain reads them again.
+      assert.deepEqual(await store.readHints([9], 100), first);
+      await store.deleteHints(first);
+      await store.deleteHints(first); // deleting what is gone is not an error
+      assert.deepEqual(await store.readHints([9], 100), []);
     });
 
     it('listens again after its connection is killed', async () => {
@@ -400,7 +423,7 @@ describe('PgMessageStore (postgres)', () => {
         hintBeforeMs: T0 + 1,
       });
       assert.equal(await heard, 8);
-      await store.drainHints([8]);
+      await drainHints(store, [8]);
     });
 
     it('drops hints of slots being taken over', async () => {
@@ -409,7 +432,7 @@ describe('PgMessageStore (postgres)', () => {
         hintBeforeMs: T0 + 1,
       });
       await store.acquireSlots([6], 0);
-      assert.deepEqual(await store.drainHints([6]), []);
+      assert.deepEqual(await drainHints(store, [6]), []);
     });
   });
 
@@ -428,7 +451,7 @@ describe('PgMessageStore (postgres)', () => {
       return { ...m, seq: seqOf(outcome) };
     }
 
-    it('claims due, scheduled messages only, once, incrementing attempts', async () => {
+    it('claims due, scheduled messages only, once, without counting an attempt', async () => {
       const due = await scheduled();
       const later = await scheduled({ deliverAtMs: T0 + 1 });
       // A ref given twice in one claim (the wheel may hold a message twice) is claimed once.
@@ -444,7 +467,7 @@ describe('PgMessageStore (postgres)', () => {
           payload: due.payload,
           headers: due.headers,
           deliverAtMs: T0,
-          attempts: 1,
+          attempts: 0,
         },
       ]);
       // A row being delivered is never taken again, not even under the epoch that claimed it: a
@@ -455,7 +478,7 @@ describe('PgMessageStore (postgres)', () => {
         're-claimed while delivering',
       );
       const stored = await store.get(due.app, due.id);
-      assert.deepEqual([stored?.state, stored?.attempts], ['delivering', 1]);
+      assert.deepEqual([stored?.state, stored?.attempts], ['delivering', 0]);
       const foreign = new Map([[slot, (leases.get(slot) ?? 0) + 1000]]);
       assert.deepEqual(
         await store.claim([ref(due)], foreign, T0),
@@ -533,19 +556,23 @@ describe('PgMessageStore (postgres)', () => {
       const delivered = await store.get(ok.app, ok.id);
       assert.equal(delivered?.state, 'delivered');
       assert.equal(delivered?.finishedAtMs, T0 + 1);
+      assert.equal(delivered?.attempts, 1, 'a delivery counts as an attempt');
 
-      assert.equal(
-        await store.releaseClaims([ref(retry)], leases, 'broker down', false, T0 + 1),
-        1,
-      );
+      const outage = { error: 'broker down', countAttempt: false, giveUp: false };
+      assert.equal(await store.releaseClaims([ref(retry)], leases, outage, T0 + 1), 1);
       const retried = await store.get(retry.app, retry.id);
       assert.equal(retried?.state, 'scheduled');
       assert.equal(retried?.lastError, 'broker down');
       assert.equal(retried?.finishedAtMs, null);
       const [again] = await store.claim([ref(retry)], leases, T0 + 2);
-      assert.equal(again?.attempts, 2);
+      assert.equal(again?.attempts, 0, 'an outage is not an attempt');
+      const refusal = { error: 'unknown topic', countAttempt: true, giveUp: false };
+      assert.equal(await store.releaseClaims([ref(retry)], leases, refusal, T0 + 2), 1);
+      const [third] = await store.claim([ref(retry)], leases, T0 + 2);
+      assert.equal(third?.attempts, 1, 'a refusal counts');
 
-      assert.equal(await store.releaseClaims([ref(fail)], leases, 'too large', true, T0 + 3), 1);
+      const giveUp = { error: 'too large', countAttempt: true, giveUp: true };
+      assert.equal(await store.releaseClaims([ref(fail)], leases, giveUp, T0 + 3), 1);
       const failed = await store.get(fail.app, fail.id);
       assert.equal(failed?.state, 'failed');
       assert.equal(failed?.finishedAtMs, T0 + 3);
@@ -576,7 +603,8 @@ describe('PgMessageStore (postgres)', () => {
 
       assert.deepEqual(await store.claim([ref(claimedLate)], leases, T0), []);
       assert.equal(await store.markDelivered([ref(deliveredLate)], leases, T0), 0);
-      assert.equal(await store.releaseClaims([ref(releasedLate)], leases, 'x', true, T0), 0);
+      const release = { error: 'x', countAttempt: true, giveUp: true };
+      assert.equal(await store.releaseClaims([ref(releasedLate)], leases, release, T0), 0);
       assert.equal((await store.get(claimedLate.app, claimedLate.id))?.state, 'scheduled');
 
       const newLeases = new Map([[slot, takeover.epoch]]);
@@ -588,10 +616,71 @@ describe('PgMessageStore (postgres)', () => {
     });
 
     it('raises the epoch to at least minEpoch', async () => {
+      // Slots of their own: the owner revisions these leave would refuse the others' acquisitions.
+      const slot = 14;
       const [lease] = await store.acquireSlots([slot], 1000);
       assert.deepEqual(lease, { slot, epoch: 1000 });
-      const [next] = await store.acquireSlots([slot], 10);
-      assert.deepEqual(next, { slot, epoch: 1001 });
+      const [again] = await store.acquireSlots([slot], 1000);
+      assert.deepEqual(again, { slot, epoch: 1001 }, 'the same owner re-acquires');
+      const [newer] = await store.acquireSlots([slot], 1500);
+      assert.deepEqual(newer, { slot, epoch: 1500 });
+    });
+
+    it('refuses a late acquisition of a replaced owner, leaving the newer epoch and its claims', async () => {
+      // Owner A (revision 200) is replaced by owner B (revision 300); A's acquisition comes late.
+      const slot = 15;
+      await store.acquireSlots([slot], 200);
+      const [b] = await store.acquireSlots([slot], 300);
+      const bLeases = new Map([[slot, b!.epoch]]);
+      const m = await scheduled({ slot });
+      assert.equal((await store.claim([ref(m)], bLeases, T0)).length, 1);
+      assert.deepEqual(await store.acquireSlots([slot, 13], 200), [
+        { slot: 13, epoch: (await store.currentEpochs([13])).get(13)! },
+      ]);
+      assert.equal((await store.currentEpochs([slot])).get(slot), b!.epoch, 'B keeps its epoch');
+      assert.equal((await store.get(m.app, m.id))?.state, 'delivering', "B's claim is not reset");
+      assert.equal(await store.markDelivered([ref(m)], bLeases, T0), 1);
+    });
+
+    it('holds the epoch lock across work: a takeover waits for it, then the old lease is not confirmed', async () => {
+      const m = await scheduled();
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let inside!: () => void;
+      const entered = new Promise<void>((resolve) => (inside = resolve));
+      const locked = store.withEpochLock(leases, async (confirmed) => {
+        inside();
+        await gate;
+        return [...confirmed];
+      });
+      await entered;
+      let tookOver = false;
+      const takeover = store.acquireSlots([slot], 0).then((result) => {
+        tookOver = true;
+        return result;
+      });
+      // The takeover must still be waiting while the work holds the lock: the claim below
+      // (shared lock, compatible) goes through first and is then reset by the takeover.
+      assert.equal((await store.claim([ref(m)], leases, T0)).length, 1);
+      assert.equal(tookOver, false, 'the takeover waited for the epoch lock');
+      release();
+      assert.deepEqual(await locked, [slot]);
+      const [lease] = await takeover;
+      assert.equal((await store.get(m.app, m.id))?.state, 'scheduled', 'the takeover reset the claim');
+      assert.deepEqual([...(await store.withEpochLock(leases, async (c) => c))], []);
+      assert.deepEqual(
+        [...(await store.withEpochLock(new Map([[slot, lease!.epoch]]), async (c) => c))],
+        [slot],
+      );
+    });
+
+    it('finds the rows claimed under the given leases', async () => {
+      const [a, b] = [await scheduled(), await scheduled()];
+      await store.claim([ref(a)], leases, T0);
+      assert.deepEqual(await store.findDelivering(leases, 10), [ref(a)]);
+      const other = new Map([[slot, leases.get(slot)! + 7]]);
+      assert.deepEqual(await store.findDelivering(other, 10), []);
+      assert.equal((await store.get(b.app, b.id))?.state, 'scheduled');
     });
 
     it('waits for an in-flight claim and then resets it', async () => {
@@ -661,7 +750,7 @@ describe('PgMessageStore (postgres)', () => {
         const [outcome] = await pending;
         assert.equal(outcome?.kind === 'created' && outcome.wheelable, false);
         assert.deepEqual(
-          (await store.drainHints([slot])).map((h) => h.seq),
+          (await drainHints(store, [slot])).map((h) => h.seq),
           [seqOf(outcome)],
         );
       } finally {
