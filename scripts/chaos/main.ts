@@ -22,7 +22,7 @@ import { Recorder } from './consumer';
 import { FAULT_NAMES, runFault } from './faults';
 import type { FaultName, FaultRecord, FaultTiming } from './faults';
 import { LoadGenerator } from './load';
-import { analyse, renderTable, windowsOf } from './report';
+import { analyse, messagesCsv, renderTable, windowsOf } from './report';
 import { chaosServices, createRunTopic, freshDatabase, repoRoot } from './services';
 import { collectEvidence, grantTopic } from './evidence';
 
@@ -100,7 +100,7 @@ const settings = {
   leaseTtlSeconds,
   timing,
   concurrency: 64,
-  requestTimeoutMs: 3_000,
+  requestTimeoutMs: 5_000,
   giveUpMs: quick ? 60_000 : 120_000,
   /** The whole run is aborted (exit 3) after this long. */
   runTimeoutMs: quick ? 10 * 60_000 : 25 * 60_000,
@@ -303,6 +303,7 @@ async function main(): Promise<number> {
   const json = JSON.stringify(report, null, 2);
   writeFileSync(resolve(runDir, 'result.json'), json);
   writeFileSync(resolve(runDir, 'table.md'), `${table}\n`);
+  writeFileSync(resolve(runDir, 'messages.csv'), messagesCsv(loadGen.messages, rec.receipts));
   writeFileSync(resolve(services.stateDir, 'last-result.json'), json);
   process.stdout.write(`\n${table}\n\n`);
   const t = report.totals;

@@ -244,3 +244,32 @@ export function renderTable(rows: readonly Row[]): string {
   }
   return lines.join('\n');
 }
+
+/**
+ * One line per message, times in epoch ms (empty when it never happened): for plotting lateness
+ * over time, or for following one message.
+ */
+export function messagesCsv(
+  messages: ReadonlyMap<string, SentMessage>,
+  receipts: ReadonlyMap<string, Receipt[]>,
+): string {
+  const lines = ['id,created,attempts,acked,status,due,received,appended,receipts'];
+  for (const m of messages.values()) {
+    const got = receipts.get(m.id) ?? [];
+    const first = firstReceipt(got);
+    lines.push(
+      [
+        m.id,
+        m.createdAt,
+        m.attempts,
+        m.ackedAt ?? '',
+        m.ackStatus ?? (m.rejected ? 'rejected' : m.gaveUp ? 'gave-up' : ''),
+        m.dueMs ?? '',
+        first?.receivedAt ?? '',
+        first ? Math.min(...got.map((r) => r.appendedAt)) : '',
+        got.length,
+      ].join(','),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}

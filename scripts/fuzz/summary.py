@@ -52,14 +52,21 @@ def main() -> int:
         rows.append((name, cases, counts["5xx"], counts["undocumented status"], other))
 
     unhandled = 0
+    # Why dependencies refused (503): a service that went away during the run shows up here.
+    refusals = {}
     if args.node_log and pathlib.Path(args.node_log).exists():
         for raw in pathlib.Path(args.node_log).read_text(errors="replace").splitlines():
             try:
                 entry = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(entry, dict) and entry.get("msg") == "unhandled error":
+            if not isinstance(entry, dict):
+                continue
+            if entry.get("msg") == "unhandled error":
                 unhandled += 1
+            elif entry.get("msg") == "refused":
+                key = f"{entry.get('code')}: {entry.get('reason')}"
+                refusals[key] = refusals.get(key, 0) + 1
 
     print()
     print(f"fuzz summary{f' (seed {args.seed})' if args.seed else ''}")
@@ -68,6 +75,8 @@ def main() -> int:
         print(f"  {name:<6} {cases:>6} {server:>5} {undocumented:>13} {other:>15}")
     if args.node_log:
         print(f"  the node logged {unhandled} unhandled error(s) (500 internal)")
+    for reason, count in sorted(refusals.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"  the node answered {reason} x{count}")
     for line in lines:
         print(f"  {line}")
     for problem in problems:

@@ -139,7 +139,13 @@ async function cleanup(file: string): Promise<void> {
     try {
       let cursor = '0';
       do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${state.redisPrefix}*`, 'COUNT', 500);
+        const [next, keys] = await redis.scan(
+          cursor,
+          'MATCH',
+          `${state.redisPrefix}*`,
+          'COUNT',
+          500,
+        );
         cursor = next;
         if (keys.length > 0) await redis.del(...keys);
       } while (cursor !== '0');

@@ -17,6 +17,7 @@ export const SERVER_ERROR_CODES = [
   'forbidden',
   'not_found',
   'route_not_found',
+  'method_not_allowed',
   'id_conflict',
   'already_delivered',
   'delivery_in_progress',

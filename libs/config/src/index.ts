@@ -37,6 +37,7 @@ export const configSchema = z.strictObject({
   cluster: z.strictObject({
     slots: z.number().int().min(1).max(65536),
     mode: z.enum(['standalone', 'etcd']),
+    // At least 2: etcd raises shorter lease TTLs to its minimum (1.5 × the election timeout).
     leaseTtlSeconds: z.number().int().min(2).max(300),
     etcdPrefix: z
       .string()

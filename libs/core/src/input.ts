@@ -98,25 +98,13 @@ const CLOSE_BRACKET = 0x5d;
  * strings do not count. The text need not be valid JSON: the parser reports that afterwards.
  */
 export function jsonTextDepthExceeds(text: Uint8Array | string, max: number): boolean {
+  // Over UTF-8 bytes: every byte of a multi-byte sequence is >= 0x80, so none of them is mistaken
+  // for a quote, a backslash or a bracket.
+  const bytes = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
   let depth = 0;
   let inString = false;
-  if (typeof text === 'string') {
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (inString) {
-        if (c === BACKSLASH) i++;
-        else if (c === QUOTE) inString = false;
-      } else if (c === QUOTE) inString = true;
-      else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-        if (++depth > max) return true;
-      } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--;
-    }
-    return false;
-  }
-  // The same loop over bytes: every byte of a multi-byte UTF-8 sequence is >= 0x80, so none of
-  // them is mistaken for a quote, a backslash or a bracket.
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i];
     if (inString) {
       if (c === BACKSLASH) i++;
       else if (c === QUOTE) inString = false;

@@ -188,8 +188,7 @@ export function parseScheduleRequest(
             `headers/${name}`,
             `name must be 1-${MAX_HEADER_NAME} characters`,
           );
-        else if (hasNul(name))
-          addProblem(problems, path, `headers/${name}`, `name ${NUL_PROBLEM}`);
+        else if (hasNul(name)) addProblem(problems, path, `headers/${name}`, `name ${NUL_PROBLEM}`);
         else if (name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX))
           addProblem(
             problems,

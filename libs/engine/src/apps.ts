@@ -62,7 +62,10 @@ export async function requireAdminToken(apps: AppDirectory, token: string | null
   } catch (error) {
     // A disabled app's token (DbAppDirectory throws `forbidden` for it) is still an app token.
     if (error instanceof HourglassError && error.code === 'forbidden')
-      throw new HourglassError('forbidden', 'app tokens may not use admin endpoints; use the admin token');
+      throw new HourglassError(
+        'forbidden',
+        'app tokens may not use admin endpoints; use the admin token',
+      );
     throw error;
   }
   if (!app) throw new HourglassError('unauthenticated', 'unknown token');
@@ -532,8 +535,7 @@ function adminView(app: string): AppIdentity {
 
 /** Postgres text cannot hold U+0000: refused as the request's fault rather than failing the statement. */
 function checkText(problems: ErrorDetail[], path: string, text: string): void {
-  if (hasNul(text))
-    problems.push({ path, message: 'must not contain the NUL character (U+0000)' });
+  if (hasNul(text)) problems.push({ path, message: 'must not contain the NUL character (U+0000)' });
 }
 
 function refuseIfAny(problems: readonly ErrorDetail[]): void {

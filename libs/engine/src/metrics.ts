@@ -228,5 +228,4 @@ export class EngineMetrics {
     this.stageSeconds.observe({ stage }, ms / 1000);
     this.stageMessages.inc({ stage }, messages);
   }
-
 }

@@ -262,8 +262,8 @@ export class MessageService {
               'already_failed',
               `message "${id}" failed delivery and cannot be cancelled`,
             );
+          // 'scheduled': still so after the store's retries, because claims keep winning the race.
           case 'delivering':
-          // Still scheduled after the store's retries: a claim keeps winning the race.
           case 'scheduled':
             throw new HourglassError(
               'delivery_in_progress',

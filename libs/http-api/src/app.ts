@@ -213,7 +213,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
     if (known) {
       if (known.cause !== undefined) {
         // A dependency refused (503): the reason is for the operator, not the client.
-        const reason = known.cause instanceof Error ? known.cause.message : String(known.cause);
+        const reason = known.cause instanceof Error ? known.cause.message : 'no detail';
         logger.debug({ code: known.code, reason, method: req.method, path: req.path }, 'refused');
       }
       sendError(res, known);

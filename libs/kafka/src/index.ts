@@ -127,4 +127,3 @@ export class KafkaPublisher implements Publisher, Delivery {
     await ensureKafkaTopics(admin, topics, options, this.options.topicPartitions ?? 4);
   }
 }
-

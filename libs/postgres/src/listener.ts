@@ -2,7 +2,7 @@
  * The LISTEN side of wheel hints: one dedicated connection (LISTEN holds its session, so it cannot
  * come from the pool), re-established with capped exponential backoff when it drops. Best effort
  * by contract: a notification sent while the connection is down is lost, and the engine's
- * periodic `drainHints` is the guarantee.
+ * periodic `readHints` drain is the guarantee.
  */
 import { createHash } from 'node:crypto';
 import { Client, escapeIdentifier } from 'pg';

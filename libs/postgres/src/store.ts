@@ -228,10 +228,7 @@ export class PgMessageStore implements MessageStore {
     return inTransaction(pool, async (client) => work(await lockEpochs(client, leases)));
   }
 
-  async findDelivering(
-    leases: ReadonlyMap<number, number>,
-    limit: number,
-  ): Promise<MessageRef[]> {
+  async findDelivering(leases: ReadonlyMap<number, number>, limit: number): Promise<MessageRef[]> {
     if (leases.size === 0 || limit <= 0) return [];
     const pool = this.requirePool();
     return guarded(() => selectDelivering(pool, leases, limit));

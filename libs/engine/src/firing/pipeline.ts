@@ -10,16 +10,10 @@
  * - Nothing undelivered is marked delivered: a mark follows the target's acknowledgement.
  * - One delivery request at a time: messages coming due meanwhile go into the next, larger one.
  */
-import type {
-  ClaimedMessage,
-  DeliveryOutcome,
-  MessageRef,
-  TimingWheel,
-  WheelItem,
-} from '@hourglass/core';
-import { DependencyUnavailableError } from '@hourglass/core';
+import type { ClaimedMessage, MessageRef, TimingWheel, WheelItem } from '@hourglass/core';
 import type { EngineDeps, ResolvedOptions } from '../options';
 import type { ClaimLedger } from './claims';
+import { Deliverer } from './deliver';
 import type { HeldClaims } from './held';
 import type { MarkQueue } from './marks';
 import type { Retries } from './retry';
@@ -58,7 +52,20 @@ export class FirePipeline {
   private armedAtMs = Number.POSITIVE_INFINITY;
   private fenceCheck: { running: boolean; lastMs: number } = { running: false, lastMs: 0 };
 
-  constructor(private readonly parts: PipelineParts) {}
+  private readonly deliverer: Deliverer;
+
+  constructor(private readonly parts: PipelineParts) {
+    this.deliverer = new Deliverer({
+      deps: parts.deps,
+      options: parts.options,
+      ledger: parts.ledger,
+      marks: parts.marks,
+      retries: parts.retries,
+      epochOf: parts.epochOf,
+      fenced: (slots, messages) => this.fenced(slots, messages),
+      holdMarks: () => this.backlogged && !this.draining,
+    });
+  }
 
   get batchesInFlight(): number {
     return this.inFlight.size;
@@ -219,7 +226,11 @@ export class FirePipeline {
       ledger.begin(refs);
       try {
         const started = performance.now();
-        claimed = await deps.store.claim(refs, leases, deps.clock.now() + this.parts.options.claimAheadMs);
+        claimed = await deps.store.claim(
+          refs,
+          leases,
+          deps.clock.now() + this.parts.options.claimAheadMs,
+        );
         deps.metrics.fireStage('claim', performance.now() - started, claimed.length);
       } catch (error) {
         ledger.end(refs, []);
@@ -233,7 +244,9 @@ export class FirePipeline {
       const kept: ClaimedMessage[] = [];
       const stale: ClaimedMessage[] = [];
       for (const message of claimed)
-        (this.parts.epochOf(message.slot) === leases.get(message.slot) ? kept : stale).push(message);
+        (this.parts.epochOf(message.slot) === leases.get(message.slot) ? kept : stale).push(
+          message,
+        );
       ledger.settle(stale);
       if (kept.length > 0) this.parts.held.add(kept, leases);
     } finally {
@@ -286,7 +299,10 @@ export class FirePipeline {
           (slot) =>
             epochs.get(slot) !== leases.get(slot) && this.parts.epochOf(slot) === leases.get(slot),
         );
-        this.fenced(lost, lost.reduce((n, slot) => n + (refsBySlot.get(slot) ?? 0), 0));
+        this.fenced(
+          lost,
+          lost.reduce((n, slot) => n + (refsBySlot.get(slot) ?? 0), 0),
+        );
       })
       .catch((error: unknown) =>
         this.parts.deps.logger.debug({ err: error }, 'could not check slot epochs after a claim'),
@@ -294,7 +310,7 @@ export class FirePipeline {
       .finally(() => (this.fenceCheck.running = false));
   }
 
-  private fenced(slots: readonly number[], messages: number): void {
+  fenced(slots: readonly number[], messages: number): void {
     if (slots.length === 0) return;
     this.parts.deps.metrics.fencedClaims(messages);
     this.parts.deps.logger.warn(
@@ -306,7 +322,10 @@ export class FirePipeline {
 
   /** Delivers every held message that is due, as one request; the next starts when it answered. */
   private startDelivery(): void {
-    const { messages, leases } = this.parts.held.takeDue(this.parts.deps.clock.now(), this.heldLimit);
+    const { messages, leases } = this.parts.held.takeDue(
+      this.parts.deps.clock.now(),
+      this.heldLimit,
+    );
     if (messages.length === 0) return;
     this.delivering = true;
     this.track(
@@ -319,141 +338,10 @@ export class FirePipeline {
     );
   }
 
-  private async deliverHeld(
+  private deliverHeld(
     messages: readonly ClaimedMessage[],
     leases: ReadonlyMap<number, number>,
   ): Promise<void> {
-    if (this.parts.deps.ownershipConfirmed?.() ?? true) {
-      const outcomes = await this.deliver(messages);
-      await this.settleOutcomes(messages, leases, outcomes, false);
-      return;
-    }
-    await this.deliverUnderEpochLock(messages, leases);
-  }
-
-  /**
-   * Ownership unconfirmed (the coordinator is cut off): deliver only what the store confirms,
-   * holding its epoch lock across delivery and mark, so a takeover's bump waits for both.
-   */
-  private async deliverUnderEpochLock(
-    messages: readonly ClaimedMessage[],
-    leases: ReadonlyMap<number, number>,
-  ): Promise<void> {
-    const { store } = this.parts.deps;
-    try {
-      await store.withEpochLock(leases, async (confirmed) => {
-        const ok = messages.filter((message) => confirmed.has(message.slot));
-        const lost = messages.filter((message) => !confirmed.has(message.slot));
-        if (lost.length > 0) {
-          // Their rows were reset by the takeover; nothing of them is ours any more.
-          this.parts.ledger.settle(lost);
-          const slots = [...new Set(lost.map((message) => message.slot))].filter(
-            (slot) => this.parts.epochOf(slot) === leases.get(slot),
-          );
-          this.fenced(slots, lost.length);
-        }
-        if (ok.length === 0) return;
-        const outcomes = await this.deliver(ok);
-        await this.settleOutcomes(ok, leases, outcomes, true);
-      });
-    } catch (error) {
-      if (!(error instanceof DependencyUnavailableError)) throw error;
-      // The store is unreachable too: nothing was delivered. Put them back for later.
-      this.parts.deps.logger.warn(
-        { err: error, messages: messages.length },
-        'ownership unconfirmed and the store unreachable; delivering later',
-      );
-      const released = await this.parts.retries.release(messages, leases, {
-        error: 'not delivered: slot ownership could not be confirmed',
-        countAttempt: false,
-        giveUp: false,
-      });
-      if (released) this.parts.retries.later(messages, this.parts.options.retryInitialMs);
-    }
-  }
-
-  private async deliver(messages: readonly ClaimedMessage[]): Promise<DeliveryOutcome[]> {
-    const started = performance.now();
-    let outcomes: DeliveryOutcome[];
-    try {
-      outcomes = await this.parts.deps.delivery.deliver(messages);
-    } catch (error) {
-      // The port does not throw for a message's failure; this is a bug or an unexpected outage.
-      const text = error instanceof Error ? error.message : String(error);
-      outcomes = messages.map(() => ({
-        kind: 'failed',
-        target: 'unknown',
-        error: text,
-        retriable: true,
-      }));
-    }
-    this.parts.deps.metrics.fireStage('produce', performance.now() - started, messages.length);
-    return outcomes;
-  }
-
-  /** Marks what was delivered, parks what waits for a target, counts what a target refused. */
-  private async settleOutcomes(
-    messages: readonly ClaimedMessage[],
-    leases: ReadonlyMap<number, number>,
-    outcomes: readonly DeliveryOutcome[],
-    markNow: boolean,
-  ): Promise<void> {
-    const { deps, retries, marks } = this.parts;
-    const ackedAt = deps.clock.now();
-    const delivered: ClaimedMessage[] = [];
-    const down = new Map<string, { error: string; messages: ClaimedMessage[] }>();
-    const refused = new Map<string, ClaimedMessage[]>();
-    const answered = new Set<string>();
-    messages.forEach((message, index) => {
-      const outcome = outcomes[index] ?? {
-        kind: 'failed' as const,
-        target: 'unknown',
-        error: 'no outcome',
-        retriable: true,
-      };
-      if (outcome.kind === 'delivered') {
-        delivered.push(message);
-        answered.add(outcome.target);
-      } else if (outcome.retriable) {
-        const entry = down.get(outcome.target) ?? { error: outcome.error, messages: [] };
-        entry.messages.push(message);
-        down.set(outcome.target, entry);
-      } else {
-        answered.add(outcome.target);
-        const list = refused.get(outcome.error) ?? [];
-        list.push(message);
-        refused.set(outcome.error, list);
-      }
-    });
-    for (const target of answered) retries.answered(target);
-    if (delivered.length > 0) {
-      deps.metrics.delivered(delivered, ackedAt);
-      const refs = delivered.map((message) => ({ seq: message.seq, slot: message.slot }));
-      if (markNow && (await this.markInline(refs, leases, ackedAt))) this.parts.ledger.settle(refs);
-      else marks.add({ refs, leases, ackedAt }, this.backlogged && !this.draining);
-    }
-    for (const [target, { error, messages: waiting }] of down) {
-      deps.metrics.deliveryFailed(true, waiting.length);
-      await retries.park(target, waiting, leases, error);
-    }
-    for (const [error, list] of refused) {
-      deps.metrics.deliveryFailed(false, list.length);
-      deps.logger.warn({ err: error, messages: list.length }, 'delivery refused by its target');
-      await retries.refused(list, leases, error);
-    }
-  }
-
-  /** One mark inside the epoch lock; false if it failed (the mark queue retries it then). */
-  private async markInline(
-    refs: readonly MessageRef[],
-    leases: ReadonlyMap<number, number>,
-    ackedAt: number,
-  ): Promise<boolean> {
-    try {
-      await this.parts.deps.store.markDelivered(refs, leases, ackedAt);
-      return true;
-    } catch {
-      return false;
-    }
+    return this.deliverer.deliverHeld(messages, leases);
   }
 }

@@ -217,7 +217,10 @@ export class SlotLoader {
     try {
       do {
         this.drainAgain = false;
-        const hints = await this.parts.deps.store.readHints([...this.parts.leases.keys()], HINT_PAGE);
+        const hints = await this.parts.deps.store.readHints(
+          [...this.parts.leases.keys()],
+          HINT_PAGE,
+        );
         // A hint due beyond the loads' reach is left to the loader (see reach()).
         const reach = this.reach();
         let wheeled = false;

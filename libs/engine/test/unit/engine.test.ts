@@ -388,7 +388,8 @@ describe('DelayEngine (fake store and publisher)', () => {
     it('delivers 20,000 messages due at the same millisecond, marking them in few statements', async function () {
       this.timeout(60_000);
       const h = await harness({ fireBatchSize: 1000, fireConcurrency: 4 }, []);
-      const due = Date.now() + 1000;
+      // Far enough ahead that the setup below finishes first on a loaded 2-core machine.
+      const due = Date.now() + 4000;
       const ids = range(20_000).map((n) => `burst-${n}`);
       // Half loaded (in pages) when the slots are acquired, half inserted through the engine.
       h.store.seed(ids.slice(0, 10_000).map((id, n) => message(id, due, n % 8)));
@@ -428,7 +429,7 @@ describe('DelayEngine (fake store and publisher)', () => {
       // ones are acked while the claim of that batch is under way (the engine is backlogged), so
       // their mark waits; that claim then takes nothing, so no produce follows to flush the mark.
       const h = await harness({ fireBatchSize: 50, fireConcurrency: 1, claimAheadMs: 25 });
-      const due = Date.now() + 150;
+      const due = Date.now() + 600;
       const live = range(50).map((n) => message(`live-${n}`, due, n % 8));
       const cancelled = range(50).map((n) => message(`gone-${n}`, due, n % 8));
       const liveSeqs = await h.insert(live);

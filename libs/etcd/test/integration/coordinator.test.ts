@@ -393,38 +393,44 @@ describe('EtcdCoordinator (real etcd)', function () {
     assert.deepEqual(a.ownedSlots(), engineA.slots());
   });
 
-  it('etcd unreachable from one node: it keeps firing, unconfirmed; once back it gives up what the other took and converges', async () => {
-    const cutOff = await proxy();
-    const { a, engineA, engineB, balanced } = await pair({ endpoints: [cutOff.url] });
-    // So that what a's coordinator releases is seen (the engine would drop them at its next claim).
-    engineA.detectsFencing = false;
-    const firedBefore = engineA.slots();
-    const calls = engineA.calls.length;
-    const cutAt = Date.now();
-    cutOff.cut();
-    const unconfirmedMs = await until('a no longer confirms', () => !a.ownershipConfirmed(), 3000);
-    const takenMs =
-      (await until('b took every slot', () => engineB.owned.size === SLOTS)) + unconfirmedMs;
-    // Past 2 × TTL, when etcd3's own lease keepalive would have declared the lease lost.
-    await sleep(cutAt + 2 * TTL_SECONDS * 1000 + 1000 - Date.now());
-    assert.deepEqual(engineA.calls.slice(calls), [], 'a told its engine nothing while cut off');
-    assert.deepEqual(engineA.slots(), firedBefore, 'a kept firing (fenced) while cut off');
+  for (const outage of ['cut', 'freeze'] as const)
+    it(`etcd unreachable from one node (connections ${outage === 'cut' ? 'reset' : 'hung'}): it keeps firing, unconfirmed; once back it gives up what the other took and converges`, async () => {
+      const cutOff = await proxy();
+      const { a, engineA, engineB, balanced } = await pair({ endpoints: [cutOff.url] });
+      // So that what a's coordinator releases is seen (the engine would drop them at its next claim).
+      engineA.detectsFencing = false;
+      const firedBefore = engineA.slots();
+      const calls = engineA.calls.length;
+      const cutAt = Date.now();
+      if (outage === 'cut') cutOff.cut();
+      else cutOff.freeze();
+      const unconfirmedMs = await until(
+        'a no longer confirms',
+        () => !a.ownershipConfirmed(),
+        3000,
+      );
+      const takenMs =
+        (await until('b took every slot', () => engineB.owned.size === SLOTS)) + unconfirmedMs;
+      // Past 2 × TTL, when etcd3's own lease keepalive would have declared the lease lost.
+      await sleep(cutAt + 2 * TTL_SECONDS * 1000 + 1000 - Date.now());
+      assert.deepEqual(engineA.calls.slice(calls), [], 'a told its engine nothing while cut off');
+      assert.deepEqual(engineA.slots(), firedBefore, 'a kept firing (fenced) while cut off');
 
-    cutOff.restore();
-    const restoredAt = Date.now();
-    await until('split again', balanced);
-    log(
-      `cut off: unconfirmed after ${unconfirmedMs} ms, b fired everything after ${takenMs} ms; ` +
-        `split again ${Date.now() - restoredAt} ms after the cut ended (${Date.now() - cutAt} ms in all)`,
-    );
-    // The first thing a told its engine once back: stop firing every slot b held by then.
-    const first = engineA.calls[calls];
-    assert.equal(first?.op, 'release');
-    assert.deepEqual(
-      [...first.slots].sort((x, y) => x - y),
-      firedBefore,
-    );
-  });
+      cutOff.restore();
+      const restoredAt = Date.now();
+      await until('split again', balanced);
+      log(
+        `${outage}: unconfirmed after ${unconfirmedMs} ms, b fired everything after ${takenMs} ms; ` +
+          `split again ${Date.now() - restoredAt} ms after the cut ended (${Date.now() - cutAt} ms in all)`,
+      );
+      // The first thing a told its engine once back: stop firing every slot b held by then.
+      const first = engineA.calls[calls];
+      assert.equal(first?.op, 'release');
+      assert.deepEqual(
+        [...first.slots].sort((x, y) => x - y),
+        firedBefore,
+      );
+    });
 
   it('etcd unreachable from every node: nobody stops firing; after it returns they rejoin and converge', async () => {
     const cutOff = await proxy();

@@ -1,14 +1,16 @@
 /**
  * A TCP proxy in front of a real service, to cut a client off without stopping the service that
  * other tests (and other developers) share. `cut()` resets every connection and every new one
- * until `restore()`; the service itself never notices more than closed connections.
+ * until `restore()`; `freeze()` keeps them open but moves no byte until `restore()` (a partition
+ * that drops packets, then heals). The service itself never notices more than idle or closed
+ * connections.
  */
 import { createConnection, createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 
 export class TcpProxy {
-  private readonly sockets = new Set<Socket>();
-  private isCut = false;
+  private readonly pairs = new Set<[Socket, Socket]>();
+  private mode: 'open' | 'cut' | 'frozen' = 'open';
 
   private constructor(
     private readonly server: Server,
@@ -35,19 +37,25 @@ export class TcpProxy {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  get cutOff(): boolean {
-    return this.isCut;
-  }
-
   /** Resets every open connection, and every new one until {@link restore}. */
   cut(): void {
-    this.isCut = true;
-    for (const socket of this.sockets) socket.destroy();
-    this.sockets.clear();
+    this.mode = 'cut';
+    for (const [client, upstream] of this.pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  /** Stops moving bytes on every connection, open or new, until {@link restore}. */
+  freeze(): void {
+    this.mode = 'frozen';
+    for (const pair of this.pairs) stall(pair);
   }
 
   restore(): void {
-    this.isCut = false;
+    this.mode = 'open';
+    for (const pair of this.pairs) flow(pair);
   }
 
   async close(): Promise<void> {
@@ -56,21 +64,34 @@ export class TcpProxy {
   }
 
   private accept(client: Socket, host: string, port: number): void {
-    if (this.isCut) {
+    if (this.mode === 'cut') {
       client.destroy();
       return;
     }
     const upstream = createConnection({ host, port });
-    for (const socket of [client, upstream]) {
-      this.sockets.add(socket);
+    const pair: [Socket, Socket] = [client, upstream];
+    this.pairs.add(pair);
+    for (const socket of pair) {
       socket.on('error', () => undefined);
       socket.on('close', () => {
-        this.sockets.delete(socket);
+        this.pairs.delete(pair);
         client.destroy();
         upstream.destroy();
       });
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    if (this.mode === 'open') flow(pair);
+    else stall(pair);
   }
+}
+
+function flow([client, upstream]: [Socket, Socket]): void {
+  client.pipe(upstream);
+  upstream.pipe(client);
+}
+
+function stall([client, upstream]: [Socket, Socket]): void {
+  client.unpipe(upstream);
+  upstream.unpipe(client);
+  client.pause();
+  upstream.pause();
 }
