@@ -232,10 +232,12 @@ export class Cluster {
     let summary = 'no cluster view';
     for (;;) {
       for (const node of this.nodes.filter((n) => n.running && !n.paused)) {
+        const left = deadline - Date.now();
+        if (left <= 0) break;
         try {
           const response = await fetch(`${node.url}/v1/admin/cluster`, {
             headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-            signal: AbortSignal.timeout(2000),
+            signal: AbortSignal.timeout(Math.max(100, Math.min(2000, left))),
           });
           if (response.status !== 200) continue;
           const view = (await response.json()) as {

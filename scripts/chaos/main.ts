@@ -254,9 +254,8 @@ async function main(): Promise<number> {
         if (error instanceof AbortedError) throw error;
         record.notes.push(`not balanced within ${settings.settleMs / 1000} s of the end`);
       }
-      log(
-        `fault ${name}: over; settling until ${((settleUntil - loadStartedAt) / 1000).toFixed(0)} s`,
-      );
+      const settleLeft = Math.max(0, Math.round((settleUntil - Date.now()) / 1000));
+      log(`fault ${name}: over; settling ${settleLeft} s more`);
       await sleep(Math.max(0, settleUntil - Date.now()), abort.signal);
     }
     await drain(loadGen, rec);

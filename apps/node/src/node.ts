@@ -132,6 +132,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
   const metrics = new EngineMetrics({ defaultMetrics: true });
   let redis: RedisAdapter | undefined;
   let coordinator: SlotCoordinator | undefined;
+  let etcdCoordinator: EtcdCoordinator | undefined;
   let http: HttpApi | undefined;
   let server: Server | undefined;
   let grpc: GrpcServer | undefined;
@@ -243,6 +244,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
         logger,
       });
       coordinator = etcd;
+      etcdCoordinator = etcd;
       cluster = etcd;
     } else {
       coordinator = new StandaloneCoordinator(engine, config.cluster.slots);
@@ -256,7 +258,6 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       });
     }
     await engine.start();
-    await coordinator.start();
 
     const service = new MessageService(engine, store, systemClock, metrics, {
       slotCount: config.cluster.slots,
@@ -324,6 +325,17 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       throw new ListenError('gRPC', config.grpc.host, config.grpc.port, error);
     }
     grpcAddress = `${config.grpc.host}:${grpcPort}`;
+    // Joined last: a lease of 2 s must not expire while the rest of a CPU-starved start runs.
+    if (etcdCoordinator) {
+      const revision = await etcdCoordinator.currentRevision();
+      const forgotten = await store.forgetOwnerRevisionsAbove(revision);
+      if (forgotten > 0)
+        logger.warn(
+          { slots: forgotten, revision },
+          'the store had slot owner revisions from an earlier history of etcd (wiped or restored?); forgot them',
+        );
+    }
+    await coordinator.start();
   } catch (error) {
     logger.error(
       { node: id, reason: error instanceof Error ? error.message : String(error) },

@@ -114,6 +114,13 @@ export interface MessageStore {
    */
   acquireSlots(slots: readonly number[], minEpoch: number): Promise<SlotLease[]>;
   /**
+   * Forgets owner revisions above `revision`, the coordinator's current one, and returns how many
+   * slots had one. Revisions only grow, so such a revision comes from an earlier history of the
+   * coordinator (an etcd wiped or restored from a backup numbers from lower again); left in place,
+   * it would refuse every acquisition of its slot for good. Called before a node joins.
+   */
+  forgetOwnerRevisionsAbove(revision: number): Promise<number>;
+  /**
    * Scheduled messages of the slots due in [fromMs, untilMs), in (due, seq) order; at most
    * `limit`, after `after` (the last item of the previous page) when given.
    */

@@ -87,6 +87,20 @@ export class EtcdCoordinator implements SlotCoordinator {
   }
 
   /**
+   * etcd's current revision. Revisions only grow; a store that recorded higher ones (see
+   * MessageStore.forgetOwnerRevisionsAbove) saw an earlier history of this etcd.
+   * @throws DependencyUnavailableError when etcd cannot be reached.
+   */
+  async currentRevision(): Promise<number> {
+    try {
+      const response = await this.ns.get('revision-probe').exec();
+      return Number(response.header.revision);
+    } catch (error) {
+      throw new DependencyUnavailableError('etcd', error);
+    }
+  }
+
+  /**
    * Joins: grants the lease, registers the node and starts watching. Slots are acquired in the
    * background once the membership has been stable for `rebalanceDelayMs`.
    * @throws DependencyUnavailableError when etcd cannot be reached.

@@ -32,7 +32,8 @@ export async function leave({ settings, ns, sessions, ownership }: Leaving): Pro
   const session = sessions.current;
   const live = session !== undefined && !session.lost;
   const startedMs = Date.now();
-  if (live && ownership.held.size > 0) {
+  // Announcing the departure is worth the wait only while etcd answers (the lease is fresh).
+  if (live && session.isFresh() && ownership.held.size > 0) {
     let others = false;
     try {
       await ns

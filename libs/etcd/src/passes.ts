@@ -246,7 +246,8 @@ export class Passes {
               },
               'acquired slots',
             );
-          if (result.refused.length > 0) this.kick(ACQUIRE_RETRY_MS);
+          // The next pass gives the refused keys back (and claims them again a second later).
+          if (result.refused.length > 0) this.kick(0);
           await this.publishEpochs(session, result);
         },
         (error: unknown) => {

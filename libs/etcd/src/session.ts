@@ -35,8 +35,8 @@ export class Session {
   renewedAtMs: number;
   /** Mod revision of our node key, to delete exactly that registration when leaving. */
   nodeKeyRevision = 0;
-  /** Send times of keepalives awaiting their answer on the current stream (etcd answers in order). */
-  private readonly sentAtMs: number[] = [];
+  /** Keepalives awaiting their answer on the current stream (etcd answers in order). */
+  private readonly sent: Array<{ readonly atMs: number; readonly monotonicMs: number }> = [];
   private stream: KeepaliveStream | undefined;
   private readonly timer: NodeJS.Timeout;
   private retry: NodeJS.Timeout | undefined;
@@ -94,7 +94,7 @@ export class Session {
           return;
         }
         this.stream = stream;
-        this.sentAtMs.length = 0;
+        this.sent.length = 0;
         stream.on('data', (answer) => {
           if (this.stream === stream) this.answered(answer);
         });
@@ -109,14 +109,14 @@ export class Session {
   private fire(): void {
     const stream = this.stream;
     if (!stream || this.closed) return;
-    const now = this.settings.clock.now();
-    const oldest = this.sentAtMs[0];
-    if (oldest !== undefined && now - oldest > this.settings.callTimeoutMs) {
+    const monotonicMs = performance.now();
+    const oldest = this.sent[0];
+    if (oldest !== undefined && monotonicMs - oldest.monotonicMs > this.settings.callTimeoutMs) {
       // Unanswered for a call timeout: the connection is dead without having said so.
       this.breakStream(stream, new Error('keepalive unanswered'));
       return;
     }
-    this.sentAtMs.push(now);
+    this.sent.push({ atMs: this.settings.clock.now(), monotonicMs });
     try {
       stream.write({ ID: this.leaseId });
     } catch (error) {
@@ -125,7 +125,7 @@ export class Session {
   }
 
   private answered(answer: ILeaseKeepAliveResponse): void {
-    const sentAt = this.sentAtMs.shift();
+    const sentAt = this.sent.shift()?.atMs;
     if (answer.TTL === '0') {
       this.markLost(new EtcdLeaseInvalidError(this.leaseId));
       return;
@@ -147,7 +147,7 @@ export class Session {
   private dropStream(): void {
     const stream = this.stream;
     this.stream = undefined;
-    this.sentAtMs.length = 0;
+    this.sent.length = 0;
     if (stream) endStream(stream);
   }
 
@@ -204,7 +204,8 @@ export class Sessions {
   }
 
   /**
-   * Grants a new lease, revokes the earlier ones and registers the node on the new one.
+   * Grants a new lease, registers the node on it, then revokes the earlier leases (ours, and a
+   * predecessor's with our id).
    * @throws when etcd cannot be reached; the current session (if any) is retired either way.
    */
   async join(): Promise<Session> {

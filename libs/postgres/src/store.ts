@@ -31,7 +31,7 @@ import { deleteHintRows, selectHints } from './sql/hints';
 import { insertMessages, selectMessages } from './sql/insert';
 import { cancelMessage, selectMessage } from './sql/messages';
 import { migrateInTransaction } from './sql/migrate';
-import { bumpEpochs, resetClaimsAndHints } from './sql/slots';
+import { bumpEpochs, clearOwnerRevisionsAbove, resetClaimsAndHints } from './sql/slots';
 
 export interface PgMessageStoreOptions {
   /** Any libpq-style URL; `?options=-c%20search_path%3D<schema>` selects the schema Hourglass lives in. */
@@ -183,6 +183,11 @@ export class PgMessageStore implements MessageStore {
         );
       return leases.sort((a, b) => a.slot - b.slot);
     });
+  }
+
+  async forgetOwnerRevisionsAbove(revision: number): Promise<number> {
+    const pool = this.requirePool();
+    return guarded(() => clearOwnerRevisionsAbove(pool, revision));
   }
 
   async loadDue(

@@ -30,7 +30,8 @@ import type { EngineMetrics } from '../metrics';
 import type { ResolvedOptions } from '../options';
 import type { ClaimLedger } from './claims';
 
-const RELEASE_RETRY_MAX_MS = 5_000;
+/** A release waits for Postgres: retry often, since the messages fire again only once it is done. */
+const RELEASE_RETRY_MAX_MS = 1_000;
 
 interface ParkedTarget {
   readonly refs: Map<number, MessageRef>;

@@ -331,6 +331,18 @@ export class FakeStore implements MessageStore {
     });
   }
 
+  forgetOwnerRevisionsAbove(revision: number): Promise<number> {
+    return this.run('acquireSlots', () => {
+      let cleared = 0;
+      for (const [slot, owner] of this.ownerRevisions)
+        if (owner > revision) {
+          this.ownerRevisions.set(slot, 0);
+          cleared++;
+        }
+      return { result: cleared };
+    });
+  }
+
   loadDue(
     slots: readonly number[],
     fromMs: number,

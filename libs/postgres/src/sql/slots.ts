@@ -47,6 +47,14 @@ export async function bumpEpochs(
   return result.rows;
 }
 
+export async function clearOwnerRevisionsAbove(db: Queryable, revision: number): Promise<number> {
+  const result = await db.query(
+    'UPDATE slot_epochs SET owner_revision = 0 WHERE owner_revision > $1::bigint',
+    [revision],
+  );
+  return result.rowCount ?? 0;
+}
+
 export async function resetClaimsAndHints(db: Queryable, slots: readonly number[]): Promise<void> {
   await db.query(
     `WITH reset AS (
