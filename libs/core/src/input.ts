@@ -1,6 +1,6 @@
 /**
  * Rules for client input that every transport and the admin side share: Kafka's topic-name rules,
- * text that Postgres cannot store, and how deeply a JSON value may nest. Pure: no I/O.
+ * text that cannot be stored as sent, and how deeply a JSON value may nest. Pure: no I/O.
  *
  * The depth checks never recurse, so they are safe on any input. A value nested thousands of
  * levels deep overflows the stack of `JSON.stringify` (and of any recursive walk): bodies and
@@ -47,9 +47,20 @@ export function topicCollisionKey(name: string): string {
   return name.replaceAll('.', '_');
 }
 
-/** Postgres text cannot hold U+0000; a string with one would fail the whole statement. */
-export function hasNul(text: string): boolean {
-  return text.includes('\u0000');
+/**
+ * Text that cannot be stored as sent: Postgres text refuses U+0000 (the whole statement fails),
+ * and a lone UTF-16 surrogate has no UTF-8 form (it would be stored, and sent to Kafka, as U+FFFD).
+ * In `u` mode a surrogate pair is one code point outside this class, so only lone ones match.
+ */
+const UNSTORABLE = /[\u0000\ud800-\udfff]/u;
+
+/** Why `text` cannot be stored faithfully, or null when it can. */
+export function textProblem(text: string): string | null {
+  const found = UNSTORABLE.exec(text);
+  if (!found) return null;
+  return found[0] === '\u0000'
+    ? 'must not contain the NUL character (U+0000)'
+    : 'must be well-formed Unicode (no lone surrogate)';
 }
 
 /**

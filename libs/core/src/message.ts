@@ -9,8 +9,8 @@ import { HourglassError } from './errors';
 import {
   DEFAULT_MAX_PAYLOAD_DEPTH,
   TOPIC_RULE,
-  hasNul,
   jsonDepthExceeds,
+  textProblem,
   topicNameProblem,
 } from './input';
 import type { MessageState } from './state-machine';
@@ -78,8 +78,6 @@ const MAX_HEADERS = 64;
 const MAX_HEADER_NAME = 256;
 const MAX_HEADER_VALUE = 8192;
 const MAX_KEY_LENGTH = 4096;
-/** Postgres text cannot store U+0000 (and Kafka clients often mishandle it in keys and headers). */
-const NUL_PROBLEM = 'must not contain the NUL character (U+0000)';
 const KNOWN_FIELDS = new Set([
   'id',
   'topic',
@@ -162,7 +160,8 @@ export function parseScheduleRequest(
       addProblem(problems, path, 'key', `must be a string, got ${describe(body.key)}`);
     else if (body.key.length > MAX_KEY_LENGTH)
       addProblem(problems, path, 'key', `must be at most ${MAX_KEY_LENGTH} characters`);
-    else if (hasNul(body.key)) addProblem(problems, path, 'key', NUL_PROBLEM);
+    else if (textProblem(body.key) !== null)
+      addProblem(problems, path, 'key', textProblem(body.key) as string);
     else key = body.key;
   }
 
@@ -188,7 +187,8 @@ export function parseScheduleRequest(
             `headers/${name}`,
             `name must be 1-${MAX_HEADER_NAME} characters`,
           );
-        else if (hasNul(name)) addProblem(problems, path, `headers/${name}`, `name ${NUL_PROBLEM}`);
+        else if (textProblem(name) !== null)
+          addProblem(problems, path, `headers/${name}`, `name ${textProblem(name) as string}`);
         else if (name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX))
           addProblem(
             problems,
@@ -205,7 +205,8 @@ export function parseScheduleRequest(
             `headers/${name}`,
             `must be at most ${MAX_HEADER_VALUE} characters`,
           );
-        else if (hasNul(value)) addProblem(problems, path, `headers/${name}`, NUL_PROBLEM);
+        else if (textProblem(value) !== null)
+          addProblem(problems, path, `headers/${name}`, textProblem(value) as string);
         else headers[name] = value;
       }
     }

@@ -21,7 +21,7 @@ import {
   DependencyUnavailableError,
   HourglassError,
   NO_QUOTAS,
-  hasNul,
+  textProblem,
   topicNameProblem,
 } from '@hourglass/core';
 import type { ErrorDetail } from '@hourglass/core';
@@ -533,9 +533,10 @@ function adminView(app: string): AppIdentity {
   return { name: app, topics: new Set() };
 }
 
-/** Postgres text cannot hold U+0000: refused as the request's fault rather than failing the statement. */
+/** Text Postgres cannot store as sent (NUL, lone surrogates): the request's fault, not a failed statement. */
 function checkText(problems: ErrorDetail[], path: string, text: string): void {
-  if (hasNul(text)) problems.push({ path, message: 'must not contain the NUL character (U+0000)' });
+  const problem = textProblem(text);
+  if (problem !== null) problems.push({ path, message: problem });
 }
 
 function refuseIfAny(problems: readonly ErrorDetail[]): void {

@@ -71,8 +71,14 @@ export function adminGate(options: AdminGateOptions): RequestHandler[] {
     const hasBody =
       (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
       req.headers['transfer-encoding'] !== undefined;
-    if (!hasBody && !op.bodyRequired) {
-      next();
+    if (!hasBody) {
+      next(
+        op.bodyRequired
+          ? new HourglassError('invalid_request', 'this request needs a JSON body', [
+              { path: '/', message: 'required' },
+            ])
+          : undefined,
+      );
       return;
     }
     if (!isJsonRequest(req)) {

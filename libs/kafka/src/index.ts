@@ -13,7 +13,7 @@ import type { ProduceLimits } from './delivery';
 import { deliverToKafka } from './delivery';
 import { ensureKafkaTopics } from './topics';
 
-export { KAFKA_TARGET, produceChunks } from './delivery';
+export { KAFKA_TARGET, deliverToKafka, produceChunks } from './delivery';
 export type { ProduceLimits } from './delivery';
 export { toPublishError } from './errors';
 

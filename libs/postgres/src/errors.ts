@@ -38,6 +38,7 @@ const DRIVER_MESSAGES = [
   /Connection terminated/i,
   /connection error and is not queryable/i,
   /Client was closed and is not queryable/i,
+  /Query read timeout/i, // query_timeout: the server never answered (see pool.ts)
 ];
 
 export function isUnavailable(err: unknown): boolean {

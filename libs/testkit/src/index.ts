@@ -6,6 +6,7 @@
  * - Kafka: {@link randomTopicName} + {@link createTopics}; {@link collectKafka} to see what arrives.
  * - etcd and Redis: {@link etcdPrefix} and {@link redisPrefix}, a key prefix per test.
  * - {@link serviceUrls}: where the services are (HOURGLASS_* variables, with local defaults).
+ * - {@link TcpProxy}: cut a client off from a service (reset or hang) without stopping it.
  */
 export type { ServiceUrls } from './services';
 export { DEFAULT_SERVICE_URLS, serviceUnreachable, serviceUrls } from './services';
@@ -14,3 +15,4 @@ export type { CreateTestDatabaseOptions, TestDatabase } from './postgres';
 export { createTestDatabase } from './postgres';
 export type { CollectKafkaOptions, CollectedRecord, KafkaCollector } from './kafka';
 export { collectKafka, createTopics, deleteTopics, kafkaClient } from './kafka';
+export { TcpProxy } from './tcp-proxy';

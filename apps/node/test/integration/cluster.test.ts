@@ -23,6 +23,7 @@ import { slotOf } from '@hourglass/core';
 import type { ClusterView } from '@hourglass/core';
 import type { TestDatabase } from '@hourglass/testkit';
 import {
+  TcpProxy,
   createTestDatabase,
   createTopics,
   etcdPrefix,
@@ -45,7 +46,6 @@ import type { Observation } from '../support/cluster';
 import { api } from '../support/harness';
 import { collectProduced } from '../support/produced';
 import type { ProducedCollector, ProducedRecord } from '../support/produced';
-import { TcpProxy } from '../../../../libs/etcd/test/support/tcp-proxy';
 
 const SLOTS = 256;
 const TTL_SECONDS = 2; // the default

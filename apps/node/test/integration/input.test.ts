@@ -73,11 +73,13 @@ describe('bad input gets a 4xx with a code and the field, never a 5xx', function
     const message = { topic: '', payload: { n: 1 }, delayMs: 600_000 };
     beforeEach(() => (message.topic = topic));
 
-    it('refuses NUL in the key or a header (Postgres cannot store it) with 400 naming the field', async () => {
+    it('refuses NUL or a lone surrogate in the key or a header (not storable as sent) with 400 naming the field', async () => {
       for (const [extra, field] of [
         [{ key: 'a\u0000b' }, 'key'],
         [{ headers: { 'x-foo': 'bar\u0000' } }, 'headers/x-foo'],
         [{ headers: { 'x\u0000': 'bar' } }, 'headers/x\u0000'],
+        // A lone surrogate has no UTF-8 form: it would be stored (and produced) as U+FFFD.
+        [{ key: 'a\ud800' }, 'key'],
       ] as const) {
         const refused = await send('POST', '/v1/messages', { ...message, ...extra });
         assert.equal(refused.status, 400, JSON.stringify(refused.body));
@@ -167,6 +169,9 @@ describe('bad input gets a 4xx with a code and the field, never a 5xx', function
       const patched = await admin('PATCH', '/v1/admin/apps/input', { description: '\u0000' });
       assert.equal(patched.status, 400);
       assert.deepEqual(paths(patched.body), ['description']);
+      // A required body that is missing is a 400, whatever the Content-Type says.
+      const empty = await api(node.httpUrl, 'POST', '/v1/admin/apps', ADMIN, '');
+      assert.equal(empty.status, 400, JSON.stringify(empty.body));
     });
 
     it('checks topic names, partitions and the replication factor before Kafka: 400, not 503', async () => {

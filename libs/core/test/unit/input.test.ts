@@ -3,11 +3,11 @@ import fc from 'fast-check';
 import type { MessageLimits } from '@hourglass/core';
 import {
   HourglassError,
-  hasNul,
   isTopicName,
   jsonDepthExceeds,
   jsonTextDepthExceeds,
   parseScheduleRequest,
+  textProblem,
   topicCollisionKey,
   topicNameProblem,
 } from '@hourglass/core';
@@ -110,7 +110,7 @@ describe('parseScheduleRequest: input Postgres or the stack cannot take', () => 
   const base = { topic: 't', payload: 1, delayMs: 0 };
 
   it('refuses NUL in the key and in header names and values, naming the field', () => {
-    assert.equal(hasNul('a\u0000b'), true);
+    assert.notEqual(textProblem('a\u0000b'), null);
     const key = refusal({ ...base, key: 'a\u0000b' });
     assert.equal(key.code, 'invalid_request');
     assert.deepEqual(
@@ -131,6 +131,29 @@ describe('parseScheduleRequest: input Postgres or the stack cannot take', () => 
     assert.throws(
       () => parseScheduleRequest({ ...base, key: '\u0000' }, limits, NOW, 'messages/3/'),
       (error: HourglassError) => error.details?.[0]?.path === 'messages/3/key',
+    );
+  });
+
+  it('refuses lone surrogates in the key and headers (stored as U+FFFD otherwise), not pairs', () => {
+    assert.equal(textProblem('emoji \ud83d\ude00'), null);
+    assert.match(String(textProblem('a\ud800')), /lone surrogate/);
+    assert.match(String(textProblem('\udc00')), /lone surrogate/);
+    assert.match(String(textProblem('\u0000')), /NUL/);
+    for (const [extra, field] of [
+      [{ key: 'a\ud800' }, 'key'],
+      [{ headers: { 'x-foo': '\udfff' } }, 'headers/x-foo'],
+      [{ headers: { '\ud800': 'v' } }, 'headers/\ud800'],
+    ] as const) {
+      const error = refusal({ ...base, ...extra });
+      assert.deepEqual(
+        error.details?.map((d) => d.path),
+        [field],
+      );
+    }
+    parseScheduleRequest(
+      { ...base, key: '\ud83d\ude00', headers: { h: '\ud83d\ude00' } },
+      limits,
+      NOW,
     );
   });
 

@@ -12,13 +12,12 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterView } from '@hourglass/core';
 import { HourglassError } from '@hourglass/core';
-import { etcdPrefix, serviceUrls } from '@hourglass/testkit';
+import { TcpProxy, etcdPrefix, serviceUrls } from '@hourglass/testkit';
 import { Etcd3 } from 'etcd3';
 import type { Watcher } from 'etcd3';
 import { EtcdCoordinator } from '../../src';
 import type { EtcdCoordinatorOptions } from '../../src';
 import { FakeEngine, FakeEpochs } from '../support/fake-engine';
-import { TcpProxy } from '../support/tcp-proxy';
 
 const SLOTS = 16;
 const TTL_SECONDS = 2;

@@ -4,9 +4,10 @@
  * others' messages.
  */
 import assert from 'node:assert/strict';
-import type { OutboundRecord } from '@hourglass/core';
+import type { ClaimedMessage, OutboundRecord } from '@hourglass/core';
 import { recordBytes } from '@hourglass/core';
-import { produceChunks } from '@hourglass/kafka';
+import { KAFKA_TARGET, deliverToKafka, produceChunks } from '@hourglass/kafka';
+import type { Producer } from 'kafkajs';
 
 const MIB = 1 << 20;
 const TOPICS = ['orders', 'audit', 'payments'];
@@ -102,5 +103,84 @@ describe('produceChunks', () => {
       Array.from({ length: 10 }, (_, n) => n),
     );
     assert.deepEqual(produceChunks([], { maxRequestBytes: 1, maxRequestRecords: 1 }), []);
+  });
+});
+
+describe('deliverToKafka', () => {
+  function claimed(n: number, topic: string): ClaimedMessage {
+    return {
+      seq: n,
+      app: 'app1',
+      id: `m-${n}`,
+      slot: 0,
+      topic,
+      key: null,
+      payload: Buffer.from(`p${n}`),
+      headers: {},
+      deliverAtMs: 0,
+      attempts: 0,
+    };
+  }
+  const limits = { maxRequestBytes: 1_000_000, maxRequestRecords: 1000, timeoutMs: 200 };
+
+  /** A producer whose `send` answers per topic as `answer` says. */
+  function producer(answer: (topic: string) => Promise<unknown>): () => Promise<Producer> {
+    const fake = { send: ({ topic }: { topic: string }) => answer(topic) };
+    return () => Promise.resolve(fake as unknown as Producer);
+  }
+
+  it('answers each topic on its own: a missing topic fails only its messages, as a refusal', async () => {
+    const unknownTopic = Object.assign(
+      new Error('This server does not host this topic-partition'),
+      {
+        name: 'KafkaJSProtocolError',
+        retriable: true,
+      },
+    );
+    const outcomes = await deliverToKafka(
+      producer((topic) =>
+        topic === 'missing' ? Promise.reject(unknownTopic) : Promise.resolve([]),
+      ),
+      [claimed(1, 'orders'), claimed(2, 'missing'), claimed(3, 'orders')],
+      limits,
+    );
+    assert.deepEqual(
+      outcomes.map((o) => [o.kind, o.kind === 'failed' ? o.retriable : null]),
+      [
+        ['delivered', null],
+        ['failed', false],
+        ['delivered', null],
+      ],
+    );
+    assert.ok(outcomes.every((o) => o.target === KAFKA_TARGET));
+  });
+
+  it('bounds a produce that is never answered: a retriable failure after the timeout', async () => {
+    const started = Date.now();
+    const outcomes = await deliverToKafka(
+      producer(() => new Promise(() => undefined)),
+      [claimed(1, 'orders')],
+      limits,
+    );
+    assert.equal(outcomes[0]?.kind, 'failed');
+    assert.equal(outcomes[0]?.kind === 'failed' && outcomes[0].retriable, true);
+    assert.ok(Date.now() - started >= limits.timeoutMs);
+  });
+
+  it('answers a retriable failure for every message when the broker cannot be reached', async () => {
+    const outcomes = await deliverToKafka(
+      () =>
+        Promise.reject(
+          Object.assign(new Error('Connection error: ECONNREFUSED'), {
+            name: 'KafkaJSConnectionError',
+          }),
+        ),
+      [claimed(1, 'orders'), claimed(2, 'audit')],
+      limits,
+    );
+    assert.deepEqual(
+      outcomes.map((o) => o.kind === 'failed' && o.retriable),
+      [true, true],
+    );
   });
 });

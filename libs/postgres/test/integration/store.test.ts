@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { InsertOutcome, MessageRef, NewMessage, WheelItem } from '@hourglass/core';
 import { DependencyUnavailableError } from '@hourglass/core';
 import type { TestDatabase } from '@hourglass/testkit';
-import { createTestDatabase, serviceUrls } from '@hourglass/testkit';
+import { TcpProxy, createTestDatabase, serviceUrls } from '@hourglass/testkit';
 import { Client } from 'pg';
 import { MIGRATIONS, PgMessageStore } from '../../src';
 import { claimStatement } from '../../src/sql/claims';
@@ -197,7 +197,9 @@ describe('PgMessageStore (postgres)', () => {
           const seqs = rows.map((row) => Number(row.seq));
           assert.equal(new Set(seqs).size, 3, 'every existing row has its own seq');
           const old2 = seqs[1]!;
-          assert.deepEqual(await drainHints(upgraded, [1]), [{ seq: old2, slot: 1, dueMs: T0 + 2 }]);
+          assert.deepEqual(await drainHints(upgraded, [1]), [
+            { seq: old2, slot: 1, dueMs: T0 + 2 },
+          ]);
 
           // New rows continue the sequence, whoever inserts them (the bench fills by SQL).
           const [created] = await upgraded.insertBatch([message({ slot: 1 })], noLeases);
@@ -666,7 +668,11 @@ describe('PgMessageStore (postgres)', () => {
       release();
       assert.deepEqual(await locked, [slot]);
       const [lease] = await takeover;
-      assert.equal((await store.get(m.app, m.id))?.state, 'scheduled', 'the takeover reset the claim');
+      assert.equal(
+        (await store.get(m.app, m.id))?.state,
+        'scheduled',
+        'the takeover reset the claim',
+      );
       assert.deepEqual([...(await store.withEpochLock(leases, async (c) => c))], []);
       assert.deepEqual(
         [...(await store.withEpochLock(new Map([[slot, lease!.epoch]]), async (c) => c))],
@@ -846,6 +852,30 @@ describe('PgMessageStore (postgres)', () => {
         await assert.rejects(down.migrate(SLOTS), DependencyUnavailableError);
       } finally {
         await down.stop();
+      }
+    });
+
+    it('answers DependencyUnavailableError when Postgres stops answering on an open connection', async () => {
+      // A partition that drops packets: no reset, no reply. Without a client-side bound the
+      // call (and the firing path waiting on it) would hang for good.
+      const proxy = await TcpProxy.start(`127.0.0.1:${new URL(db.connectionString).port}`);
+      const url = new URL(db.connectionString);
+      url.host = `127.0.0.1:${proxy.port}`;
+      const hung = new PgMessageStore({
+        connectionString: url.toString(),
+        statementTimeoutMs: 300,
+      });
+      await hung.start();
+      try {
+        await hung.ping();
+        proxy.freeze();
+        const started = Date.now();
+        await assert.rejects(hung.ping(), DependencyUnavailableError);
+        assert.ok(Date.now() - started < 10_000, 'bounded by the query timeout');
+      } finally {
+        proxy.restore();
+        await hung.stop();
+        await proxy.close();
       }
     });
 
