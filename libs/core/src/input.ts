@@ -48,19 +48,19 @@ export function topicCollisionKey(name: string): string {
 }
 
 /**
- * Text that cannot be stored as sent: Postgres text refuses U+0000 (the whole statement fails),
- * and a lone UTF-16 surrogate has no UTF-8 form (it would be stored, and sent to Kafka, as U+FFFD).
- * In `u` mode a surrogate pair is one code point outside this class, so only lone ones match.
+ * A lone UTF-16 surrogate has no UTF-8 form: it would be stored, and sent to Kafka, as U+FFFD. In
+ * `u` mode a surrogate pair is one code point outside this class, so only lone ones match.
  */
-const UNSTORABLE = /[\u0000\ud800-\udfff]/u;
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
 
-/** Why `text` cannot be stored faithfully, or null when it can. */
+/**
+ * Why `text` cannot be stored as sent, or null when it can: Postgres text refuses U+0000 (the
+ * whole statement would fail), and lone surrogates would be replaced.
+ */
 export function textProblem(text: string): string | null {
-  const found = UNSTORABLE.exec(text);
-  if (!found) return null;
-  return found[0] === '\u0000'
-    ? 'must not contain the NUL character (U+0000)'
-    : 'must be well-formed Unicode (no lone surrogate)';
+  if (text.includes('\u0000')) return 'must not contain the NUL character (U+0000)';
+  if (LONE_SURROGATE.test(text)) return 'must be well-formed Unicode (no lone surrogate)';
+  return null;
 }
 
 /**

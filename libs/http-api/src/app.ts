@@ -82,6 +82,10 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
         'request',
       );
     });
+    if (draining) {
+      // Clients that keep a connection busy would otherwise hold the server's close forever.
+      res.setHeader('Connection', 'close');
+    }
     if (draining && !req.path.startsWith('/healthz')) {
       sendError(
         res,
@@ -250,9 +254,17 @@ export function listen(app: express.Express, host: string, port: number): Promis
 }
 
 /** Stops accepting connections and resolves when in-flight requests finished. */
+/** Connections still open this long after close() (a request in flight, a client that keeps a
+ * connection busy) are cut, so a graceful stop cannot hang on them. */
+const CLOSE_GRACE_MS = 5_000;
+
 export function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    const force = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
     server.closeIdleConnections();
   });
 }
