@@ -673,9 +673,13 @@ describe('PgMessageStore (postgres)', () => {
         'scheduled',
         'the takeover reset the claim',
       );
-      assert.deepEqual([...(await store.withEpochLock(leases, async (c) => c))], []);
+      assert.deepEqual([...(await store.withEpochLock(leases, (c) => Promise.resolve(c)))], []);
       assert.deepEqual(
-        [...(await store.withEpochLock(new Map([[slot, lease!.epoch]]), async (c) => c))],
+        [
+          ...(await store.withEpochLock(new Map([[slot, lease!.epoch]]), (c) =>
+            Promise.resolve(c),
+          )),
+        ],
         [slot],
       );
     });
