@@ -36,20 +36,8 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** `promise`, or a rejection naming `what` once `ms` have passed. */
-export async function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+// The bench's bounded(): a rejection naming what took too long.
+export { bounded } from '../bench/common';
 
 /** Error raised when the suite cannot set itself up (a node or a service would not start). */
 export class SetupError extends Error {
