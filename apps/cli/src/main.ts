@@ -1,6 +1,7 @@
 /**
  * `hourglass`: the admin and operations CLI. Every command is one call to the admin API
- * (/v1/admin) of any node; see `hourglass --help`.
+ * (/v1/admin) of any node, except `messages schedule` (POST /v1/messages with an app token); see
+ * `hourglass --help`.
  */
 import type { Command, Globals } from './args';
 import { USAGE, UsageError, parse } from './args';
@@ -39,7 +40,7 @@ async function call(globals: Globals, command: Command, io: Io): Promise<number>
     response = await fetch(url, {
       method: command.method,
       headers: {
-        authorization: `Bearer ${globals.token}`,
+        authorization: `Bearer ${command.appToken ?? globals.token}`,
         ...(command.body !== undefined ? { 'content-type': 'application/json' } : {}),
       },
       body: command.body !== undefined ? JSON.stringify(command.body) : undefined,
@@ -77,7 +78,11 @@ async function call(globals: Globals, command: Command, io: Io): Promise<number>
       );
       for (const detail of error.details ?? []) io.err(`  ${detail.path}: ${detail.message}\n`);
       if (error.code === 'unauthenticated' || error.code === 'forbidden')
-        io.err('  (the admin API needs the admin token: --token or HOURGLASS_ADMIN_TOKEN)\n');
+        io.err(
+          command.appToken !== undefined
+            ? '  (scheduling needs an app token: --app-token or HOURGLASS_APP_TOKEN)\n'
+            : '  (the admin API needs the admin token: --token or HOURGLASS_ADMIN_TOKEN)\n',
+        );
       const retryAfter = response.headers.get('retry-after');
       if (retryAfter) io.err(`  retry after ${retryAfter} s\n`);
     } else {

@@ -4,6 +4,23 @@ import { renderRecord, renderTable } from './table';
 
 type Json = Record<string, unknown>;
 
+interface RetryJson {
+  strategy?: string;
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  maxAttempts?: number;
+  jitter?: boolean;
+}
+
+interface DeliveryJson {
+  callbackHosts: string[] | null;
+  deadLetterTopic: string | null;
+  alerts: { afterAttempts: number; url: string | null; topic: string | null } | null;
+  retry: RetryJson | null;
+  signingSecretCreatedAt: string | null;
+  previousSecretExpiresAt: string | null;
+}
+
 interface AppJson {
   name: string;
   description: string;
@@ -12,6 +29,35 @@ interface AppJson {
   topics: string[];
   quotas: Record<string, number | null>;
   tokens: Array<{ createdAt: string; expiresAt: string | null }>;
+  /** Absent from nodes older than callbacks. */
+  delivery?: DeliveryJson;
+}
+
+interface TargetJson {
+  index: number;
+  type: string;
+  topic?: string;
+  key?: string | null;
+  url?: string;
+  method?: string;
+  name?: string;
+  state: string;
+  attempts: number;
+  lastError?: string;
+  lastStatus?: number;
+  nextAttemptAt?: string;
+  finishedAt?: string;
+}
+
+interface AttemptJson {
+  target: number;
+  type: string;
+  attempt: number;
+  at: string;
+  durationMs: number;
+  status?: number;
+  error?: string;
+  response?: string;
 }
 
 function quotaText(quotas: Record<string, number | null> | undefined): string {
@@ -19,7 +65,25 @@ function quotaText(quotas: Record<string, number | null> | undefined): string {
   return set.length === 0 ? '-' : set.map(([key, value]) => `${key}=${value}`).join(' ');
 }
 
+/** e.g. `exponential 10000-86400000 ms, 10 attempts, jitter`. */
+export function retryText(retry: RetryJson | null | undefined): string {
+  if (!retry) return '-';
+  const parts = [
+    `${retry.strategy ?? 'default'} ${retry.initialDelayMs ?? '?'}-${retry.maxDelayMs ?? '?'} ms`,
+    `${retry.maxAttempts ?? '?'} attempts`,
+  ];
+  if (retry.jitter !== undefined) parts.push(retry.jitter ? 'jitter' : 'no jitter');
+  return parts.join(', ');
+}
+
+function alertsText(alerts: DeliveryJson['alerts']): string {
+  if (!alerts) return '-';
+  const to = [alerts.url, alerts.topic ? `topic ${alerts.topic}` : null].filter(Boolean);
+  return `after ${alerts.afterAttempts} attempts${to.length > 0 ? ` to ${to.join(' and ')}` : ''}`;
+}
+
 function appRecord(app: AppJson): string {
+  const delivery = app.delivery;
   return renderRecord([
     ['name', app.name],
     ['description', app.description || '-'],
@@ -37,7 +101,64 @@ function appRecord(app: AppJson): string {
         )
         .join('; ') || '-',
     ],
+    ...(delivery
+      ? ([
+          ['callback hosts', delivery.callbackHosts ?? 'any public host'],
+          ['dead letters', delivery.deadLetterTopic],
+          ['alerts', alertsText(delivery.alerts)],
+          ['default retry', delivery.retry ? retryText(delivery.retry) : 'the node default'],
+          [
+            'signing secret',
+            delivery.signingSecretCreatedAt
+              ? `created ${delivery.signingSecretCreatedAt}${
+                  delivery.previousSecretExpiresAt
+                    ? ` (previous one still signs until ${delivery.previousSecretExpiresAt})`
+                    : ''
+                }`
+              : '-',
+          ],
+        ] as Array<[string, unknown]>)
+      : []),
   ]);
+}
+
+function destination(target: TargetJson): string {
+  if (target.type === 'http') return `${target.method ?? 'POST'} ${target.url ?? '?'}`;
+  return target.key ? `${target.topic ?? '?'} (key ${target.key})` : (target.topic ?? '?');
+}
+
+/** The message as `key: value` lines, then its targets as a table. */
+export function messageText(json: Json): string {
+  const { targets, retry, ...fields } = json as Json & {
+    targets?: TargetJson[];
+    retry?: RetryJson;
+  };
+  const entries: Array<[string, unknown]> = Object.entries(fields);
+  if (retry !== undefined) entries.push(['retry', retryText(retry)]);
+  let out = renderRecord(entries);
+  if (Array.isArray(targets) && targets.length > 0) {
+    out += '\ntargets\n';
+    out += renderTable(targets, [
+      { header: '#', value: (t) => t.index, right: true },
+      { header: 'TYPE', value: (t) => t.type },
+      { header: 'DESTINATION', value: destination },
+      { header: 'NAME', value: (t) => t.name },
+      { header: 'STATE', value: (t) => t.state },
+      { header: 'ATTEMPTS', value: (t) => t.attempts, right: true },
+      { header: 'STATUS', value: (t) => t.lastStatus, right: true },
+      { header: 'NEXT ATTEMPT', value: (t) => t.nextAttemptAt },
+      { header: 'FINISHED', value: (t) => t.finishedAt },
+      { header: 'LAST ERROR', value: (t) => t.lastError },
+    ]);
+  }
+  return out;
+}
+
+/** A response body's start, on one line: attempts keep up to 1 KiB of it. */
+function excerpt(text: string | undefined, length = 60): string | undefined {
+  if (text === undefined) return undefined;
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > length ? `${line.slice(0, length - 1)}…` : line;
 }
 
 export function render(view: View, body: unknown): string {
@@ -59,14 +180,41 @@ export function render(view: View, body: unknown): string {
         appRecord(json.app as AppJson) +
         `\ntoken: ${String(json.token)}\n` +
         'This token is shown only once; only its hash is stored. Keep it now.\n' +
+        (typeof json.signingSecret === 'string'
+          ? `signing secret: ${json.signingSecret}\n` +
+            'Callbacks are signed with it (webhook-signature); it is shown only once. Keep it now.\n'
+          : '') +
         (typeof json.graceSeconds === 'number'
           ? `Earlier tokens of the app keep working for ${json.graceSeconds} s.\n`
           : '')
       );
+    case 'secret':
+      return (
+        appRecord(json.app as AppJson) +
+        `\nsigning secret: ${String(json.signingSecret)}\n` +
+        'This secret is shown only once. Give it to the receivers now.\n' +
+        (typeof json.graceSeconds === 'number' && json.graceSeconds > 0
+          ? `For ${json.graceSeconds} s callbacks carry two signatures, with the old secret and this one.\n`
+          : 'The old secret no longer signs.\n')
+      );
     case 'deleted':
       return `deleted app ${String(json.name)} (its scheduled messages are still delivered)\n`;
     case 'message':
-      return renderRecord(Object.entries(json));
+      return messageText(json);
+    case 'attempts': {
+      const attempts = (json.attempts ?? []) as AttemptJson[];
+      if (attempts.length === 0) return 'no attempts (Kafka-only messages log none)\n';
+      return renderTable(attempts, [
+        { header: 'TARGET', value: (a) => a.target, right: true },
+        { header: 'TYPE', value: (a) => a.type },
+        { header: 'ATTEMPT', value: (a) => a.attempt, right: true },
+        { header: 'AT', value: (a) => a.at },
+        { header: 'MS', value: (a) => a.durationMs, right: true },
+        { header: 'STATUS', value: (a) => a.status, right: true },
+        { header: 'ERROR', value: (a) => a.error },
+        { header: 'RESPONSE', value: (a) => excerpt(a.response) },
+      ]);
+    }
     case 'cancelled':
       return `cancelled ${String(json.id)}\n`;
     case 'stats': {

@@ -92,6 +92,8 @@ function startNode(index: number, options: Options, logDir: string): LocalNode {
       HOURGLASS__GRPC__HOST: '127.0.0.1',
       HOURGLASS__GRPC__PORT: String(grpcPort),
       HOURGLASS__CLUSTER__MODE: options.standalone ? 'standalone' : 'etcd',
+      // Callbacks to receivers on this machine: the SSRF guard refuses loopback otherwise.
+      HOURGLASS__CALLBACKS__ALLOW_NETWORKS: process.env.HOURGLASS__CALLBACKS__ALLOW_NETWORKS ?? '[127.0.0.0/8]',
     },
     stdio: ['ignore', log, log],
     detached: true,
@@ -263,6 +265,7 @@ async function main(): Promise<void> {
         `  ${node.name}  HTTP ${node.httpUrl}  gRPC ${node.grpcAddress}  pid ${node.child.pid}  log ${relative(process.cwd(), node.logFile)}`,
     ),
     `  ${first ? await slotSummary(first, admin) : ''}`,
+    `  Callbacks may call receivers on this machine: callbacks.allowNetworks is ${process.env.HOURGLASS__CALLBACKS__ALLOW_NETWORKS ?? '[127.0.0.0/8]'} (the default config allows public addresses only).`,
     '',
     app
       ? `App token:   ${app.token}   (app "${app.name}", topics: ${app.topics.join(', ')})`

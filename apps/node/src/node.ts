@@ -13,6 +13,7 @@ import type { Server } from 'node:http';
 import type { HourglassConfig } from '@hourglass/config';
 import {
   AppAdmin,
+  CachedAppDelivery,
   DbAppDirectory,
   DelayEngine,
   EngineMetrics,
@@ -20,7 +21,8 @@ import {
   SharedQuotaGate,
   StandaloneCoordinator,
 } from '@hourglass/engine';
-import { systemClock } from '@hourglass/core';
+import { AddressPolicy, systemClock } from '@hourglass/core';
+import { UndiciHttpCaller } from '@hourglass/http-callbacks';
 import type { Logger, SlotCoordinator } from '@hourglass/core';
 import { createGrpcServer } from '@hourglass/grpc-api';
 import type { GrpcServer } from '@hourglass/grpc-api';
@@ -130,6 +132,19 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
     maxRequestRecords: config.core.fireBatchSize,
   });
   const metrics = new EngineMetrics({ defaultMetrics: true });
+  // HTTP callbacks (docs/callbacks.md): the SSRF guard's policy serves the accept-time check of
+  // literal addresses and the caller's check of the addresses it connects to.
+  const callbackPolicy = new AddressPolicy(config.callbacks.allowNetworks);
+  const httpCaller = new UndiciHttpCaller({
+    policy: callbackPolicy,
+    maxConnectionsPerHost: config.callbacks.maxConnectionsPerHost,
+    maxInFlightPerHost: config.callbacks.maxInFlightPerHost,
+    maxInFlightPerApp: config.callbacks.maxInFlightPerApp,
+    // The engine's own bound (maxMessagesInFlight) is what holds callbacks back; the caller's
+    // queue only has to hold what the engine lets through.
+    maxQueuedPerHost: config.callbacks.maxMessagesInFlight * config.limits.maxTargets,
+  });
+  const appDelivery = new CachedAppDelivery(appStore, systemClock);
   let redis: RedisAdapter | undefined;
   let coordinator: SlotCoordinator | undefined;
   let etcdCoordinator: EtcdCoordinator | undefined;
@@ -148,6 +163,8 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       metrics,
       ownershipConfirmed: () => coordinator?.ownershipConfirmed() ?? false,
       onSlotsFenced: (slots) => coordinator?.slotsFenced?.(slots),
+      http: httpCaller,
+      appDelivery,
     },
     {
       horizonMs: config.core.horizonMinutes * 60_000,
@@ -163,6 +180,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       sweepIntervalMs: config.core.sweepIntervalMs,
       sweepGraceMs: config.core.sweepGraceMs,
       overdueLoadLimit: config.core.overdueLoadLimit,
+      maxTargetMessagesInFlight: config.callbacks.maxMessagesInFlight,
     },
   );
 
@@ -189,6 +207,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
     ]);
     await step('coordinator', async () => coordinator?.stop());
     await step('engine', () => engine.stop());
+    await step('callbacks', () => httpCaller.stop());
     await step('kafka', () => publisher.stop());
     await Promise.all([
       step('postgres', () => store.stop()),
@@ -215,6 +234,10 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
           : logger.warn({ err: (error as Error | undefined)?.message }, 'redis unavailable'),
     });
     redis = liveRedis;
+    // An admin change of an app (its signing secret, say) reaches every node's delivery cache.
+    liveRedis.onInvalidate((change) => {
+      if (change.app !== undefined) appDelivery.forget(change.app);
+    });
     await liveRedis.start();
     await publisher.start();
     if (config.kafka.createTopics) {
@@ -266,6 +289,12 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
         maxDelayMs: config.limits.maxDelayDays * 86_400_000,
         maxBatchSize: config.limits.maxBatchSize,
         maxPayloadDepth: config.limits.maxPayloadDepth,
+        targets: {
+          maxTargets: config.limits.maxTargets,
+          defaultTimeoutMs: config.callbacks.defaultTimeoutMs,
+          policy: callbackPolicy,
+        },
+        retryBase: config.callbacks.retry,
       },
       quotas: new SharedQuotaGate({
         backend: liveRedis,
@@ -290,6 +319,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       service,
       clock: systemClock,
       maxTopicPartitions: config.limits.maxTopicPartitions,
+      callbackPolicy,
     });
     http = createHttpApi({
       service,

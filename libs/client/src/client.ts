@@ -5,6 +5,7 @@ import type { RetryPolicy } from './retry';
 import { retryDelayMs } from './retry';
 import type { Transport } from './transport';
 import type {
+  Attempt,
   BatchItemResult,
   CancelResult,
   Endpoint,
@@ -131,9 +132,11 @@ export class HourglassClient {
   }
 
   /**
-   * Schedules one message for delivery to its Kafka topic at its due time.
+   * Schedules one message for delivery to its targets (a Kafka topic, an HTTP callback, or a
+   * list of both) at its due time.
    * @returns the message as stored, and whether this call created it.
    * @throws {@link HourglassClientError} e.g. `invalid_request`, `topic_not_allowed`,
+   *   `callback_not_allowed` (the app's callback host allowlist refuses the URL's host),
    *   `id_conflict` (the id exists with other content), `delay_too_long`, `payload_too_large`.
    */
   async schedule(message: ScheduleMessage): Promise<ScheduleResult> {
@@ -182,6 +185,44 @@ export class HourglassClient {
         if (error instanceof HourglassClientError) {
           if (unanswered && error.code === 'already_cancelled')
             return { id, state: 'cancelled' as const };
+          if (error.code === 'network_error' || error.code === 'timeout') unanswered = true;
+        }
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * The delivery attempts of your app's message, oldest first: one per HTTP target attempt, with
+   * its status, error and the start of the answer's body. Kafka-only messages log none (their
+   * count is in {@link Message.attempts}).
+   * @throws {@link HourglassClientError} `not_found` or `invalid_request`.
+   */
+  async attempts(id: string): Promise<Attempt[]> {
+    this.checkId(id);
+    return this.withRetries(() => this.transport.attempts(id, this.options.timeoutMs));
+  }
+
+  /**
+   * Re-arms the failed targets of a `failed` message now, with a fresh attempt budget; delivered
+   * targets are not sent again.
+   *
+   * When an attempt fails without an answer and the retry is refused with `not_failed`, the lost
+   * attempt (or another caller) most likely re-armed it, so this resolves with the message as it
+   * is now.
+   * @returns the message, `scheduled` again.
+   * @throws {@link HourglassClientError} `not_failed` (it is not failed), `not_found`.
+   */
+  async retry(id: string): Promise<Message> {
+    this.checkId(id);
+    let unanswered = false;
+    return this.withRetries(async () => {
+      try {
+        return await this.transport.retry(id, this.options.timeoutMs);
+      } catch (error) {
+        if (error instanceof HourglassClientError) {
+          if (unanswered && error.code === ('not_failed' as string))
+            return this.transport.get(id, this.options.timeoutMs);
           if (error.code === 'network_error' || error.code === 'timeout') unanswered = true;
         }
         throw error;

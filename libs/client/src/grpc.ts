@@ -12,9 +12,9 @@ import type { ErrorDetail, ServerErrorCode } from './errors';
 import { HourglassClientError, RETRIABLE_SERVER_CODES, isServerErrorCode } from './errors';
 import { MESSAGES_PROTO, findProtoDir } from './proto';
 import type { Transport } from './transport';
-import type { BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
-import type { RawMessage, WireMessage } from './wire';
-import { toMessage } from './wire';
+import type { Attempt, BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
+import type { RawAttempt, RawMessage, WireHttpTarget, WireMessage, WireTarget } from './wire';
+import { toAttempt, toMessage } from './wire';
 
 interface ErrorPb {
   code: string;
@@ -27,9 +27,21 @@ interface BatchResultPb {
   created: boolean;
 }
 
+/** `hourglass.v1.HttpTarget`: the wire form already has the proto's camelCase names. */
+function toHttpTargetPb(target: WireHttpTarget): Record<string, unknown> {
+  return { ...target };
+}
+
+/** `hourglass.v1.Target`: the kind picks the oneof member. */
+function toTargetPb(target: WireTarget): Record<string, unknown> {
+  const { type, ...fields } = target;
+  return type === 'http' ? { http: toHttpTargetPb(fields as WireHttpTarget) } : { kafka: fields };
+}
+
 /** `hourglass.v1.ScheduleRequest` with proto-loader's camelCase names. */
 export function toScheduleRequestPb(message: WireMessage): Record<string, unknown> {
-  const request: Record<string, unknown> = { id: message.id, topic: message.topic };
+  const request: Record<string, unknown> = { id: message.id };
+  if (message.topic !== undefined) request.topic = message.topic;
   if (message.key !== undefined) request.key = message.key;
   if (message.headers !== undefined) request.headers = message.headers;
   if (message.payload) {
@@ -37,6 +49,10 @@ export function toScheduleRequestPb(message: WireMessage): Record<string, unknow
     else request.payloadBytes = message.payload.bytes;
   }
   if (message.due) Object.assign(request, message.due);
+  if (message.callback !== undefined) request.callback = toHttpTargetPb(message.callback);
+  if (message.targets !== undefined) request.targets = message.targets.map(toTargetPb);
+  if (message.retry !== undefined) request.retry = { ...message.retry };
+  if (message.contentType !== undefined) request.contentType = message.contentType;
   return request;
 }
 
@@ -100,6 +116,18 @@ function errorFromStatus(error: ServiceError): HourglassClientError {
   }
 }
 
+/** How the SDK decodes hourglass.v1 (exported for tests of the decoding). */
+export const LOADER_OPTIONS = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  // Zero-valued scalars (slot 0, attempts 0, created false) may be left off the wire; defaults
+  // restores them. proto3 `optional` fields stay absent when unset; unset message fields (such as
+  // `retry`) decode as null.
+  defaults: true,
+  oneofs: false,
+} as const;
+
 export interface GrpcTransportOptions {
   address: string;
   token: string;
@@ -114,13 +142,7 @@ export class GrpcTransport implements Transport {
 
   constructor(private readonly options: GrpcTransportOptions) {
     const definition = loadSync(MESSAGES_PROTO, {
-      keepCase: false,
-      longs: Number,
-      enums: String,
-      // Zero-valued scalars (slot 0, attempts 0, created false) are not on the wire; defaults
-      // restores them. proto3 `optional` fields stay absent when unset.
-      defaults: true,
-      oneofs: false,
+      ...LOADER_OPTIONS,
       includeDirs: [options.protoDir ?? findProtoDir()],
     });
     const root = loadPackageDefinition(definition) as unknown as {
@@ -207,6 +229,19 @@ export class GrpcTransport implements Transport {
 
   async cancel(id: string, timeoutMs: number): Promise<CancelResult> {
     return this.call<CancelResult>('Cancel', { id }, timeoutMs);
+  }
+
+  async attempts(id: string, timeoutMs: number): Promise<Attempt[]> {
+    const response = await this.call<{ attempts?: RawAttempt[] }>(
+      'ListAttempts',
+      { id },
+      timeoutMs,
+    );
+    return (response.attempts ?? []).map(toAttempt);
+  }
+
+  async retry(id: string, timeoutMs: number): Promise<Message> {
+    return toMessage(await this.call<RawMessage>('RetryMessage', { id }, timeoutMs));
   }
 
   close(): void {

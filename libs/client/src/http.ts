@@ -2,9 +2,9 @@
 import type { ErrorDetail, ServerErrorCode } from './errors';
 import { HourglassClientError, RETRIABLE_SERVER_CODES, isServerErrorCode } from './errors';
 import type { Transport } from './transport';
-import type { BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
-import type { RawMessage, WireMessage } from './wire';
-import { toMessage } from './wire';
+import type { Attempt, BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
+import type { RawAttempt, RawMessage, WireMessage } from './wire';
+import { toAttempt, toMessage } from './wire';
 
 interface ErrorBody {
   error: { code: string; message: string; details?: ErrorDetail[] };
@@ -20,9 +20,14 @@ const GATEWAY_STATUSES = new Set([502, 503, 504]);
 
 /** The JSON text of one message. The payload's JSON text is spliced in as prepared, unchanged. */
 export function messageJson(message: WireMessage): string {
-  const fields: Record<string, unknown> = { id: message.id, topic: message.topic };
+  const fields: Record<string, unknown> = { id: message.id };
+  if (message.topic !== undefined) fields.topic = message.topic;
   if (message.key !== undefined) fields.key = message.key;
   if (message.headers !== undefined) fields.headers = message.headers;
+  if (message.callback !== undefined) fields.callback = message.callback;
+  if (message.targets !== undefined) fields.targets = message.targets;
+  if (message.retry !== undefined) fields.retry = message.retry;
+  if (message.contentType !== undefined) fields.contentType = message.contentType;
   if (message.payload && 'bytes' in message.payload)
     fields.payloadBase64 = message.payload.bytes.toString('base64');
   if (message.due) {
@@ -179,6 +184,24 @@ export class HttpTransport implements Transport {
       timeoutMs,
     );
     return body as CancelResult;
+  }
+
+  async attempts(id: string, timeoutMs: number): Promise<Attempt[]> {
+    const { body } = await this.request(
+      'GET',
+      `/v1/messages/${encodeURIComponent(id)}/attempts`,
+      timeoutMs,
+    );
+    return ((body as { attempts?: RawAttempt[] }).attempts ?? []).map(toAttempt);
+  }
+
+  async retry(id: string, timeoutMs: number): Promise<Message> {
+    const { body } = await this.request(
+      'POST',
+      `/v1/messages/${encodeURIComponent(id)}/retry`,
+      timeoutMs,
+    );
+    return toMessage(body as RawMessage);
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 /**
  * @hourglass/client: the Hourglass SDK. {@link HourglassClient} schedules, reads and cancels
  * delayed messages over HTTP or gRPC; {@link handleDeliveries} and {@link decodeDelivery} read
- * the messages that fire from Kafka.
+ * the messages that fire from Kafka; {@link CallbackReceiver} receives the HTTP callbacks.
  * @packageDocumentation
  */
 export { HourglassClient } from './client';
@@ -31,3 +31,19 @@ export type {
 export { RecentIds, decodeDelivery, handleDeliveries } from './consumer';
 export type { Delivery, DeliveryHandlerOptions, KafkaRecord, KafkaRecordContext } from './consumer';
 export { uuidv7 } from './uuid';
+export { CallbackReceiver } from './receiver';
+export type { CallbackEnvelope, CallbackMessage } from './callback-message';
+export type {
+  CallbackHandler,
+  ExpressHandler,
+  ReceiverOptions,
+  Refusal,
+  RefusalCode,
+} from './receiver';
+export { VerificationError, verifySignature } from './signature';
+export type {
+  HeadersLike,
+  VerificationErrorCode,
+  VerifiedSignature,
+  VerifySignatureOptions,
+} from './signature';

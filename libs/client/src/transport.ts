@@ -1,4 +1,4 @@
-import type { BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
+import type { Attempt, BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
 import type { WireMessage } from './wire';
 
 /**
@@ -11,5 +11,7 @@ export interface Transport {
   scheduleBatch(messages: readonly WireMessage[], timeoutMs: number): Promise<BatchItemResult[]>;
   get(id: string, timeoutMs: number): Promise<Message>;
   cancel(id: string, timeoutMs: number): Promise<CancelResult>;
+  attempts(id: string, timeoutMs: number): Promise<Attempt[]>;
+  retry(id: string, timeoutMs: number): Promise<Message>;
   close(): void;
 }

@@ -11,9 +11,79 @@ export type Endpoint =
    */
   | { readonly grpc: string; readonly tls?: boolean };
 
+/** `POST` or `PUT`. */
+export type CallbackMethod = 'POST' | 'PUT';
+
 /**
- * A message to schedule. Give exactly one of `payload` / `payloadBytes` and exactly one of
- * `deliverAt` / `delayMs`.
+ * An HTTP target: Hourglass sends the payload to `url` at the due time, signed with your app's
+ * signing secret (Standard Webhooks headers), and retries it by the message's
+ * {@link RetryStrategy} until a 2xx (docs/callbacks.md).
+ */
+export interface CallbackTarget {
+  /** `http` or `https`, at most 2048 characters, no `user:password@`. */
+  readonly url: string;
+  /** @default 'POST' */
+  readonly method?: CallbackMethod;
+  /**
+   * Added to the message's `headers` for this target. Names starting with `hourglass-` and
+   * `host`, `content-length`, `transfer-encoding`, `connection`, `webhook-*` are refused.
+   */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** 1 to 60000. @default the node's `callbacks.defaultTimeoutMs` (10000) */
+  readonly timeoutMs?: number;
+  /** The handler's name at the receiver, sent as `hourglass-callback-name`. */
+  readonly name?: string;
+  /**
+   * Send `{"topic", "id", "deliverAt", "body"}` as JSON instead of the payload bytes.
+   * @default false
+   */
+  readonly envelope?: boolean;
+  /** A 2xx counts as success only with this body (trimmed), e.g. `'ok'`. */
+  readonly expectBody?: string;
+}
+
+/** A `targets` entry delivered to Kafka. `type` may be left out when `topic` is given. */
+export interface KafkaTarget {
+  readonly type?: 'kafka';
+  /** A Kafka topic granted to your app. */
+  readonly topic: string;
+  /** @default null */
+  readonly key?: string | null;
+  /** Added to the message's `headers` for this target. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** A `targets` entry delivered over HTTP. `type` may be left out when `url` is given. */
+export interface HttpTarget extends CallbackTarget {
+  readonly type?: 'http';
+}
+
+/** One of a message's targets: `{ topic }` (Kafka) or `{ url }` (HTTP). */
+export type Target = KafkaTarget | HttpTarget;
+
+export type RetryStrategyKind = 'fixed' | 'linear' | 'exponential';
+
+/**
+ * How an HTTP target is retried after a failed attempt. In a request, fields left out come from
+ * your app's default, then the node's (exponential, 10 s initial, 1 day max, 10 attempts,
+ * jitter); in a {@link Message} every field is set.
+ */
+export interface RetryStrategy {
+  readonly strategy?: RetryStrategyKind;
+  /** The delay after the first failed attempt. */
+  readonly initialDelayMs?: number;
+  /** No delay is longer, whatever the strategy or a `Retry-After` asks for. */
+  readonly maxDelayMs?: number;
+  /** 1 to 100 attempts in all, the first included. */
+  readonly maxAttempts?: number;
+  /** Spread each delay over [delay/2, delay]. */
+  readonly jitter?: boolean;
+}
+
+/**
+ * A message to schedule. Give exactly one of `payload` / `payloadBytes`, exactly one of
+ * `deliverAt` / `delayMs`, and at least one of `topic` / `callback` / `targets` (`topic` and
+ * `callback` together make two targets, Kafka first; `targets` goes alone).
  */
 export interface ScheduleMessage {
   /**
@@ -24,14 +94,17 @@ export interface ScheduleMessage {
    */
   id?: string;
   /** A Kafka topic granted to your app. */
-  topic: string;
-  /** The Kafka record key. @default null */
+  topic?: string;
+  /** The Kafka record key of `topic`. @default null */
   key?: string | null;
   /** Any JSON value; produced as its compact JSON text. */
   payload?: unknown;
   /** Opaque bytes, produced as they are. */
   payloadBytes?: Uint8Array;
-  /** Kafka record headers. Names starting with `hourglass-` are reserved. */
+  /**
+   * Headers sent to every target (Kafka record headers, HTTP request headers). Names starting
+   * with `hourglass-` are reserved.
+   */
   headers?: Readonly<Record<string, string>>;
   /**
    * When to deliver: a `Date`, epoch milliseconds, or ISO-8601 text with a zone. A `Date` is sent
@@ -40,6 +113,65 @@ export interface ScheduleMessage {
   deliverAt?: Date | number | string;
   /** Milliseconds from when the server accepts the message. */
   delayMs?: number;
+  /** One HTTP target (after the Kafka one, when `topic` is given too). */
+  callback?: CallbackTarget;
+  /** 1 to the server's `limits.maxTargets` (8) targets; not with `topic`, `key` or `callback`. */
+  targets?: readonly Target[];
+  /** How HTTP targets are retried. @default the app's, then the node's strategy */
+  retry?: RetryStrategy;
+  /**
+   * The `content-type` of callback bodies.
+   * @default 'application/json' for `payload`, 'application/octet-stream' for `payloadBytes`
+   */
+  contentType?: string;
+}
+
+/** Where one target stands: `delivered` and `failed` are final. */
+export type TargetState = 'pending' | 'delivered' | 'failed';
+
+/** Fields every {@link TargetStatus} has. */
+interface TargetStatusBase {
+  /** Its position in the message's targets. */
+  readonly index: number;
+  /** A server newer than this SDK may report a state not listed in {@link TargetState}. */
+  readonly state: TargetState;
+  /** Attempts that counted (a Kafka broker outage does not count). */
+  readonly attempts: number;
+  readonly lastError?: string;
+  /** The HTTP status of the last answer, if any. */
+  readonly lastStatus?: number;
+  /** When the next retry is due. */
+  readonly nextAttemptAt?: Date;
+  /** Set once `state` is `delivered` or `failed`. */
+  readonly finishedAt?: Date;
+}
+
+/** One target of a {@link Message} as the server reports it. */
+export type TargetStatus = TargetStatusBase &
+  (
+    | { readonly type: 'kafka'; readonly topic: string; readonly key: string | null }
+    | {
+        readonly type: 'http';
+        readonly url: string;
+        readonly method: CallbackMethod;
+        readonly name?: string;
+      }
+  );
+
+/** One delivery attempt of one HTTP target ({@link HourglassClient.attempts}). */
+export interface Attempt {
+  /** The target's index in {@link Message.targets}. */
+  readonly target: number;
+  readonly type: 'kafka' | 'http';
+  /** 1 for the first. */
+  readonly attempt: number;
+  readonly at: Date;
+  readonly durationMs: number;
+  /** The HTTP status, when there was an answer. */
+  readonly status?: number;
+  readonly error?: string;
+  /** The first 1 KiB of the answer's body. */
+  readonly response?: string;
 }
 
 /** `scheduled` also covers a message being delivered right now. */
@@ -50,7 +182,9 @@ export interface Message {
   readonly id: string;
   /** The app that scheduled it (the token's owner). */
   readonly app: string;
-  readonly topic: string;
+  /** The first Kafka target's topic; null when the message has none. */
+  readonly topic: string | null;
+  /** The first Kafka target's key. */
   readonly key: string | null;
   /** The shard holding the message; useful when reading server logs. */
   readonly slot: number;
@@ -58,12 +192,24 @@ export interface Message {
   /** A server newer than this SDK may report a state not listed in {@link MessageState}. */
   readonly state: MessageState;
   readonly createdAt: Date;
-  /** When Kafka acknowledged the record; set once `state` is `delivered`. */
+  /** When the last target was delivered; set once `state` is `delivered`. */
   readonly deliveredAt?: Date;
+  /** Set once the message is `delivered` or `failed`. */
+  readonly finishedAt?: Date;
   /** Delivery attempts so far. */
   readonly attempts: number;
   /** The last delivery error, if an attempt failed. */
   readonly lastError?: string;
+  /** When the next retry is due (`deliverAt` stays the due time asked for). */
+  readonly nextAttemptAt?: Date;
+  /**
+   * Every target, in the order scheduled; a Kafka-only message shows its one Kafka target. The
+   * message is `delivered` when every target is, `failed` once every target has finished with at
+   * least one failed, and `scheduled` until then (also between retries).
+   */
+  readonly targets: readonly TargetStatus[];
+  /** The retry strategy of its HTTP targets, as resolved when accepted. */
+  readonly retry?: Required<RetryStrategy>;
 }
 
 export interface ScheduleResult {

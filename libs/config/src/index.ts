@@ -63,8 +63,28 @@ export const configSchema = z.strictObject({
     requestTimeoutMs: z.number().int().min(100),
     maxRequestBytes: z.number().int().min(1024),
   }),
+  callbacks: z.strictObject({
+    // CIDRs callbacks may connect to although they are not public (e.g. 127.0.0.0/8).
+    allowNetworks: z.array(
+      z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'expected a CIDR such as 10.0.0.0/8'),
+    ),
+    defaultTimeoutMs: z.number().int().min(1).max(60_000),
+    maxInFlightPerHost: z.number().int().min(1).max(10_000),
+    maxInFlightPerApp: z.number().int().min(1).max(100_000),
+    maxConnectionsPerHost: z.number().int().min(1).max(10_000),
+    maxMessagesInFlight: z.number().int().min(1).max(1_000_000),
+    retry: z.strictObject({
+      strategy: z.enum(['fixed', 'linear', 'exponential']),
+      initialDelayMs: z.number().int().min(0),
+      maxDelayMs: z.number().int().min(0).max(30 * 86_400_000),
+      maxAttempts: z.number().int().min(1).max(100),
+      jitter: z.boolean(),
+    }),
+  }),
   limits: z.strictObject({
     maxPayloadBytes: z.number().int().min(1),
+    // Targets one message may fan out to (Kafka topics and HTTP callbacks).
+    maxTargets: z.number().int().min(1).max(64),
     maxDelayDays: z.number().min(0),
     maxBatchSize: z.number().int().min(1).max(10000),
     maxRequestBytes: z.number().int().min(1024),

@@ -48,6 +48,8 @@ export const ERROR_TABLE = {
   unauthenticated: { http: 401, grpc: GrpcStatus.UNAUTHENTICATED, retriable: false },
   /** The app may not publish to the topic. */
   topic_not_allowed: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED, retriable: false },
+  /** The app may not call back to that host (its admin-set callback host allowlist). */
+  callback_not_allowed: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED, retriable: false },
   /** The caller is authenticated but the route needs another role (admin routes). */
   forbidden: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED, retriable: false },
   /** No message with that id exists for the calling app. */
@@ -69,6 +71,8 @@ export const ERROR_TABLE = {
   already_cancelled: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, retriable: false },
   /** Cancel refused: delivery gave up and the message is failed. */
   already_failed: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, retriable: false },
+  /** Retry refused: the message has no failed target to re-arm (it is not `failed`). */
+  not_failed: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, retriable: false },
   /** The payload is larger than allowed. */
   payload_too_large: { http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, retriable: false },
   /** The body is not JSON. */

@@ -9,3 +9,8 @@ export * from './wheel';
 export * from './assignment';
 export * from './runtime';
 export * from './records';
+export * from './address-policy';
+export * from './retry-strategy';
+export * from './webhook-signature';
+export * from './targets';
+export * from './target-transitions';

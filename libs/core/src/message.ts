@@ -14,6 +14,15 @@ import {
   topicNameProblem,
 } from './input';
 import type { MessageState } from './state-machine';
+import type { RetryStrategy } from './retry-strategy';
+import type { TargetLimits, TargetSpec, TargetState } from './targets';
+import {
+  canonicalTargetsJson,
+  parseCallback,
+  parseRetryStrategy,
+  parseTargetList,
+} from './targets';
+import { DEFAULT_RETRY_STRATEGY } from './retry-strategy';
 
 // The input rules (topic names, NUL, nesting depth) are part of the message API; re-exported here
 // so that the package index need not change.
@@ -40,6 +49,23 @@ export interface StoredMessage {
   readonly lastError: string | null;
   /** Fingerprint of the request as sent, for idempotent re-sends; see {@link requestFingerprint}. */
   readonly fingerprint: string;
+  /** The targets, for a message with more than a `topic` (null/absent: the one Kafka target `topic`). */
+  readonly targets?: readonly TargetSpec[] | null;
+  /** One state per target, with `targets`. */
+  readonly targetStates?: readonly TargetState[] | null;
+  /** The retry strategy resolved when it was accepted, with `targets`. */
+  readonly retry?: RetryStrategy | null;
+  /** The content type of callback bodies, when the message says. */
+  readonly contentType?: string | null;
+  /** The due time as accepted, once a retry moved `deliverAtMs` on (null/absent: never moved). */
+  readonly firstDeliverAtMs?: number | null;
+}
+
+/** The extras of a message with a target list (all null for a Kafka fast-path message). */
+export interface TargetFields {
+  readonly targets: readonly TargetSpec[] | null;
+  readonly retry: RetryStrategy | null;
+  readonly contentType: string | null;
 }
 
 /** A validated schedule request, before an id and slot are assigned. */
@@ -52,6 +78,12 @@ export interface ScheduleRequest {
   readonly headers: Readonly<Record<string, string>>;
   readonly deliverAtMs: number;
   readonly fingerprint: string;
+  /** null for a message with only a `topic` (the Kafka fast path). */
+  readonly targets: readonly TargetSpec[] | null;
+  /** Whether they came as a `targets` list (else from `topic` and `callback`): for error paths. */
+  readonly targetsListed?: boolean;
+  readonly retry: RetryStrategy | null;
+  readonly contentType: string | null;
 }
 
 export interface MessageLimits {
@@ -66,6 +98,10 @@ export interface MessageLimits {
    * are serialised. @default 64 ({@link DEFAULT_MAX_PAYLOAD_DEPTH})
    */
   readonly maxPayloadDepth?: number;
+  /** Targets and callbacks: without these, only `topic` messages are accepted. */
+  readonly targets?: TargetLimits;
+  /** What a message's `retry` is merged over (the app's default, else the global one). */
+  readonly retryBase?: RetryStrategy;
 }
 
 /** `.` and `..` alone are excluded: URL normalisation would make them unreachable over HTTP. */
@@ -87,7 +123,13 @@ const KNOWN_FIELDS = new Set([
   'headers',
   'deliverAt',
   'delayMs',
+  'callback',
+  'targets',
+  'retry',
+  'contentType',
 ]);
+const CONTENT_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\\]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
+const MAX_CONTENT_TYPE = 256;
 const EMPTY = Buffer.alloc(0);
 /** The headers of every message sent without any (read-only everywhere; no object per message). */
 const NO_HEADERS: Record<string, string> = Object.freeze({});
@@ -147,12 +189,34 @@ export function parseScheduleRequest(
     } else id = body.id;
   }
 
+  const hasTargets = body.targets !== undefined;
+  const hasCallback = body.callback !== undefined;
   let topic = '';
-  if (typeof body.topic !== 'string')
-    addProblem(problems, path, 'topic', `required string, got ${describe(body.topic)}`);
-  else if (topicNameProblem(body.topic) !== null)
-    addProblem(problems, path, 'topic', `must be ${TOPIC_RULE}`);
-  else topic = body.topic;
+  if (body.topic === undefined && !hasTargets && !hasCallback)
+    addProblem(
+      problems,
+      path,
+      'topic',
+      'required: give "topic" (Kafka), "callback" (HTTP) or "targets" (several)',
+    );
+  else if (body.topic !== undefined) {
+    if (hasTargets)
+      addProblem(problems, path, 'topic', 'not with "targets": list the Kafka target there');
+    else if (typeof body.topic !== 'string')
+      addProblem(problems, path, 'topic', `must be a string, got ${describe(body.topic)}`);
+    else if (topicNameProblem(body.topic) !== null)
+      addProblem(problems, path, 'topic', `must be ${TOPIC_RULE}`);
+    else topic = body.topic;
+  }
+  if (hasTargets && (hasCallback || body.key !== undefined))
+    addProblem(
+      problems,
+      path,
+      hasCallback ? 'callback' : 'key',
+      'not with "targets": list every target (and its key) there',
+    );
+  if (body.key !== undefined && body.key !== null && body.topic === undefined && !hasTargets)
+    addProblem(problems, path, 'key', 'a key belongs to a Kafka target: give "topic" too');
 
   let key: string | null = null;
   if (body.key !== undefined && body.key !== null) {
@@ -300,6 +364,55 @@ export function parseScheduleRequest(
     }
   }
 
+  let targets: TargetSpec[] | null = null;
+  let retry: RetryStrategy | null = null;
+  let retryJson = 'null';
+  let contentType: string | null = null;
+  const hasRetry = body.retry !== undefined;
+  if (hasTargets || hasCallback || hasRetry || body.contentType !== undefined) {
+    const targetLimits = limits.targets;
+    if (!targetLimits) {
+      addProblem(problems, path, hasCallback ? 'callback' : 'targets', 'not enabled on this node');
+    } else {
+      if (hasTargets) targets = parseTargetList(body.targets, `${path}targets/`, targetLimits, problems);
+      else {
+        targets = [];
+        if (topic !== '')
+          targets.push({ type: 'kafka', topic, key: typeof body.key === 'string' ? body.key : null, headers: {} });
+        if (hasCallback) {
+          const callback = parseCallback(body.callback, `${path}callback/`, targetLimits, problems);
+          if (callback) targets.push(callback);
+          else targets = null;
+        }
+      }
+      if (hasRetry) {
+        retry = parseRetryStrategy(
+          body.retry,
+          `${path}retry/`,
+          limits.retryBase ?? DEFAULT_RETRY_STRATEGY,
+          problems,
+        );
+        const sent = body.retry as Record<string, unknown>;
+        retryJson = JSON.stringify([
+          sent.strategy ?? null,
+          sent.initialDelayMs ?? null,
+          sent.maxDelayMs ?? null,
+          sent.maxAttempts ?? null,
+          sent.jitter ?? null,
+        ]);
+      } else retry = limits.retryBase ?? DEFAULT_RETRY_STRATEGY;
+      if (body.contentType !== undefined) {
+        if (
+          typeof body.contentType !== 'string' ||
+          body.contentType.length > MAX_CONTENT_TYPE ||
+          !CONTENT_TYPE.test(body.contentType)
+        )
+          addProblem(problems, path, 'contentType', 'must be a media type such as application/json');
+        else contentType = body.contentType;
+      }
+    }
+  }
+
   if (problems.length > 0) {
     throw new HourglassError(
       'invalid_request',
@@ -331,6 +444,34 @@ export function parseScheduleRequest(
       ],
     );
   }
+  if (targets !== null) {
+    // The first Kafka target stands for the message in `topic` and `key` (views, statistics).
+    const kafka = targets.find((target) => target.type === 'kafka');
+    return {
+      id,
+      topic: kafka?.type === 'kafka' ? kafka.topic : '',
+      key: kafka?.type === 'kafka' ? kafka.key : null,
+      payload,
+      payloadEncoding,
+      headers,
+      deliverAtMs,
+      targets,
+      targetsListed: hasTargets,
+      retry,
+      contentType,
+      fingerprint: fingerprintOf(
+        // An array where the fast path has the topic's string: the two can never collide.
+        fingerprintHead(
+          `[${canonicalTargetsJson(targets, null, contentType)},${retryJson}]`,
+          null,
+          payloadEncoding,
+          headers,
+          dueJson,
+        ),
+        payloadJson ?? payload,
+      ),
+    };
+  }
   return {
     id,
     topic,
@@ -339,6 +480,9 @@ export function parseScheduleRequest(
     payloadEncoding,
     headers,
     deliverAtMs,
+    targets: null,
+    retry: null,
+    contentType: null,
     fingerprint: fingerprintOf(
       // The topic is a valid topic name (TOPIC_PATTERN): its JSON text needs no escapes.
       fingerprintHead(`"${topic}"`, key, payloadEncoding, headers, dueJson),

@@ -5,6 +5,8 @@
  * Adapters throw {@link DependencyUnavailableError} when their system cannot be reached.
  */
 import type { StoredMessage, PayloadEncoding } from './message';
+import type { RetryStrategy } from './retry-strategy';
+import type { TargetSpec, TargetState } from './targets';
 import type { WheelItem } from './wheel';
 
 /** Proof of ownership of a slot: the fencing token every slot-scoped write carries. */
@@ -25,6 +27,10 @@ export interface NewMessage {
   readonly headers: Readonly<Record<string, string>>;
   readonly deliverAtMs: number;
   readonly fingerprint: string;
+  /** Null or absent for a Kafka fast-path message (only `topic`). */
+  readonly targets?: readonly TargetSpec[] | null;
+  readonly retry?: RetryStrategy | null;
+  readonly contentType?: string | null;
 }
 
 export interface InsertContext {
@@ -76,6 +82,45 @@ export interface ClaimedMessage {
   readonly headers: Readonly<Record<string, string>>;
   readonly deliverAtMs: number;
   readonly attempts: number;
+  /** The rest is for messages with a target list; null or absent for the Kafka fast path. */
+  readonly payloadEncoding?: PayloadEncoding;
+  readonly targets?: readonly TargetSpec[] | null;
+  readonly targetStates?: readonly TargetState[] | null;
+  readonly retry?: RetryStrategy | null;
+  readonly contentType?: string | null;
+  /** The due time as accepted (deliverAtMs is the current attempt's once a retry moved it). */
+  readonly firstDeliverAtMs?: number | null;
+}
+
+/** One attempt of one target, for the attempt log. */
+export interface AttemptRecord {
+  readonly target: number;
+  readonly attempt: number;
+  readonly atMs: number;
+  readonly durationMs: number;
+  readonly status: number | null;
+  readonly error: string | null;
+  readonly response: string | null;
+}
+
+export interface LoggedAttempt extends AttemptRecord {
+  readonly type: 'kafka' | 'http';
+}
+
+/**
+ * How a message with a target list stands after an attempt: its targets' new states, and what
+ * the message becomes (scheduled again until `deliverAtMs`, delivered or failed).
+ */
+export interface TargetSettlement {
+  readonly ref: MessageRef;
+  readonly state: 'scheduled' | 'delivered' | 'failed';
+  /** The next attempt's due time (with state scheduled); otherwise unchanged. */
+  readonly deliverAtMs: number;
+  readonly targetStates: readonly TargetState[];
+  /** Attempts that counted in this round (added to messages.attempts). */
+  readonly countedAttempts: number;
+  readonly lastError: string | null;
+  readonly attempts: readonly AttemptRecord[];
 }
 
 /**
@@ -182,6 +227,30 @@ export interface MessageStore {
     release: ClaimRelease,
     nowMs: number,
   ): Promise<number>;
+  /**
+   * delivering → scheduled (the next attempt at `deliverAtMs`), delivered or failed, for messages
+   * with a target list; writes their target states and attempt log rows in the same statement.
+   * Fenced like markDelivered. Returns how many were settled.
+   */
+  settleTargets(
+    settlements: readonly TargetSettlement[],
+    leases: ReadonlyMap<number, number>,
+    nowMs: number,
+  ): Promise<number>;
+  /** The attempt log of a message, oldest first. */
+  listAttempts(app: string, id: string): Promise<LoggedAttempt[]>;
+  /**
+   * failed → scheduled now, with `targetStates` (failed targets re-armed) and a fresh budget.
+   * Returns the seq and slot when it was failed (a hint for the owner is written like an insert's),
+   * or null when it was not failed (then nothing changed).
+   */
+  rearmFailed(
+    app: string,
+    id: string,
+    targetStates: readonly TargetState[] | null,
+    nowMs: number,
+    context: InsertContext,
+  ): Promise<{ seq: number; slot: number; wheelable: boolean } | null>;
 }
 
 /** How a claim ends without a delivery. */
@@ -295,6 +364,49 @@ export interface AppRecord {
     readonly createdAtMs: number;
     readonly expiresAtMs: number | null;
   }>;
+  /** How the app's callbacks are delivered (admin-set; every field optional). */
+  readonly delivery: AppDeliveryConfig;
+}
+
+/** Alert events for an app's deliveries that keep failing (signed like callbacks). */
+export interface AppAlerts {
+  /** One alert when a target's attempts reach this many, and one more when it finally fails. */
+  readonly afterAttempts: number;
+  /** An HTTP endpoint the alert event is POSTed to (SSRF-guarded like callbacks). */
+  readonly url: string | null;
+  /** A Kafka topic the alert event is produced to. */
+  readonly topic: string | null;
+}
+
+/** An app's admin-set delivery settings. Secrets are not part of it (see AppStore.signingSecrets). */
+export interface AppDeliveryConfig {
+  /** Hosts its callbacks may call (`example.com`, `*.example.com`); null: any public host. */
+  readonly callbackHosts: readonly string[] | null;
+  /** Where a target that finally fails is also produced, with the failure in its headers. */
+  readonly deadLetterTopic: string | null;
+  readonly alerts: AppAlerts | null;
+  /** The app's default retry strategy, for messages that name none. null: the global default. */
+  readonly retry: RetryStrategy | null;
+  /** When the signing secret was last created or rotated, and until when the previous one is still sent. */
+  readonly signingSecretCreatedAtMs: number | null;
+  readonly previousSecretExpiresAtMs: number | null;
+}
+
+export const NO_DELIVERY_CONFIG: AppDeliveryConfig = Object.freeze({
+  callbackHosts: null,
+  deadLetterTopic: null,
+  alerts: null,
+  retry: null,
+  signingSecretCreatedAtMs: null,
+  previousSecretExpiresAtMs: null,
+});
+
+/** A change to {@link AppDeliveryConfig}; absent fields stay, null clears. */
+export interface AppDeliveryPatch {
+  readonly callbackHosts?: readonly string[] | null;
+  readonly deadLetterTopic?: string | null;
+  readonly alerts?: AppAlerts | null;
+  readonly retry?: RetryStrategy | null;
 }
 
 /** What a token proves: the app, and until when the proof holds (null: until rotated). */
@@ -376,6 +488,23 @@ export interface AppStore {
   setQuotas(name: string, quotas: AppQuotas): Promise<AppRecord | null>;
   /** Messages of the app not yet finished (scheduled or being delivered). */
   countPending(name: string): Promise<number>;
+  setDeliveryConfig(name: string, patch: AppDeliveryPatch): Promise<AppRecord | null>;
+  /**
+   * The secrets callbacks of the app are signed with, newest first: the current one, and the
+   * previous one while its grace period lasts. An app without a secret (created before secrets
+   * existed) gets `generate()`'s, stored, so every node signs with the same one. null: no such app.
+   */
+  signingSecrets(name: string, nowMs: number, generate: () => string): Promise<string[] | null>;
+  /**
+   * Makes `secret` the app's signing secret; the previous one is still sent for `graceMs` (0: not
+   * at all). null when there is no such app.
+   */
+  rotateSigningSecret(
+    name: string,
+    secret: string,
+    nowMs: number,
+    graceMs: number,
+  ): Promise<AppRecord | null>;
   stats(nowMs: number, buckets: readonly DueBucket[]): Promise<AppStats>;
 }
 
@@ -421,4 +550,46 @@ export interface QuotaBackend {
     max: number,
     countFromStore: () => Promise<number>,
   ): Promise<QuotaDecision>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP callbacks: one outbound request per call. The engine builds the request (body, headers,
+// signatures); the adapter connects (SSRF guard on the addresses actually connected to), bounds
+// concurrency per destination host and per app, and classifies the answer.
+
+export interface HttpCallRequest {
+  /** The calling app: outbound requests are bounded per app as well as per host. */
+  readonly app: string;
+  readonly url: string;
+  readonly method: 'POST' | 'PUT';
+  /** Every header to send, already built (signatures included). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+  /** From sending to the end of the response (at most 60 s). */
+  readonly timeoutMs: number;
+  /** When set, a 2xx counts as success only if the response body, trimmed, equals this. */
+  readonly expectBody: string | null;
+}
+
+export interface HttpCallResult {
+  /** A 2xx within the timeout (and the expected body, if one was asked for). */
+  readonly ok: boolean;
+  /** The response status, or null when there was no response (refused, timed out, guard). */
+  readonly status: number | null;
+  readonly durationMs: number;
+  /** Why it failed (null on success): "HTTP 503", "timed out after 10000 ms", "… is a loopback address …". */
+  readonly error: string | null;
+  /** `Retry-After` of a 429 or 503, in milliseconds from now. */
+  readonly retryAfterMs: number | null;
+  /** 410 Gone: the receiver asks never to be called again for this message. */
+  readonly gone: boolean;
+  /** The first 1 KiB of the response body (of at most 64 KiB read), as UTF-8 text. */
+  readonly responseSnippet: string | null;
+}
+
+/** Resolves (never throws): within the timeout once sent, after at most the timeout waiting for a free connection. */
+export interface HttpCaller {
+  call(request: HttpCallRequest): Promise<HttpCallResult>;
+  /** Closes pooled connections; calls under way are aborted. */
+  stop(): Promise<void>;
 }

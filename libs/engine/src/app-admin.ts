@@ -1,6 +1,11 @@
-/** The admin side of apps: creating, changing and deleting them, their tokens, topics and quotas. */
+/**
+ * The admin side of apps: creating, changing and deleting them, their tokens, topics, quotas,
+ * delivery settings and signing secrets.
+ */
 import { randomBytes } from 'node:crypto';
 import type {
+  AppAlerts,
+  AppDeliveryPatch,
   AppPatch,
   AppQuotas,
   AppRecord,
@@ -8,17 +13,24 @@ import type {
   AppStore,
   DueBucket,
   Publisher,
+  RetryStrategy,
 } from '@hourglass/core';
 import {
+  AddressPolicy,
   DEFAULT_MAX_TOPIC_PARTITIONS,
+  DEFAULT_RETRY_STRATEGY,
   HourglassError,
   NO_QUOTAS,
+  callbackUrlProblem,
+  newSigningSecret,
+  parseRetryStrategy,
+  RETRY_LIMITS,
   textProblem,
   topicNameProblem,
 } from '@hourglass/core';
 import type { ErrorDetail } from '@hourglass/core';
 import type { Clock } from '@hourglass/core';
-import type { AppIdentity, MessageService, MessageView } from './service';
+import type { AppIdentity, AttemptView, MessageView } from './service';
 import type { DbAppDirectory } from './apps';
 import { tokenDigest } from './apps';
 
@@ -29,15 +41,71 @@ export function newToken(): string {
   return `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
 }
 
+/**
+ * What the admin needs of {@link MessageService}: any app's message, by app and id. Narrower than
+ * the service so that the admin side depends only on these operations.
+ */
+export interface AdminMessageOps {
+  get(app: AppIdentity, id: string): Promise<MessageView>;
+  cancel(app: AppIdentity, id: string): Promise<{ id: string; state: 'cancelled' }>;
+  retry(app: AppIdentity, id: string): Promise<MessageView>;
+  attempts(app: AppIdentity, id: string): Promise<AttemptView[]>;
+}
+
 export interface AppAdminDeps {
   store: AppStore;
   directory: DbAppDirectory;
   publisher: Publisher;
-  service: MessageService;
+  service: AdminMessageOps;
   clock: Clock;
   /** Most partitions of a topic created through {@link AppAdmin.addTopic}. @default 64 */
   maxTopicPartitions?: number;
+  /**
+   * The SSRF guard applied to an alert URL with a literal address (`callbacks.allowNetworks`).
+   * @default new AddressPolicy([]): public addresses only
+   */
+  callbackPolicy?: AddressPolicy;
 }
+
+/** Most entries of an app's callback host allowlist. */
+export const MAX_CALLBACK_HOSTS = 100;
+/** The longest host name DNS allows (RFC 1035), and so the longest allowlist entry. */
+export const MAX_HOST_NAME_LENGTH = 253;
+/** The highest `alerts.afterAttempts`: no target makes more attempts than this. */
+const MAX_ALERT_AFTER_ATTEMPTS = RETRY_LIMITS.maxAttempts;
+/**
+ * An allowlist entry: a host name of letters, digits, `-` and `_` labels (1-63 each), or `*.`
+ * and one, meaning any subdomain. Matched lower-cased against a callback URL's host
+ * (core `hostAllowed`); an IPv4 literal is a host name by this rule, and matches only itself.
+ */
+const HOST_ENTRY =
+  /^(\*\.)?[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/i;
+const DELIVERY_FIELDS = new Set(['callbackHosts', 'deadLetterTopic', 'alerts', 'retry']);
+const ALERT_FIELDS = new Set(['afterAttempts', 'url', 'topic']);
+
+/**
+ * A change to an app's delivery settings as the admin sends it: absent fields stay, null clears.
+ * `retry` may give any of its fields (the others come from the global default); host names may be
+ * in any case (they are stored lower-cased).
+ */
+export interface AppDeliveryInput {
+  readonly callbackHosts?: readonly string[] | null;
+  readonly deadLetterTopic?: string | null;
+  readonly alerts?: {
+    readonly afterAttempts: number;
+    readonly url?: string | null;
+    readonly topic?: string | null;
+  } | null;
+  readonly retry?: Partial<RetryStrategy> | null;
+}
+
+/** {@link AppAdmin.updateApp}'s change: the app's own fields and, optionally, its delivery settings. */
+export interface AppUpdate extends AppPatch {
+  readonly delivery?: AppDeliveryInput;
+}
+
+/** Default grace of a signing secret rotation: one day of callbacks carrying both signatures. */
+export const DEFAULT_SECRET_GRACE_MS = 86_400_000;
 
 /** Default due-time buckets of the statistics, relative to now. */
 export const STATS_BUCKETS: readonly DueBucket[] = [
@@ -58,10 +126,15 @@ export interface CreateAppInput {
 /**
  * The admin operations, transport-neutral like {@link MessageService}. Every change is committed
  * in Postgres first and then invalidates the caches. Clear tokens exist only in the return value
- * of {@link AppAdmin.createApp} and {@link AppAdmin.rotateToken}.
+ * of {@link AppAdmin.createApp} and {@link AppAdmin.rotateToken}; signing secrets only in that of
+ * {@link AppAdmin.createApp} and {@link AppAdmin.rotateSigningSecret}.
  */
 export class AppAdmin {
-  constructor(private readonly deps: AppAdminDeps) {}
+  private readonly callbackPolicy: AddressPolicy;
+
+  constructor(private readonly deps: AppAdminDeps) {
+    this.callbackPolicy = deps.callbackPolicy ?? new AddressPolicy([]);
+  }
 
   listApps(): Promise<AppRecord[]> {
     return this.deps.store.listApps();
@@ -71,7 +144,14 @@ export class AppAdmin {
     return found(await this.deps.store.getApp(name), name);
   }
 
-  async createApp(input: CreateAppInput): Promise<{ app: AppRecord; token: string }> {
+  /**
+   * Creates the app with a token and a signing secret, both returned this once. The secret is
+   * stored right after the app (a failure between the two leaves an app without one, which gets
+   * one at its first callback: see AppStore.signingSecrets; a rotation shows it).
+   */
+  async createApp(
+    input: CreateAppInput,
+  ): Promise<{ app: AppRecord; token: string; signingSecret: string }> {
     const problems: ErrorDetail[] = [];
     if (input.description !== undefined) checkText(problems, 'description', input.description);
     (input.topics ?? []).forEach((topic, index) => {
@@ -82,17 +162,11 @@ export class AppAdmin {
     if (input.topics && input.topics.length > 0) {
       // Kafka's refusals name `topic`; this body calls it `topics`.
       await this.deps.publisher.ensureTopics(input.topics, {}).catch((error: unknown) => {
-        throw error instanceof HourglassError && error.code === 'invalid_request'
-          ? new HourglassError(
-              error.code,
-              error.message,
-              error.details?.map((d) => (d.path === 'topic' ? { ...d, path: 'topics' } : d)),
-            )
-          : error;
+        throw renamedTopicRefusal(error, 'topics');
       });
     }
     const token = newToken();
-    const app = await this.deps.store.createApp(
+    const created = await this.deps.store.createApp(
       {
         name: input.name,
         description: input.description ?? '',
@@ -102,21 +176,87 @@ export class AppAdmin {
       tokenDigest(token),
       this.deps.clock.now(),
     );
-    if (!app)
+    if (!created)
       throw new HourglassError('id_conflict', `app "${input.name}" already exists`, [
         { path: 'name', message: 'taken' },
       ]);
+    const signingSecret = newSigningSecret(randomBytes);
+    const app = found(
+      await this.deps.store.rotateSigningSecret(
+        created.name,
+        signingSecret,
+        this.deps.clock.now(),
+        0,
+      ),
+      created.name,
+    );
     await this.deps.directory.invalidate({ app: app.name, tokenHashes: [tokenDigest(token)] });
-    return { app, token };
+    return { app, token, signingSecret };
   }
 
-  async updateApp(name: string, patch: AppPatch): Promise<AppRecord> {
+  /**
+   * Changes the description or the disabled flag, and the delivery settings when `delivery` is
+   * given. Everything is validated before anything is written.
+   */
+  async updateApp(name: string, update: AppUpdate): Promise<AppRecord> {
     const problems: ErrorDetail[] = [];
-    if (patch.description !== undefined) checkText(problems, 'description', patch.description);
+    if (update.description !== undefined) checkText(problems, 'description', update.description);
+    const delivery =
+      update.delivery === undefined
+        ? undefined
+        : this.deliveryPatch(update.delivery, 'delivery/', problems);
     refuseIfAny(problems);
-    const app = found(await this.deps.store.updateApp(name, patch), name);
+    const patch: AppPatch = {
+      ...(update.description !== undefined ? { description: update.description } : {}),
+      ...(update.disabled !== undefined ? { disabled: update.disabled } : {}),
+    };
+    let app: AppRecord | null = null;
+    // The delivery settings first: Kafka may still refuse a topic they name.
+    if (delivery !== undefined) app = await this.storeDelivery(name, delivery);
+    if (Object.keys(patch).length > 0 || delivery === undefined)
+      app = found(await this.deps.store.updateApp(name, patch), name);
+    await this.invalidate(name);
+    return found(app, name);
+  }
+
+  /**
+   * Changes the app's delivery settings: absent fields stay, null clears. Refuses with
+   * `invalid_request` (details at `delivery/...`) before anything is written. A dead-letter or
+   * alert topic is created in Kafka when missing, as topics granted through the admin API are.
+   */
+  async setDelivery(name: string, input: AppDeliveryInput): Promise<AppRecord> {
+    const problems: ErrorDetail[] = [];
+    const patch = this.deliveryPatch(input, 'delivery/', problems);
+    refuseIfAny(problems);
+    const app = await this.storeDelivery(name, patch);
     await this.invalidate(name);
     return app;
+  }
+
+  /**
+   * Makes a new signing secret the app's, returned this once. Callbacks are signed with the old
+   * one too for `graceMs` (0: not at all), so receivers can roll over.
+   */
+  async rotateSigningSecret(
+    name: string,
+    graceMs: number = DEFAULT_SECRET_GRACE_MS,
+  ): Promise<{ app: AppRecord; signingSecret: string }> {
+    if (!Number.isSafeInteger(graceMs) || graceMs < 0)
+      throw new HourglassError('invalid_request', 'the grace must be a whole number of ms >= 0', [
+        { path: 'graceSeconds', message: 'must be an integer >= 0' },
+      ]);
+    const signingSecret = newSigningSecret(randomBytes);
+    const app = found(
+      await this.deps.store.rotateSigningSecret(
+        name,
+        signingSecret,
+        this.deps.clock.now(),
+        graceMs,
+      ),
+      name,
+    );
+    await this.invalidate(name);
+    return { app, signingSecret };
   }
 
   /** The app's scheduled messages stay and are still delivered: they were acknowledged. */
@@ -193,6 +333,15 @@ export class AppAdmin {
     return this.deps.service.cancel(adminView(app), id);
   }
 
+  /** Re-arms the failed targets of a failed message (409 `not_failed` otherwise). */
+  retryMessage(app: string, id: string): Promise<MessageView> {
+    return this.deps.service.retry(adminView(app), id);
+  }
+
+  messageAttempts(app: string, id: string): Promise<AttemptView[]> {
+    return this.deps.service.attempts(adminView(app), id);
+  }
+
   async stats(): Promise<AppStats & { at: string; buckets: readonly DueBucket[] }> {
     const now = this.deps.clock.now();
     return {
@@ -200,6 +349,112 @@ export class AppAdmin {
       buckets: STATS_BUCKETS,
       ...(await this.deps.store.stats(now, STATS_BUCKETS)),
     };
+  }
+
+  /** Validates a delivery change; problems are added at `path` + field (`delivery/alerts/url`). */
+  private deliveryPatch(
+    input: AppDeliveryInput,
+    path: string,
+    problems: ErrorDetail[],
+  ): AppDeliveryPatch {
+    const value = input as Record<string, unknown>;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      problems.push({ path: path.replace(/\/$/, ''), message: 'must be an object' });
+      return {};
+    }
+    unknownFields(value, DELIVERY_FIELDS, path, problems);
+    const patch: {
+      callbackHosts?: readonly string[] | null;
+      deadLetterTopic?: string | null;
+      alerts?: AppAlerts | null;
+      retry?: RetryStrategy | null;
+    } = {};
+    if (value.callbackHosts !== undefined)
+      patch.callbackHosts =
+        value.callbackHosts === null
+          ? null
+          : callbackHosts(value.callbackHosts, `${path}callbackHosts`, problems);
+    if (value.deadLetterTopic !== undefined) {
+      if (value.deadLetterTopic === null) patch.deadLetterTopic = null;
+      else {
+        const problem = topicNameProblem(value.deadLetterTopic);
+        if (problem !== null) problems.push({ path: `${path}deadLetterTopic`, message: problem });
+        else patch.deadLetterTopic = value.deadLetterTopic as string;
+      }
+    }
+    if (value.alerts !== undefined)
+      patch.alerts =
+        value.alerts === null ? null : this.alerts(value.alerts, `${path}alerts/`, problems);
+    if (value.retry !== undefined)
+      patch.retry =
+        value.retry === null
+          ? null
+          : parseRetryStrategy(value.retry, `${path}retry/`, DEFAULT_RETRY_STRATEGY, problems);
+    return patch;
+  }
+
+  private alerts(value: unknown, path: string, problems: ErrorDetail[]): AppAlerts | null {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      problems.push({ path: path.replace(/\/$/, ''), message: 'must be an object' });
+      return null;
+    }
+    const alerts = value as Record<string, unknown>;
+    const before = problems.length;
+    unknownFields(alerts, ALERT_FIELDS, path, problems);
+    const after = alerts.afterAttempts;
+    if (
+      typeof after !== 'number' ||
+      !Number.isSafeInteger(after) ||
+      after < 1 ||
+      after > MAX_ALERT_AFTER_ATTEMPTS
+    )
+      problems.push({
+        path: `${path}afterAttempts`,
+        message: `required; an integer from 1 to ${MAX_ALERT_AFTER_ATTEMPTS}`,
+      });
+    let url: string | null = null;
+    if (alerts.url !== undefined && alerts.url !== null) {
+      const problem =
+        typeof alerts.url === 'string'
+          ? callbackUrlProblem(alerts.url, this.callbackPolicy)
+          : 'must be a string';
+      if (problem !== null) problems.push({ path: `${path}url`, message: problem });
+      else url = alerts.url as string;
+    }
+    let topic: string | null = null;
+    if (alerts.topic !== undefined && alerts.topic !== null) {
+      const problem = topicNameProblem(alerts.topic);
+      if (problem !== null) problems.push({ path: `${path}topic`, message: problem });
+      else topic = alerts.topic as string;
+    }
+    if (problems.length > before) return null;
+    if (url === null && topic === null) {
+      problems.push({
+        path: path.replace(/\/$/, ''),
+        message: 'give "url", "topic" or both: where the alerts go',
+      });
+      return null;
+    }
+    return { afterAttempts: after as number, url, topic };
+  }
+
+  /** Creates the topics the settings name (dead letters, alerts), then stores the change. */
+  private async storeDelivery(name: string, patch: AppDeliveryPatch): Promise<AppRecord> {
+    await this.getApp(name);
+    const topics: Array<[string, string | null | undefined]> = [
+      ['delivery/deadLetterTopic', patch.deadLetterTopic],
+      ['delivery/alerts/topic', patch.alerts?.topic],
+    ];
+    for (const [path, topic] of topics)
+      if (typeof topic === 'string') await this.ensureTopic(topic, path);
+    return found(await this.deps.store.setDeliveryConfig(name, patch), name);
+  }
+
+  /** Kafka's refusals name `topic`; in this body the topic is at `path`. */
+  private async ensureTopic(topic: string, path: string): Promise<void> {
+    await this.deps.publisher.ensureTopics([topic], {}).catch((error: unknown) => {
+      throw renamedTopicRefusal(error, path);
+    });
   }
 
   private async invalidate(name: string): Promise<void> {
@@ -213,6 +468,59 @@ export class AppAdmin {
 /** The identity the admin acts as to read or cancel an app's message: the app, with no topics. */
 function adminView(app: string): AppIdentity {
   return { name: app, topics: new Set() };
+}
+
+/** The allowlist entries lower-cased and without duplicates, or null after adding problems. */
+function callbackHosts(value: unknown, path: string, problems: ErrorDetail[]): string[] | null {
+  if (!Array.isArray(value) || value.length > MAX_CALLBACK_HOSTS) {
+    problems.push({
+      path,
+      message: `must be an array of at most ${MAX_CALLBACK_HOSTS} host names`,
+    });
+    return null;
+  }
+  const hosts: string[] = [];
+  let ok = true;
+  value.forEach((entry: unknown, index) => {
+    // Checked as sent (ASCII only), then lower-cased: a few non-ASCII letters lower-case to ASCII.
+    const host =
+      typeof entry === 'string' && entry.length <= MAX_HOST_NAME_LENGTH && HOST_ENTRY.test(entry)
+        ? entry.toLowerCase()
+        : null;
+    if (host === null) {
+      problems.push({
+        path: `${path}/${index}`,
+        message: `must be a host name such as "example.com" or "*.example.com" (at most ${MAX_HOST_NAME_LENGTH} characters)`,
+      });
+      ok = false;
+    } else if (!hosts.includes(host)) hosts.push(host);
+  });
+  return ok ? hosts : null;
+}
+
+/** Kafka's refusal of a topic (details at `topic`) as the refusal of the field at `path`. */
+function renamedTopicRefusal(error: unknown, path: string): unknown {
+  return error instanceof HourglassError && error.code === 'invalid_request'
+    ? new HourglassError(
+        error.code,
+        error.message,
+        error.details?.map((d) => (d.path === 'topic' ? { ...d, path } : d)),
+      )
+    : error;
+}
+
+function unknownFields(
+  value: Record<string, unknown>,
+  known: ReadonlySet<string>,
+  path: string,
+  problems: ErrorDetail[],
+): void {
+  for (const field of Object.keys(value))
+    if (!known.has(field))
+      problems.push({
+        path: `${path}${field}`,
+        message: `unknown field; allowed: ${[...known].join(', ')}`,
+      });
 }
 
 /** Text Postgres cannot store as sent (NUL, lone surrogates): the request's fault, not a failed statement. */

@@ -160,7 +160,12 @@ export class DbAppDirectory implements AppDirectory {
     if (!grant) return null;
     if (grant.app.disabled)
       throw new HourglassError('forbidden', `app "${grant.app.name}" is disabled`);
-    return { name: grant.app.name, topics: new Set(grant.app.topics), quotas: grant.app.quotas };
+    return {
+      name: grant.app.name,
+      topics: new Set(grant.app.topics),
+      quotas: grant.app.quotas,
+      delivery: grant.app.delivery,
+    };
   }
 
   /** Drops cached grants everywhere: Redis keys, and (through pub/sub) every node's local copies. */

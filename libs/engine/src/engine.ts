@@ -9,21 +9,29 @@
  * - firing/pipeline.ts   wheel → claim → hold until due → deliver → mark
  * - firing/marks.ts      marking delivered messages, batched, retried until done
  * - firing/retry.ts      releasing claims, parking what waits for a target that is down, backoff
+ * - firing/targets.ts    messages with a target list: HTTP callbacks and fan-out, durable retries
  * - firing/claims.ts, firing/held.ts   the bookkeeping of claims held and under way
  */
-import type { InsertOutcome, NewMessage, SlotLease, SlotEngine } from '@hourglass/core';
+import type {
+  InsertOutcome,
+  NewMessage,
+  SlotLease,
+  SlotEngine,
+  TargetState,
+} from '@hourglass/core';
 import { TimingWheel } from '@hourglass/core';
 import { ClaimLedger } from './firing/claims';
 import { HeldClaims } from './firing/held';
 import { MarkQueue } from './firing/marks';
 import { FirePipeline } from './firing/pipeline';
 import { Retries } from './firing/retry';
+import { TargetFiring } from './firing/targets';
 import type { EngineDeps, EngineOptions, ResolvedOptions } from './options';
 import { WHEEL_SLACK_MS, resolveOptions } from './options';
 import { SlotLoader } from './slots/loader';
 import { Sweeper } from './slots/sweep';
 
-export type { EngineDeps, EngineOptions } from './options';
+export type { AppDeliverySource, EngineDeps, EngineOptions } from './options';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -39,6 +47,7 @@ export class DelayEngine implements SlotEngine {
   private readonly marks: MarkQueue;
   private readonly retries: Retries;
   private readonly pipeline: FirePipeline;
+  private readonly targets: TargetFiring;
   private readonly loader: SlotLoader;
   private readonly sweeper: Sweeper;
   private timers: NodeJS.Timeout[] = [];
@@ -76,6 +85,17 @@ export class DelayEngine implements SlotEngine {
       wake,
       sleep,
     });
+    this.targets = new TargetFiring({
+      deps,
+      options: this.options,
+      ledger: this.ledger,
+      wheel: this.wheel,
+      epochOf,
+      reach: () => this.loader.reach(),
+      active: () => this.running && !this.stopping,
+      wake,
+      sleep,
+    });
     this.pipeline = new FirePipeline({
       deps,
       options: this.options,
@@ -86,6 +106,7 @@ export class DelayEngine implements SlotEngine {
       retries: this.retries,
       epochOf,
       slotsLost: (slots) => void this.loseSlots(slots),
+      targets: this.targets,
     });
     this.loader = new SlotLoader({
       deps,
@@ -211,6 +232,29 @@ export class DelayEngine implements SlotEngine {
     }
     if (wheeled) this.pipeline.arm();
     return outcomes;
+  }
+
+  /**
+   * failed → scheduled now (POST …/retry): the owner fires it at once, this node itself when it
+   * owns the slot, else through a wheel hint. False when the message was not failed.
+   */
+  async rearm(
+    app: string,
+    id: string,
+    targetStates: readonly TargetState[] | null,
+  ): Promise<boolean> {
+    const now = this.deps.clock.now();
+    const ownedEpochs = new Map(this.leases);
+    const rearmed = await this.deps.store.rearmFailed(app, id, targetStates, now, {
+      ownedEpochs,
+      hintBeforeMs: now + this.options.horizonMs,
+    });
+    if (!rearmed) return false;
+    if (rearmed.wheelable && this.leases.get(rearmed.slot) === ownedEpochs.get(rearmed.slot)) {
+      this.wheel.insert({ seq: rearmed.seq, slot: rearmed.slot, dueMs: now });
+      this.pipeline.pump();
+    }
+    return true;
   }
 
   /**

@@ -5,3 +5,4 @@ export * from './service';
 export * from './apps';
 export * from './app-admin';
 export * from './quota-gate';
+export * from './app-delivery';

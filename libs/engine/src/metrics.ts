@@ -28,6 +28,12 @@ export class EngineMetrics {
   private readonly lateness: Histogram;
   private readonly stageSeconds: Histogram<'stage'>;
   private readonly stageMessages: Counter<'stage'>;
+  private readonly callbackAttemptsTotal: Counter<'app' | 'result'>;
+  private readonly callbackDuration: Histogram;
+  private readonly callbackFailedTotal: Counter<'app'>;
+  private readonly deadLettersTotal: Counter<'app' | 'result'>;
+  private readonly alertsTotal: Counter<'result'>;
+  private readonly callbackLateness: Histogram;
   private snapshot: () => EngineSnapshot = () => ({
     wheelSize: 0,
     ownedSlots: 0,
@@ -56,6 +62,42 @@ export class EngineMetrics {
       name: 'hourglass_messages_failed_total',
       help: 'Messages that became failed (their target refused them maxAttempts times), by app.',
       labelNames: ['app'],
+      registers,
+    });
+    this.callbackAttemptsTotal = new Counter({
+      name: 'hourglass_callback_attempts_total',
+      help: 'HTTP callback attempts by app and result (delivered, failed, gone).',
+      labelNames: ['app', 'result'],
+      registers,
+    });
+    this.callbackDuration = new Histogram({
+      name: 'hourglass_callback_duration_seconds',
+      help: 'How long HTTP callback requests took, from sending to the end of the answer.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.callbackFailedTotal = new Counter({
+      name: 'hourglass_callback_failed_total',
+      help: 'HTTP targets that finally failed (retry strategy exhausted, or 410 Gone), by app.',
+      labelNames: ['app'],
+      registers,
+    });
+    this.deadLettersTotal = new Counter({
+      name: 'hourglass_dead_letters_total',
+      help: "Finally failed targets produced to their app's dead-letter topic, by result (produced, failed).",
+      labelNames: ['app', 'result'],
+      registers,
+    });
+    this.alertsTotal = new Counter({
+      name: 'hourglass_alerts_total',
+      help: 'Alert events about failing deliveries, by result (sent, failed).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.callbackLateness = new Histogram({
+      name: 'hourglass_callback_lateness_seconds',
+      help: "How long after its due time an HTTP callback attempt was answered (first attempts and retries alike).",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
       registers,
     });
     this.sweepFoundTotal = new Counter({
@@ -201,6 +243,27 @@ export class EngineMetrics {
 
   sweepFound(kind: 'stranded' | 'stuck_delivering' | 'backfill', messages: number): void {
     this.sweepFoundTotal.inc({ kind }, messages);
+  }
+
+  callbackAttempt(app: string, result: 'delivered' | 'failed' | 'gone', seconds: number): void {
+    this.callbackAttemptsTotal.inc({ app, result });
+    this.callbackDuration.observe(seconds);
+  }
+
+  callbackAnswered(latenessMs: number): void {
+    this.callbackLateness.observe(Math.max(0, latenessMs) / 1000);
+  }
+
+  callbackFailed(app: string): void {
+    this.callbackFailedTotal.inc({ app });
+  }
+
+  deadLetter(app: string, result: 'produced' | 'failed'): void {
+    this.deadLettersTotal.inc({ app, result });
+  }
+
+  alert(result: 'sent' | 'failed'): void {
+    this.alertsTotal.inc({ result });
   }
 
   fencedClaims(messages: number): void {

@@ -1,5 +1,12 @@
 /** What the engine is built from: its settings and the ports it talks to the world through. */
-import type { Clock, Delivery, Logger, MessageStore } from '@hourglass/core';
+import type {
+  AppDeliveryConfig,
+  Clock,
+  Delivery,
+  HttpCaller,
+  Logger,
+  MessageStore,
+} from '@hourglass/core';
 import type { EngineMetrics } from './metrics';
 
 export interface EngineOptions {
@@ -37,6 +44,12 @@ export interface EngineOptions {
   overdueLoadLimit?: number;
   /** How long stop() keeps retrying marks while Postgres is unreachable. @default 30000 */
   stopMarkTimeoutMs?: number;
+  /**
+   * Messages with a target list (callbacks, fan-out) being delivered at once. Beyond it the
+   * pipeline claims no more until some finish, so memory stays bounded however slow receivers
+   * are. @default 20000
+   */
+  maxTargetMessagesInFlight?: number;
 }
 
 export type ResolvedOptions = Required<EngineOptions>;
@@ -49,6 +62,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     sweepGraceMs: 2000,
     overdueLoadLimit: 50_000,
     stopMarkTimeoutMs: 30_000,
+    maxTargetMessagesInFlight: 20_000,
     ...stripUndefined(options),
   } as ResolvedOptions;
 }
@@ -72,6 +86,17 @@ export interface EngineDeps {
   ownershipConfirmed?: () => boolean;
   /** Told when the store showed that another node raised the epoch of slots this node fired. */
   onSlotsFenced?: (slots: readonly number[]) => void;
+  /** Sends HTTP callbacks. Without it, an HTTP target fails with "callbacks are not enabled". */
+  http?: HttpCaller;
+  /** Apps' signing secrets and delivery settings (dead letters, alerts). Without it: unsigned, none. */
+  appDelivery?: AppDeliverySource;
+}
+
+/** What delivering a callback needs to know of its app; implementations cache. */
+export interface AppDeliverySource {
+  /** The secrets to sign with, newest first (empty: unsigned). */
+  signingSecrets(app: string): Promise<readonly string[]>;
+  config(app: string): Promise<AppDeliveryConfig>;
 }
 
 /** Extra reach of the wheel beyond the horizon, so hinted and freshly accepted messages fit. */

@@ -5,7 +5,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type {
+  AppDeliveryConfig,
   AppQuotas,
+  RetryStrategy,
+  TargetStatus,
   InsertOutcome,
   MessageLimits,
   NewMessage,
@@ -18,10 +21,15 @@ import {
   isoTime,
   parseBatch,
   parseScheduleRequest,
+  INITIAL_TARGET_STATE,
+  callbackHost,
+  hostAllowed,
   publicState,
+  rearmFailed,
   slotOf,
   uuidv7,
 } from '@hourglass/core';
+import type { LoggedAttempt, ScheduleRequest } from '@hourglass/core';
 import type { MessageStore } from '@hourglass/core';
 import type { Clock } from '@hourglass/core';
 import type { DelayEngine } from './engine';
@@ -33,6 +41,8 @@ export interface AppIdentity {
   readonly topics: ReadonlySet<string>;
   /** App-specific limits (apps from Postgres); absent: only the global limits apply. */
   readonly quotas?: AppQuotas;
+  /** Host allowlist and default retry strategy (apps from Postgres); absent: none. */
+  readonly delivery?: AppDeliveryConfig;
 }
 
 /**
@@ -44,19 +54,50 @@ export interface QuotaGate {
   admit(app: AppIdentity, count: number): Promise<void>;
 }
 
+/** One target of a message as clients see it (docs/callbacks.md). */
+export type TargetView = {
+  index: number;
+  state: TargetStatus;
+  attempts: number;
+  lastError?: string;
+  lastStatus?: number;
+  nextAttemptAt?: string;
+  finishedAt?: string;
+} & (
+  | { type: 'kafka'; topic: string; key: string | null }
+  | { type: 'http'; url: string; method: 'POST' | 'PUT'; name?: string }
+);
+
+/** One attempt of one target (GET /v1/messages/{id}/attempts). */
+export interface AttemptView {
+  target: number;
+  type: 'kafka' | 'http';
+  attempt: number;
+  at: string;
+  durationMs: number;
+  status?: number;
+  error?: string;
+  response?: string;
+}
+
 /** What clients see of a message. Times are ISO-8601 UTC. */
 export interface MessageView {
   id: string;
   app: string;
-  topic: string;
+  /** The first Kafka target's topic; null when the message has none. */
+  topic: string | null;
   key: string | null;
   slot: number;
   deliverAt: string;
   state: PublicMessageState;
   createdAt: string;
   deliveredAt?: string;
+  finishedAt?: string;
   attempts: number;
   lastError?: string;
+  nextAttemptAt?: string;
+  targets: TargetView[];
+  retry?: RetryStrategy;
 }
 
 export type ScheduleResult =
@@ -67,23 +108,112 @@ export function toView(message: StoredMessage): MessageView {
   const view: MessageView = {
     id: message.id,
     app: message.app,
-    topic: message.topic,
+    topic: message.targets && message.topic === '' ? null : message.topic,
     key: message.key,
     slot: message.slot,
     // isoTime: toISOString's string, cheaper (a batch answer formats 2000 of them).
-    deliverAt: isoTime(message.deliverAtMs),
+    deliverAt: isoTime(message.firstDeliverAtMs ?? message.deliverAtMs),
     state: publicState(message.state),
     createdAt: isoTime(message.createdAtMs),
     attempts: message.attempts,
+    targets: targetViews(message),
   };
   if (message.state === 'delivered' && message.finishedAtMs !== null)
-    view.deliveredAt = new Date(message.finishedAtMs).toISOString();
+    view.deliveredAt = isoTime(message.finishedAtMs);
+  if (message.finishedAtMs !== null) view.finishedAt = isoTime(message.finishedAtMs);
   if (message.lastError) view.lastError = message.lastError;
+  if (message.targets && message.state === 'scheduled' && message.firstDeliverAtMs != null)
+    view.nextAttemptAt = isoTime(message.deliverAtMs);
+  if (message.retry) view.retry = message.retry;
   return view;
+}
+
+function targetViews(message: StoredMessage): TargetView[] {
+  if (!message.targets) {
+    // The Kafka fast path: one Kafka target, whose state is the message's.
+    const state: TargetStatus =
+      message.state === 'delivered' ? 'delivered' : message.state === 'failed' ? 'failed' : 'pending';
+    const view: TargetView = {
+      index: 0,
+      type: 'kafka',
+      topic: message.topic,
+      key: message.key,
+      state: message.state === 'cancelled' ? 'pending' : state,
+      attempts: message.attempts,
+    };
+    if (message.lastError) view.lastError = message.lastError;
+    if (message.finishedAtMs !== null && state !== 'pending') view.finishedAt = isoTime(message.finishedAtMs);
+    return [view];
+  }
+  return message.targets.map((target, index) => {
+    const state = message.targetStates?.[index] ?? INITIAL_TARGET_STATE;
+    const view: TargetView =
+      target.type === 'kafka'
+        ? { index, type: 'kafka', topic: target.topic, key: target.key, state: state.status, attempts: state.attempts }
+        : {
+            index,
+            type: 'http',
+            url: target.url,
+            method: target.method,
+            ...(target.name !== null ? { name: target.name } : {}),
+            state: state.status,
+            attempts: state.attempts,
+          };
+    if (state.lastError !== null) view.lastError = state.lastError;
+    if (state.lastStatus !== null) view.lastStatus = state.lastStatus;
+    if (state.status === 'pending' && state.nextAttemptAtMs !== null && message.state === 'scheduled')
+      view.nextAttemptAt = isoTime(state.nextAttemptAtMs);
+    if (state.finishedAtMs !== null) view.finishedAt = isoTime(state.finishedAtMs);
+    return view;
+  });
+}
+
+function toAttemptView(attempt: LoggedAttempt): AttemptView {
+  const view: AttemptView = {
+    target: attempt.target,
+    type: attempt.type,
+    attempt: attempt.attempt,
+    at: isoTime(attempt.atMs),
+    durationMs: attempt.durationMs,
+  };
+  if (attempt.status !== null) view.status = attempt.status;
+  if (attempt.error !== null) view.error = attempt.error;
+  if (attempt.response !== null) view.response = attempt.response;
+  return view;
+}
+
+/**
+ * Every Kafka target's topic must be granted to the app, and every callback's host must be on the
+ * app's allowlist when it has one.
+ */
+function checkTargets(app: AppIdentity, request: ScheduleRequest, path: string): void {
+  const targets = request.targets ?? [
+    { type: 'kafka' as const, topic: request.topic, key: request.key, headers: {} },
+  ];
+  targets.forEach((target, index) => {
+    const at = request.targetsListed ? `targets/${index}/` : target.type === 'http' ? 'callback/' : '';
+    if (target.type === 'kafka') {
+      if (!app.topics.has(target.topic))
+        throw new HourglassError(
+          'topic_not_allowed',
+          `app "${app.name}" may not publish to topic "${target.topic}"`,
+          [{ path: `${path}${at}topic`, message: 'not granted to this app' }],
+        );
+      return;
+    }
+    const hosts = app.delivery?.callbackHosts;
+    if (hosts && !hostAllowed(callbackHost(target), hosts))
+      throw new HourglassError(
+        'callback_not_allowed',
+        `app "${app.name}" may not call back to host "${callbackHost(target)}"; an admin allows hosts with PATCH /v1/admin/apps/${app.name} {"delivery": {"callbackHosts": [...]}}`,
+        [{ path: `${path}${at}url`, message: `allowed hosts: ${hosts.join(', ')}` }],
+      );
+  });
 }
 
 export interface MessageServiceOptions {
   slotCount: number;
+  /** `limits.targets` enables callbacks and fan-out; `limits.retryBase` is the global default retry. */
   limits: MessageLimits;
   /** Rate and pending quotas. @default none: only the size and delay limits apply */
   quotas?: QuotaGate;
@@ -138,18 +268,7 @@ export class MessageService {
           now,
           pathPrefix ? `${pathPrefix}${index}/` : '',
         );
-        if (!app.topics.has(request.topic)) {
-          throw new HourglassError(
-            'topic_not_allowed',
-            `app "${app.name}" may not publish to topic "${request.topic}"`,
-            [
-              {
-                path: `${pathPrefix ? `${pathPrefix}${index}/` : ''}topic`,
-                message: 'not granted to this app',
-              },
-            ],
-          );
-        }
+        checkTargets(app, request, pathPrefix ? `${pathPrefix}${index}/` : '');
         const id = request.id ?? uuidv7(now, randomBytes);
         accepted.push({
           app: app.name,
@@ -162,6 +281,9 @@ export class MessageService {
           headers: request.headers,
           deliverAtMs: request.deliverAtMs,
           fingerprint: request.fingerprint,
+          targets: request.targets,
+          retry: request.retry,
+          contentType: request.contentType,
         });
         positions.push(index);
       } catch (error) {
@@ -192,9 +314,11 @@ export class MessageService {
   private limitsFor(app: AppIdentity): MessageLimits {
     const global = this.options.limits;
     const quotas = app.quotas;
-    if (!quotas) return global;
+    const retryBase = app.delivery?.retry ?? global.retryBase;
+    if (!quotas) return retryBase === global.retryBase ? global : { ...global, retryBase };
     return {
       ...global,
+      retryBase,
       maxPayloadBytes: Math.min(
         global.maxPayloadBytes,
         quotas.maxPayloadBytes ?? Number.POSITIVE_INFINITY,
@@ -229,6 +353,41 @@ export class MessageService {
         [{ path: 'id', message: 'invalid characters or length' }],
       );
     }
+  }
+
+  /** The attempt log of a message, oldest first (GET /v1/messages/{id}/attempts). */
+  async attempts(app: AppIdentity, id: string): Promise<AttemptView[]> {
+    this.checkId(id);
+    const message = await this.store.get(app.name, id);
+    if (!message) throw new HourglassError('not_found', `no message "${id}" for app "${app.name}"`);
+    return (await this.store.listAttempts(app.name, id)).map(toAttemptView);
+  }
+
+  /**
+   * Re-arms the failed targets of a failed message now, with a fresh attempt budget; delivered
+   * targets are not sent again (POST /v1/messages/{id}/retry).
+   */
+  async retry(app: AppIdentity, id: string): Promise<MessageView> {
+    this.checkId(id);
+    const message = await this.store.get(app.name, id);
+    if (!message) throw new HourglassError('not_found', `no message "${id}" for app "${app.name}"`);
+    if (message.state !== 'failed')
+      throw new HourglassError(
+        'not_failed',
+        `message "${id}" is ${publicState(message.state)}; only a failed message can be retried`,
+      );
+    const states = message.targetStates ? rearmFailed(message.targetStates) : null;
+    const rearmed = await this.engine.rearm(app.name, id, states);
+    if (!rearmed) {
+      // Changed meanwhile (another retry won): answer with what it is now.
+      const now = await this.store.get(app.name, id);
+      if (now?.state === 'failed' || !now)
+        throw new HourglassError('not_failed', `message "${id}" could not be re-armed; ask again`);
+      return toView(now);
+    }
+    const after = await this.store.get(app.name, id);
+    if (!after) throw new HourglassError('not_found', `no message "${id}" for app "${app.name}"`);
+    return toView(after);
   }
 
   async get(app: AppIdentity, id: string): Promise<MessageView> {

@@ -19,8 +19,15 @@ import type { AppDirectory, AppIdentity, MessageService } from '@hourglass/engin
 import { bearerToken } from '@hourglass/engine';
 import { HealthService } from './health';
 import { HEALTH_PROTO, MESSAGES_PROTO, PROTO_LOADER_OPTIONS, protoDir } from './proto';
-import type { BatchResultPb, MessagePb, ScheduleRequestPb } from './translate';
-import { asciiJson, renumberBatchError, toErrorPb, toMessagePb, toScheduleBody } from './translate';
+import type { AttemptPb, BatchResultPb, MessagePb, ScheduleRequestPb } from './translate';
+import {
+  asciiJson,
+  renumberBatchError,
+  toAttemptPb,
+  toErrorPb,
+  toMessagePb,
+  toScheduleBody,
+} from './translate';
 
 /** What a handler passes to its callback on failure (grpc-js does not export the name). */
 type ServerStatusResponse = Exclude<Parameters<sendUnaryData<unknown>>[0], null>;
@@ -215,6 +222,15 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     ),
     Cancel: unary('Cancel', async (app, request: IdRequestPb) =>
       service.cancel(app, request.id ?? ''),
+    ),
+    ListAttempts: unary(
+      'ListAttempts',
+      async (app, request: IdRequestPb): Promise<{ attempts: AttemptPb[] }> => ({
+        attempts: (await service.attempts(app, request.id ?? '')).map(toAttemptPb),
+      }),
+    ),
+    RetryMessage: unary('RetryMessage', async (app, request: IdRequestPb): Promise<MessagePb> =>
+      toMessagePb(await service.retry(app, request.id ?? '')),
     ),
   };
 

@@ -6,7 +6,40 @@
  */
 import type { ErrorCode, ErrorDetail } from '@hourglass/core';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, HourglassError, jsonTextDepthExceeds } from '@hourglass/core';
-import type { MessageView } from '@hourglass/engine';
+import type { AttemptView, MessageView, TargetView } from '@hourglass/engine';
+
+/** `hourglass.v1.HttpTarget` as decoded (a `callback`, or the `http` of a `Target`). */
+export interface HttpTargetPb {
+  url?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+  name?: string;
+  envelope?: boolean;
+  expectBody?: string;
+}
+
+/** `hourglass.v1.KafkaTarget` as decoded. */
+export interface KafkaTargetPb {
+  topic?: string;
+  key?: string;
+  headers?: Record<string, string>;
+}
+
+/** `hourglass.v1.Target` as decoded (oneofs: false: the set member is the one present). */
+export interface TargetPb {
+  kafka?: KafkaTargetPb | null;
+  http?: HttpTargetPb | null;
+}
+
+/** `hourglass.v1.RetryStrategy`, decoded in requests and encoded in messages. */
+export interface RetryStrategyPb {
+  strategy?: string;
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  maxAttempts?: number;
+  jitter?: boolean;
+}
 
 /** `hourglass.v1.ScheduleRequest` as decoded. */
 export interface ScheduleRequestPb {
@@ -19,13 +52,35 @@ export interface ScheduleRequestPb {
   deliverAtMs?: number;
   deliverAt?: string;
   delayMs?: number;
+  callback?: HttpTargetPb | null;
+  targets?: TargetPb[];
+  retry?: RetryStrategyPb | null;
+  contentType?: string;
+}
+
+/** `hourglass.v1.TargetStatus` as encoded. */
+export interface TargetStatusPb {
+  index: number;
+  type: string;
+  topic?: string;
+  key?: string;
+  url?: string;
+  method?: string;
+  name?: string;
+  state: string;
+  attempts: number;
+  lastError?: string;
+  lastStatus?: number;
+  nextAttemptAt?: string;
+  finishedAt?: string;
 }
 
 /** `hourglass.v1.Message` as encoded. */
 export interface MessagePb {
   id: string;
   app: string;
-  topic: string;
+  /** Absent for a message without a Kafka target (HTTP `null`). */
+  topic?: string;
   key?: string;
   slot: number;
   deliverAt: string;
@@ -34,6 +89,22 @@ export interface MessagePb {
   deliveredAt?: string;
   attempts: number;
   lastError?: string;
+  targets: TargetStatusPb[];
+  nextAttemptAt?: string;
+  finishedAt?: string;
+  retry?: RetryStrategyPb;
+}
+
+/** `hourglass.v1.Attempt` as encoded. */
+export interface AttemptPb {
+  target: number;
+  type: string;
+  attempt: number;
+  at: string;
+  durationMs: number;
+  status?: number;
+  error?: string;
+  response?: string;
 }
 
 export interface ErrorPb {
@@ -58,9 +129,11 @@ export function toScheduleBody(
   path = '',
   maxPayloadDepth = DEFAULT_MAX_PAYLOAD_DEPTH,
 ): Record<string, unknown> {
-  // proto3 cannot tell an empty topic from a missing one; '' makes the validator name the rule.
-  const body: Record<string, unknown> = { topic: request.topic ?? '' };
+  const body: Record<string, unknown> = {};
   if (request.id !== undefined) body.id = request.id;
+  // `topic` has presence: absent is "no Kafka topic" (a callback or targets message, or none
+  // at all, which the validator names), "" is a bad topic, as over HTTP.
+  if (request.topic !== undefined) body.topic = request.topic;
   if (request.key !== undefined) body.key = request.key;
   if (request.headers !== undefined && Object.keys(request.headers).length > 0)
     body.headers = { ...request.headers };
@@ -91,24 +164,121 @@ export function toScheduleBody(
   if (request.deliverAtMs !== undefined) body.deliverAt = request.deliverAtMs;
   if (request.deliverAt !== undefined) body.deliverAt = request.deliverAt;
   if (request.delayMs !== undefined) body.delayMs = request.delayMs;
+  if (request.callback) body.callback = httpTargetBody(request.callback);
+  // An empty repeated field is not on the wire: no targets.
+  if (request.targets !== undefined && request.targets.length > 0)
+    body.targets = request.targets.map(targetBody);
+  if (request.retry) body.retry = retryBody(request.retry);
+  if (request.contentType !== undefined) body.contentType = request.contentType;
   return body;
+}
+
+/** Copies the fields that are present, so the validator sees absent ones as absent. */
+function present(fields: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(fields)) if (value !== undefined) out[name] = value;
+  return out;
+}
+
+/** A map field is never absent on the wire, only empty; empty means "no headers", as omitted. */
+function headersBody(headers: Record<string, string> | undefined): Record<string, string> | undefined {
+  return headers !== undefined && Object.keys(headers).length > 0 ? { ...headers } : undefined;
+}
+
+function httpTargetBody(target: HttpTargetPb): Record<string, unknown> {
+  return present({
+    // url is a plain string: '' for a missing one, which the validator refuses by name.
+    url: target.url ?? '',
+    method: target.method,
+    headers: headersBody(target.headers),
+    timeoutMs: target.timeoutMs,
+    name: target.name,
+    envelope: target.envelope,
+    expectBody: target.expectBody,
+  });
+}
+
+/**
+ * One `targets` entry, with its `type` from the oneof member. A Target with neither member is
+ * passed on as `{}`, for the validator to refuse (`targets/<i>/type`) as it refuses `{}` over HTTP.
+ */
+function targetBody(target: TargetPb): Record<string, unknown> {
+  if (target.http) return { type: 'http', ...httpTargetBody(target.http) };
+  if (target.kafka)
+    return present({
+      type: 'kafka',
+      topic: target.kafka.topic ?? '',
+      key: target.kafka.key,
+      headers: headersBody(target.kafka.headers),
+    });
+  return {};
+}
+
+function retryBody(retry: RetryStrategyPb): Record<string, unknown> {
+  return present({
+    strategy: retry.strategy,
+    initialDelayMs: retry.initialDelayMs,
+    maxDelayMs: retry.maxDelayMs,
+    maxAttempts: retry.maxAttempts,
+    jitter: retry.jitter,
+  });
+}
+
+export function toTargetStatusPb(view: TargetView): TargetStatusPb {
+  const target: TargetStatusPb = {
+    index: view.index,
+    type: view.type,
+    state: view.state,
+    attempts: view.attempts,
+  };
+  if (view.type === 'kafka') {
+    target.topic = view.topic;
+    if (view.key !== null) target.key = view.key;
+  } else {
+    target.url = view.url;
+    target.method = view.method;
+    if (view.name !== undefined) target.name = view.name;
+  }
+  if (view.lastError !== undefined) target.lastError = view.lastError;
+  if (view.lastStatus !== undefined) target.lastStatus = view.lastStatus;
+  if (view.nextAttemptAt !== undefined) target.nextAttemptAt = view.nextAttemptAt;
+  if (view.finishedAt !== undefined) target.finishedAt = view.finishedAt;
+  return target;
 }
 
 export function toMessagePb(view: MessageView): MessagePb {
   const message: MessagePb = {
     id: view.id,
     app: view.app,
-    topic: view.topic,
     slot: view.slot,
     deliverAt: view.deliverAt,
     state: view.state,
     createdAt: view.createdAt,
     attempts: view.attempts,
+    targets: view.targets.map(toTargetStatusPb),
   };
+  if (view.topic !== null) message.topic = view.topic;
   if (view.key !== null) message.key = view.key;
   if (view.deliveredAt !== undefined) message.deliveredAt = view.deliveredAt;
   if (view.lastError !== undefined) message.lastError = view.lastError;
+  if (view.nextAttemptAt !== undefined) message.nextAttemptAt = view.nextAttemptAt;
+  if (view.finishedAt !== undefined) message.finishedAt = view.finishedAt;
+  if (view.retry !== undefined) message.retry = { ...view.retry };
   return message;
+}
+
+export function toAttemptPb(view: AttemptView): AttemptPb {
+  const attempt: AttemptPb = {
+    target: view.target,
+    type: view.type,
+    attempt: view.attempt,
+    at: view.at,
+    durationMs: view.durationMs,
+  };
+  if (view.status !== undefined) attempt.status = view.status;
+  if (view.error !== undefined) attempt.error = view.error;
+  if (view.response !== undefined) attempt.response = view.response;
+  return attempt;
 }
 
 export function toErrorPb(error: HourglassError): ErrorPb {

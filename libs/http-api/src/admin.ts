@@ -1,12 +1,13 @@
 /**
- * The admin API under /v1/admin (admin token only): apps, tokens, topics, quotas, message lookup
- * and cancel by app and id, and statistics. The cluster routes (slots, nodes) live in
+ * The admin API under /v1/admin (admin token only): apps, tokens, topics, quotas, delivery
+ * settings and signing secrets, message lookup, cancel, retry and attempts by app and id, and
+ * statistics. The cluster routes (slots, nodes) live in
  * admin-cluster.ts; {@link adminGate} guards both.
  *
  * Responses never contain token hashes; a clear token appears exactly once, in the response that
- * issued it (create, rotate).
+ * issued it (create, rotate), and so does a signing secret (create, signing-secret rotation).
  */
-import type { AppQuotas, AppRecord } from '@hourglass/core';
+import type { AppAlerts, AppQuotas, AppRecord, RetryStrategy } from '@hourglass/core';
 import { BODY_DEPTH_ALLOWANCE, DEFAULT_MAX_PAYLOAD_DEPTH, HourglassError } from '@hourglass/core';
 import type { AppAdmin, AppDirectory } from '@hourglass/engine';
 import { bearerToken, requireAdminToken } from '@hourglass/engine';
@@ -23,6 +24,9 @@ export const ROUTER_OPTIONS = { caseSensitive: true, strict: true } as const;
 
 /** Default grace of a rotation: the old token keeps working this long, so clients can roll over. */
 export const DEFAULT_GRACE_SECONDS = 3600;
+
+/** Default grace of a signing secret rotation: callbacks carry both signatures for a day. */
+export const DEFAULT_SECRET_GRACE_SECONDS = 86_400;
 
 /**
  * The admin token check of every admin route (the rule is {@link requireAdminToken}: the admin
@@ -142,9 +146,22 @@ export interface AppView {
   topics: readonly string[];
   quotas: AppQuotas;
   tokens: Array<{ createdAt: string; expiresAt: string | null }>;
+  delivery: {
+    callbackHosts: readonly string[] | null;
+    deadLetterTopic: string | null;
+    alerts: AppAlerts | null;
+    retry: RetryStrategy | null;
+    signingSecretCreatedAt: string | null;
+    previousSecretExpiresAt: string | null;
+  };
+}
+
+function isoOrNull(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
 }
 
 export function toAppView(app: AppRecord): AppView {
+  const delivery = app.delivery;
   return {
     name: app.name,
     description: app.description,
@@ -154,8 +171,16 @@ export function toAppView(app: AppRecord): AppView {
     quotas: app.quotas,
     tokens: app.tokens.map((token) => ({
       createdAt: new Date(token.createdAtMs).toISOString(),
-      expiresAt: token.expiresAtMs === null ? null : new Date(token.expiresAtMs).toISOString(),
+      expiresAt: isoOrNull(token.expiresAtMs),
     })),
+    delivery: {
+      callbackHosts: delivery.callbackHosts,
+      deadLetterTopic: delivery.deadLetterTopic,
+      alerts: delivery.alerts,
+      retry: delivery.retry,
+      signingSecretCreatedAt: isoOrNull(delivery.signingSecretCreatedAtMs),
+      previousSecretExpiresAt: isoOrNull(delivery.previousSecretExpiresAtMs),
+    },
   };
 }
 
@@ -187,7 +212,7 @@ export function adminRouter(admin: AppAdmin): Router {
   });
   router.post('/v1/admin/apps', async (req, res) => {
     const input = body(req);
-    const { app, token } = await admin.createApp({
+    const { app, token, signingSecret } = await admin.createApp({
       name: String(input.name),
       description: typeof input.description === 'string' ? input.description : '',
       topics: Array.isArray(input.topics) ? (input.topics as string[]) : [],
@@ -197,7 +222,7 @@ export function adminRouter(admin: AppAdmin): Router {
           : undefined,
     });
     res.setHeader('Location', `/v1/admin/apps/${encodeURIComponent(app.name)}`);
-    res.status(201).json({ app: toAppView(app), token });
+    res.status(201).json({ app: toAppView(app), token, signingSecret });
   });
   router.get('/v1/admin/apps/:app', async (req, res) => {
     res.json(toAppView(await admin.getApp(name(req))));
@@ -207,6 +232,10 @@ export function adminRouter(admin: AppAdmin): Router {
     const app = await admin.updateApp(name(req), {
       ...(typeof input.description === 'string' ? { description: input.description } : {}),
       ...(typeof input.disabled === 'boolean' ? { disabled: input.disabled } : {}),
+      // The document checked its shape; AppAdmin checks the rest (URLs, host names, retry bounds).
+      ...(typeof input.delivery === 'object' && input.delivery !== null
+        ? { delivery: input.delivery }
+        : {}),
     });
     res.json(toAppView(app));
   });
@@ -220,6 +249,13 @@ export function adminRouter(admin: AppAdmin): Router {
       typeof input.graceSeconds === 'number' ? input.graceSeconds : DEFAULT_GRACE_SECONDS;
     const { app, token } = await admin.rotateToken(name(req), graceSeconds * 1000);
     res.status(201).json({ app: toAppView(app), token, graceSeconds });
+  });
+  router.post('/v1/admin/apps/:app/signing-secret', async (req, res) => {
+    const input = body(req);
+    const graceSeconds =
+      typeof input.graceSeconds === 'number' ? input.graceSeconds : DEFAULT_SECRET_GRACE_SECONDS;
+    const { app, signingSecret } = await admin.rotateSigningSecret(name(req), graceSeconds * 1000);
+    res.status(201).json({ app: toAppView(app), signingSecret, graceSeconds });
   });
   router.post('/v1/admin/apps/:app/topics', async (req, res) => {
     const input = body(req);
@@ -242,6 +278,12 @@ export function adminRouter(admin: AppAdmin): Router {
   });
   router.delete('/v1/admin/messages/:app/:id', async (req, res) => {
     res.json(await admin.cancelMessage(name(req), String(req.params.id)));
+  });
+  router.post('/v1/admin/messages/:app/:id/retry', async (req, res) => {
+    res.json(await admin.retryMessage(name(req), String(req.params.id)));
+  });
+  router.get('/v1/admin/messages/:app/:id/attempts', async (req, res) => {
+    res.json({ attempts: await admin.messageAttempts(name(req), String(req.params.id)) });
   });
   router.get('/v1/admin/stats', async (_req, res) => {
     res.json(await admin.stats());

@@ -198,6 +198,12 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   v1.delete('/messages/:id', authenticate, async (req: Authed, res) => {
     res.json(await service.cancel(caller(req), String(req.params.id)));
   });
+  v1.get('/messages/:id/attempts', authenticate, async (req: Authed, res) => {
+    res.json({ attempts: await service.attempts(caller(req), String(req.params.id)) });
+  });
+  v1.post('/messages/:id/retry', authenticate, async (req: Authed, res) => {
+    res.json(await service.retry(caller(req), String(req.params.id)));
+  });
   app.use('/v1', v1);
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApiDocument);

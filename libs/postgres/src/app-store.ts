@@ -2,9 +2,12 @@
  * PgAppStore: the {@link AppStore} on Postgres (apps, token hashes, topic grants, quotas, admin
  * statistics). It owns a small pool of its own, separate from the message store's, so admin and
  * auth reads never queue behind a burst of inserts. The schema comes from the shared migrations
- * (002_apps), applied by PgMessageStore.migrate.
+ * (002_apps, 005_targets), applied by PgMessageStore.migrate.
  */
 import type {
+  AppAlerts,
+  AppDeliveryConfig,
+  AppDeliveryPatch,
   AppPatch,
   AppQuotas,
   AppRecord,
@@ -12,12 +15,14 @@ import type {
   AppStore,
   DueBucket,
   NewApp,
+  RetryStrategy,
   TokenGrant,
 } from '@hourglass/core';
 import { NO_QUOTAS } from '@hourglass/core';
 import type { Pool } from 'pg';
 import { createPool, guarded, inTransaction } from './pool';
 import { STATE_CODES } from './rows';
+import * as delivery from './sql/app-delivery';
 import type { AppRow } from './sql/apps';
 import * as q from './sql/apps';
 
@@ -56,6 +61,37 @@ function toRecord(row: AppRow): AppRecord {
       createdAtMs: Number(token.createdAt),
       expiresAtMs: int8(token.expiresAt),
     })),
+    delivery: toDeliveryConfig(row),
+  };
+}
+
+/** The jsonb columns are written by {@link PgAppStore.setDeliveryConfig} only; read back field by field. */
+function toDeliveryConfig(row: AppRow): AppDeliveryConfig {
+  return {
+    callbackHosts: row.callback_hosts,
+    deadLetterTopic: row.dead_letter_topic,
+    alerts: row.alerts === null ? null : toAlerts(row.alerts),
+    retry: row.retry === null ? null : toRetry(row.retry),
+    signingSecretCreatedAtMs: int8(row.signing_secret_created_at),
+    previousSecretExpiresAtMs: int8(row.previous_secret_expires_at),
+  };
+}
+
+function toAlerts(stored: AppAlerts): AppAlerts {
+  return {
+    afterAttempts: stored.afterAttempts,
+    url: stored.url ?? null,
+    topic: stored.topic ?? null,
+  };
+}
+
+function toRetry(stored: RetryStrategy): RetryStrategy {
+  return {
+    strategy: stored.strategy,
+    initialDelayMs: stored.initialDelayMs,
+    maxDelayMs: stored.maxDelayMs,
+    maxAttempts: stored.maxAttempts,
+    jitter: stored.jitter,
   };
 }
 
@@ -194,6 +230,51 @@ export class PgAppStore implements AppStore {
   async countPending(name: string): Promise<number> {
     const pool = this.requirePool();
     return guarded(() => q.countPending(pool, name));
+  }
+
+  async setDeliveryConfig(name: string, patch: AppDeliveryPatch): Promise<AppRecord | null> {
+    const pool = this.requirePool();
+    const found = await guarded(() => delivery.updateDeliveryConfig(pool, name, patch));
+    return found ? this.getApp(name) : null;
+  }
+
+  async signingSecrets(
+    name: string,
+    nowMs: number,
+    generate: () => string,
+  ): Promise<string[] | null> {
+    const pool = this.requirePool();
+    let row = await guarded(() => delivery.selectSigningSecrets(pool, name));
+    if (row && row.signing_secret === null) {
+      // An app from before signing secrets (or a config app): the first node to ask stores one,
+      // and every node, that one included, reads back whichever was stored first.
+      const secret = generate();
+      row = await guarded(async () => {
+        await delivery.fillMissingSigningSecret(pool, name, secret, nowMs);
+        return delivery.selectSigningSecrets(pool, name);
+      });
+    }
+    if (!row) return null;
+    if (row.signing_secret === null)
+      throw new Error(`app "${name}" has no signing secret after storing one`);
+    const secrets = [row.signing_secret];
+    const previousUntil = int8(row.previous_secret_expires_at);
+    if (row.previous_signing_secret !== null && previousUntil !== null && previousUntil > nowMs)
+      secrets.push(row.previous_signing_secret);
+    return secrets;
+  }
+
+  async rotateSigningSecret(
+    name: string,
+    secret: string,
+    nowMs: number,
+    graceMs: number,
+  ): Promise<AppRecord | null> {
+    const pool = this.requirePool();
+    const found = await guarded(() =>
+      delivery.rotateSigningSecret(pool, name, secret, nowMs, graceMs),
+    );
+    return found ? this.getApp(name) : null;
   }
 
   async stats(nowMs: number, buckets: readonly DueBucket[]): Promise<AppStats> {

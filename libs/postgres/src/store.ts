@@ -9,6 +9,9 @@ import type {
   ClaimedMessage,
   InsertContext,
   InsertOutcome,
+  LoggedAttempt,
+  TargetSettlement,
+  TargetState,
   MessageRef,
   MessageStore,
   NewMessage,
@@ -16,14 +19,15 @@ import type {
   StoredMessage,
   WheelItem,
 } from '@hourglass/core';
-import { messageKey } from '@hourglass/core';
+import { INITIAL_TARGET_STATE, messageKey } from '@hourglass/core';
 import type { Pool } from 'pg';
 import { Client } from 'pg';
 import { toStoreError } from './errors';
 import { createPool, guarded, inTransaction } from './pool';
 import { HintListener, hintChannel } from './listener';
 import type { MessageRow } from './rows';
-import { seqNumber, toStoredMessage, toWheelItem } from './rows';
+import { seqNumber, toClaimedMessage, toStoredMessage, toWheelItem } from './rows';
+import { rearmFailedMessage, selectAttempts, settleTargetRound } from './sql/targets';
 import { claimMessages, markMessagesDelivered, releaseMessageClaims } from './sql/claims';
 import { selectDue } from './sql/due';
 import { selectDelivering, lockEpochs, selectEpochs } from './sql/epochs';
@@ -252,18 +256,7 @@ export class PgMessageStore implements MessageStore {
     if (refs.length === 0 || leases.size === 0) return [];
     const pool = this.requirePool();
     const rows = await guarded(() => claimMessages(pool, refs, leases, nowMs));
-    return rows.map((row) => ({
-      seq: seqNumber(row.seq),
-      app: row.app,
-      id: row.id,
-      slot: row.slot,
-      topic: row.topic,
-      key: row.msg_key,
-      payload: row.payload,
-      headers: row.headers,
-      deliverAtMs: Number(row.deliver_at),
-      attempts: row.attempts,
-    }));
+    return rows.map(toClaimedMessage);
   }
 
   async markDelivered(
@@ -285,6 +278,35 @@ export class PgMessageStore implements MessageStore {
     if (refs.length === 0 || leases.size === 0) return 0;
     const pool = this.requirePool();
     return guarded(() => releaseMessageClaims(pool, refs, leases, release, nowMs));
+  }
+
+  async settleTargets(
+    settlements: readonly TargetSettlement[],
+    leases: ReadonlyMap<number, number>,
+    nowMs: number,
+  ): Promise<number> {
+    if (settlements.length === 0 || leases.size === 0) return 0;
+    const pool = this.requirePool();
+    return guarded(() => settleTargetRound(pool, settlements, leases, nowMs));
+  }
+
+  async listAttempts(app: string, id: string): Promise<LoggedAttempt[]> {
+    const pool = this.requirePool();
+    return guarded(() => selectAttempts(pool, app, id));
+  }
+
+  async rearmFailed(
+    app: string,
+    id: string,
+    targetStates: readonly TargetState[] | null,
+    nowMs: number,
+    context: InsertContext,
+  ): Promise<{ seq: number; slot: number; wheelable: boolean } | null> {
+    const pool = this.requirePool();
+    return guarded(async () => {
+      const channel = await this.hintChannel(pool);
+      return rearmFailedMessage(pool, app, id, targetStates, nowMs, context, channel);
+    });
   }
 
   /** Resolves once the hint listener is listening (or its first attempt failed). For tests. */
@@ -430,6 +452,11 @@ function createdMessage(message: NewMessage, createdAtMs: number): StoredMessage
     attempts: 0,
     lastError: null,
     fingerprint: message.fingerprint,
+    targets: message.targets ?? null,
+    targetStates: message.targets?.map(() => INITIAL_TARGET_STATE) ?? null,
+    retry: message.retry ?? null,
+    contentType: message.contentType ?? null,
+    firstDeliverAtMs: null,
   };
 }
 

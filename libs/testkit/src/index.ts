@@ -7,6 +7,7 @@
  * - etcd and Redis: {@link etcdPrefix} and {@link redisPrefix}, a key prefix per test.
  * - {@link serviceUrls}: where the services are (HOURGLASS_* variables, with local defaults).
  * - {@link TcpProxy}: cut a client off from a service (reset or hang) without stopping it.
+ * - {@link startReceiver}: a real HTTP receiver for callbacks, recording what arrives.
  */
 export type { ServiceUrls } from './services';
 export { DEFAULT_SERVICE_URLS, serviceUnreachable, serviceUrls } from './services';
@@ -16,3 +17,5 @@ export { createTestDatabase } from './postgres';
 export type { CollectKafkaOptions, CollectedRecord, KafkaCollector } from './kafka';
 export { collectKafka, createTopics, deleteTopics, kafkaClient } from './kafka';
 export { TcpProxy } from './tcp-proxy';
+export type { ReceivedRequest, ReceiverAnswer, Responder, TestReceiver } from './receiver';
+export { startReceiver } from './receiver';

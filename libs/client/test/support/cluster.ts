@@ -31,9 +31,14 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
+/**
+ * `overrides`: more config, layered over the test config (e.g.
+ * `{ callbacks: { allowNetworks: ['127.0.0.0/8'] } }` for receivers on this machine).
+ */
 export async function startTestCluster(
   label: string,
   extraTopics: string[] = [],
+  overrides: Record<string, unknown> = {},
 ): Promise<TestCluster> {
   const urls = serviceUrls();
   const db = await createTestDatabase();
@@ -50,6 +55,7 @@ export async function startTestCluster(
         { name: 'sdk', token: TOKEN, topics: [topic, ...extraTopics] },
         { name: 'other', token: OTHER_TOKEN, topics: [topic] },
       ],
+      ...overrides,
     }),
   );
   return {

@@ -13,6 +13,7 @@ import type { EngineDeps, ResolvedOptions } from '../options';
 import type { ClaimLedger } from './claims';
 import type { MarkQueue } from './marks';
 import type { Retries } from './retry';
+import type { TargetFiring } from './targets';
 
 export interface DelivererParts {
   readonly deps: EngineDeps;
@@ -25,21 +26,37 @@ export interface DelivererParts {
   readonly fenced: (slots: readonly number[], messages: number) => void;
   /** Whether marks should wait (a backlog is being fired). */
   readonly holdMarks: () => boolean;
+  /** Messages with a target list (callbacks, fan-out) go here. */
+  readonly targets: TargetFiring;
+  /** Work that outlives the delivery round (callbacks answered later); stop() waits for it. */
+  readonly background: (work: Promise<void>) => void;
 }
 
 export class Deliverer {
   constructor(private readonly parts: DelivererParts) {}
 
   async deliverHeld(
-    messages: readonly ClaimedMessage[],
+    held: readonly ClaimedMessage[],
     leases: ReadonlyMap<number, number>,
   ): Promise<void> {
+    const withTargets = held.filter((message) => message.targets);
+    const messages =
+      withTargets.length === 0 ? held : held.filter((message) => !message.targets);
     if (this.parts.deps.ownershipConfirmed?.() ?? true) {
+      // Not awaited: each of these settles when its own targets answered, and the next round
+      // of delivery must not wait for a slow receiver.
+      if (withTargets.length > 0)
+        this.parts.background(
+          this.parts.targets.fire(withTargets, leases).catch((error: unknown) =>
+            this.parts.deps.logger.error({ err: error }, 'delivering to targets failed'),
+          ),
+        );
+      if (messages.length === 0) return;
       const outcomes = await this.deliver(messages);
       await this.settleOutcomes(messages, leases, outcomes, false);
       return;
     }
-    await this.deliverUnderEpochLock(messages, leases);
+    await this.deliverUnderEpochLock(held, leases);
   }
 
   /**
@@ -64,8 +81,14 @@ export class Deliverer {
           this.parts.fenced(slots, lost.length);
         }
         if (ok.length === 0) return;
-        const outcomes = await this.deliver(ok);
-        await this.settleOutcomes(ok, leases, outcomes, true);
+        const withTargets = ok.filter((message) => message.targets);
+        const plain = ok.filter((message) => !message.targets);
+        await Promise.all([
+          withTargets.length > 0 ? this.parts.targets.fire(withTargets, leases, true) : undefined,
+          plain.length > 0
+            ? this.deliver(plain).then((outcomes) => this.settleOutcomes(plain, leases, outcomes, true))
+            : undefined,
+        ]);
       });
     } catch (error) {
       if (!(error instanceof DependencyUnavailableError)) throw error;

@@ -17,6 +17,7 @@ import { Deliverer } from './deliver';
 import type { HeldClaims } from './held';
 import type { MarkQueue } from './marks';
 import type { Retries } from './retry';
+import type { TargetFiring } from './targets';
 
 /** Checks whether a whole slot's refs came back unclaimed because its epoch moved, at most this often. */
 const FENCE_CHECK_INTERVAL_MS = 500;
@@ -32,6 +33,7 @@ export interface PipelineParts {
   readonly epochOf: (slot: number) => number | undefined;
   /** The store showed another node raised these slots' epochs: stop firing them. */
   readonly slotsLost: (slots: readonly number[]) => void;
+  readonly targets: TargetFiring;
 }
 
 export class FirePipeline {
@@ -64,6 +66,8 @@ export class FirePipeline {
       epochOf: parts.epochOf,
       fenced: (slots, messages) => this.fenced(slots, messages),
       holdMarks: () => this.backlogged && !this.draining,
+      targets: parts.targets,
+      background: (work) => this.track(work.finally(() => this.pump())),
     });
   }
 
@@ -200,7 +204,12 @@ export class FirePipeline {
 
   private canClaim(): boolean {
     const limit = this.backlogged ? this.parts.options.fireConcurrency : 1;
-    return !this.draining && this.claiming < limit && this.parts.held.size < this.heldLimit;
+    return (
+      !this.draining &&
+      this.claiming < limit &&
+      this.parts.held.size < this.heldLimit &&
+      this.parts.targets.messagesInFlight < this.parts.options.maxTargetMessagesInFlight
+    );
   }
 
   private track(work: Promise<void>): void {

@@ -9,7 +9,11 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type {
   CancelOutcome,
   ClaimRelease,
+  AttemptRecord,
   ClaimedMessage,
+  LoggedAttempt,
+  TargetSettlement,
+  TargetState,
   InsertContext,
   InsertOutcome,
   MessageRef,
@@ -24,7 +28,7 @@ import type {
   StoredMessage,
   WheelItem,
 } from '@hourglass/core';
-import { DependencyUnavailableError, kafkaRecordOf } from '@hourglass/core';
+import { DependencyUnavailableError, INITIAL_TARGET_STATE, kafkaRecordOf } from '@hourglass/core';
 import type { Logger } from '@hourglass/core';
 
 /**
@@ -100,11 +104,16 @@ export type StoreOp =
   | 'findDelivering'
   | 'claim'
   | 'markDelivered'
-  | 'releaseClaims';
+  | 'releaseClaims'
+  | 'settleTargets';
 
 export interface Row {
   readonly seq: number;
-  readonly message: NewMessage;
+  /** Replaced (not mutated) when a retry moves its due time. */
+  message: NewMessage;
+  /** With a target list: one state per target; and the first due time once a retry moved it. */
+  targetStates?: TargetState[];
+  firstDeliverAtMs?: number | null;
   state: MessageState;
   claimedEpoch: number | null;
   attempts: number;
@@ -462,6 +471,12 @@ export class FakeStore implements MessageStore {
             headers: m.headers,
             deliverAtMs: m.deliverAtMs,
             attempts: row.attempts,
+            payloadEncoding: m.payloadEncoding,
+            targets: m.targets ?? null,
+            targetStates: m.targets ? (row.targetStates ?? m.targets.map(() => INITIAL_TARGET_STATE)) : null,
+            retry: m.retry ?? null,
+            contentType: m.contentType ?? null,
+            firstDeliverAtMs: row.firstDeliverAtMs ?? null,
           });
         }
         return { result: claimed, changed: claimed.map((message) => message.seq) };
@@ -492,6 +507,74 @@ export class FakeStore implements MessageStore {
       },
       { refs, nowMs },
     );
+  }
+
+  /** Attempt log rows, by seq (settleTargets writes them). */
+  readonly attemptLog = new Map<number, AttemptRecord[]>();
+
+  settleTargets(
+    settlements: readonly TargetSettlement[],
+    leases: ReadonlyMap<number, number>,
+    nowMs: number,
+  ): Promise<number> {
+    return this.run(
+      'settleTargets',
+      () => {
+        const changed: number[] = [];
+        const bySeq = new Map(settlements.map((s) => [s.ref.seq, s]));
+        for (const row of this.fenced(settlements.map((s) => s.ref), leases)) {
+          const settlement = bySeq.get(row.seq);
+          if (!settlement) continue;
+          if (row.state !== 'delivering' || row.claimedEpoch !== leases.get(row.message.slot))
+            continue;
+          if (settlement.deliverAtMs !== row.message.deliverAtMs) {
+            row.firstDeliverAtMs ??= row.message.deliverAtMs;
+            row.message = { ...row.message, deliverAtMs: settlement.deliverAtMs };
+          }
+          row.targetStates = [...settlement.targetStates];
+          row.attempts += settlement.countedAttempts;
+          if (settlement.lastError !== null) row.lastError = settlement.lastError;
+          row.claimedEpoch = null;
+          row.finishedAtMs = settlement.state === 'scheduled' ? null : nowMs;
+          const log = this.attemptLog.get(row.seq) ?? [];
+          log.push(...settlement.attempts);
+          this.attemptLog.set(row.seq, log);
+          this.transition(row, settlement.state);
+          changed.push(row.seq);
+        }
+        return { result: changed.length, changed };
+      },
+      { refs: settlements.map((s) => s.ref), nowMs },
+    );
+  }
+
+  listAttempts(app: string, id: string): Promise<LoggedAttempt[]> {
+    const seq = this.byKey.get(key(app, id));
+    const row = seq === undefined ? undefined : this.rows.get(seq);
+    return Promise.resolve(
+      (seq === undefined ? [] : (this.attemptLog.get(seq) ?? [])).map((attempt) => ({
+        ...attempt,
+        type: row?.message.targets?.[attempt.target]?.type ?? 'kafka',
+      })),
+    );
+  }
+
+  rearmFailed(
+    app: string,
+    id: string,
+    targetStates: readonly TargetState[] | null,
+    nowMs: number,
+  ): Promise<{ seq: number; slot: number; wheelable: boolean } | null> {
+    const seq = this.byKey.get(key(app, id));
+    const row = seq === undefined ? undefined : this.rows.get(seq);
+    if (!row || row.state !== 'failed') return Promise.resolve(null);
+    row.firstDeliverAtMs ??= row.message.deliverAtMs;
+    row.message = { ...row.message, deliverAtMs: nowMs };
+    if (targetStates) row.targetStates = [...targetStates];
+    else row.attempts = 0;
+    row.finishedAtMs = null;
+    this.transition(row, 'scheduled');
+    return Promise.resolve({ seq: row.seq, slot: row.message.slot, wheelable: true });
   }
 
   releaseClaims(
@@ -620,6 +703,11 @@ export class FakeStore implements MessageStore {
   private toStored(row: Row): StoredMessage {
     const m = row.message;
     return {
+      targets: m.targets ?? null,
+      targetStates: m.targets ? (row.targetStates ?? m.targets.map(() => INITIAL_TARGET_STATE)) : null,
+      retry: m.retry ?? null,
+      contentType: m.contentType ?? null,
+      firstDeliverAtMs: row.firstDeliverAtMs ?? null,
       app: m.app,
       id: m.id,
       slot: m.slot,

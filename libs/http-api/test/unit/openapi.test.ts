@@ -6,12 +6,27 @@
  * document itself, so it is checked on a few bodies only.
  */
 import assert from 'node:assert/strict';
-import { ERROR_TABLE, parseScheduleRequest } from '@hourglass/core';
+import { AddressPolicy, ERROR_TABLE, parseScheduleRequest } from '@hourglass/core';
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import { OpenApiValidator, openApiDocument } from '../../src/openapi';
 
-const LIMITS = { maxPayloadBytes: 1 << 20, maxDelayMs: 3650 * 86_400_000, maxBatchSize: 1000 };
+const LIMITS = {
+  maxPayloadBytes: 1 << 20,
+  maxDelayMs: 3650 * 86_400_000,
+  maxBatchSize: 1000,
+  // The defaults (callbacks.*, limits.maxTargets) the document's numbers are written for.
+  targets: { maxTargets: 8, defaultTimeoutMs: 10_000, policy: new AddressPolicy([]) },
+};
+
+const HOOK = 'https://shop.example.com/hooks/hourglass';
+/** A message body of each shape, to vary one field at a time. */
+const due = { payload: 1, delayMs: 1 };
+const withCallback = (callback: Record<string, unknown>) => ({
+  ...due,
+  callback: { url: HOOK, ...callback },
+});
+const withRetry = (retry: unknown) => ({ ...due, callback: { url: HOOK }, retry });
 
 const valid: unknown[] = [
   { topic: 't', payload: 1, delayMs: 0 },
@@ -42,6 +57,64 @@ const valid: unknown[] = [
     delayMs: 1,
     headers: { 'x-\u00e9': '\u00e9' },
   },
+  // HTTP callbacks, fan-out, retries (docs/callbacks.md).
+  {
+    id: 'order-42-timeout',
+    delayMs: 1_800_000,
+    payload: { order: 42 },
+    headers: { 'x-trace': 'abc' },
+    callback: {
+      url: HOOK,
+      method: 'POST',
+      headers: { authorization: 'Bearer x' },
+      timeoutMs: 10_000,
+      name: 'order.timeout',
+      envelope: false,
+      expectBody: 'ok',
+    },
+    retry: {
+      strategy: 'exponential',
+      initialDelayMs: 10_000,
+      maxDelayMs: 86_400_000,
+      maxAttempts: 10,
+      jitter: true,
+    },
+    contentType: 'application/json',
+  },
+  withCallback({}),
+  withCallback({ type: 'http', method: 'PUT', timeoutMs: 1, name: null, expectBody: null }),
+  withCallback({ url: 'http://example.com' }),
+  withCallback({ url: 'HTTPS://Example.COM:8443/a/b?c=d&e#f' }),
+  withCallback({
+    timeoutMs: 60_000,
+    envelope: true,
+    name: 'a:b_c.d-E',
+    expectBody: 'x'.repeat(1024),
+  }),
+  withCallback({ headers: { 'X-Custom_Header!': 'v', hostname: 'ok', 'content-type-x': '' } }),
+  withCallback({ url: `https://example.com/${'p'.repeat(2048 - 'https://example.com/'.length)}` }),
+  { ...due, topic: 't', key: 'k', callback: { url: HOOK } },
+  { ...due, key: null, callback: { url: HOOK } },
+  { payloadBase64: 'AA==', delayMs: 1, callback: { url: HOOK }, contentType: 'image/png' },
+  { ...due, topic: 't', retry: {} },
+  { ...due, topic: 't', contentType: 'text/plain; charset=utf-8' },
+  { ...due, topic: 't', contentType: 'application/vnd.api+json;q="a b";x=y' },
+  { ...due, targets: [{ topic: 't' }] },
+  { ...due, targets: [{ topic: 't' }, { url: HOOK, method: 'PUT' }] },
+  {
+    ...due,
+    headers: { 'x-all': '1' },
+    targets: [
+      { type: 'kafka', topic: 'a', key: null, headers: { 'x-k': 'v', 'x y': 'z' } },
+      { type: 'kafka', topic: 'b', key: 'k' },
+      { type: 'http', url: HOOK, headers: { authorization: 'Bearer x' }, envelope: true },
+    ],
+  },
+  { ...due, targets: Array.from({ length: 8 }, (_, i) => ({ url: `${HOOK}/${i}` })) },
+  withRetry({ strategy: 'fixed', initialDelayMs: 0, maxDelayMs: 0, maxAttempts: 1, jitter: false }),
+  withRetry({ strategy: 'linear' }),
+  withRetry({ maxAttempts: 100 }),
+  withRetry({ initialDelayMs: 2_592_000_000, maxDelayMs: 2_592_000_000 }),
 ];
 
 const invalid: unknown[] = [
@@ -100,6 +173,103 @@ const invalid: unknown[] = [
   { topic: '..', payload: 1, delayMs: 1 },
   { id: '.', topic: 't', payload: 1, delayMs: 1 },
   { id: '..', topic: 't', payload: 1, delayMs: 1 },
+  // Where it goes: topic, callback or targets, and targets alone.
+  { ...due, topic: null },
+  { ...due, topic: 't', targets: [{ topic: 't' }] },
+  { ...due, key: 'k', targets: [{ topic: 't' }] },
+  { ...due, key: null, targets: [{ topic: 't' }] },
+  { ...due, callback: { url: HOOK }, targets: [{ topic: 't' }] },
+  { ...due, key: 'k', callback: { url: HOOK } },
+  { ...due, key: 'k' },
+  { ...due, retry: {} },
+  { ...due, contentType: 'text/plain' },
+  // callback
+  { ...due, callback: null },
+  { ...due, callback: HOOK },
+  { ...due, callback: [] },
+  { ...due, callback: {} },
+  withCallback({ type: 'kafka' }),
+  withCallback({ topic: 't' }),
+  withCallback({ retries: 3 }),
+  withCallback({ url: 5 }),
+  withCallback({ url: '' }),
+  withCallback({ url: 'shop.example.com/hooks' }),
+  withCallback({ url: 'ftp://shop.example.com/' }),
+  withCallback({ url: 'file:///etc/passwd' }),
+  withCallback({ url: 'https://user:secret@shop.example.com/' }),
+  withCallback({ url: 'https://user@shop.example.com/' }),
+  withCallback({ url: 'https://' }),
+  withCallback({ url: 'https://exa mple.com/' }),
+  withCallback({ url: `https://example.com/${'p'.repeat(2049 - 'https://example.com/'.length)}` }),
+  withCallback({ method: 'GET' }),
+  withCallback({ method: 'post' }),
+  withCallback({ timeoutMs: 0 }),
+  withCallback({ timeoutMs: 60_001 }),
+  withCallback({ timeoutMs: 1.5 }),
+  withCallback({ timeoutMs: '100' }),
+  withCallback({ name: '' }),
+  withCallback({ name: 'a b' }),
+  withCallback({ name: 'n'.repeat(129) }),
+  withCallback({ name: 5 }),
+  withCallback({ envelope: 'yes' }),
+  withCallback({ expectBody: '' }),
+  withCallback({ expectBody: 'x'.repeat(1025) }),
+  withCallback({ expectBody: 1 }),
+  withCallback({ headers: [] }),
+  withCallback({ headers: { host: 'evil.example' } }),
+  withCallback({ headers: { 'Content-Length': '5' } }),
+  withCallback({ headers: { 'transfer-encoding': 'chunked' } }),
+  withCallback({ headers: { Connection: 'close' } }),
+  withCallback({ headers: { 'webhook-signature': 'v1,x' } }),
+  withCallback({ headers: { 'Webhook-Id': 'x' } }),
+  withCallback({ headers: { 'hourglass-attempt': '1' } }),
+  withCallback({ headers: { 'bad name': 'x' } }),
+  withCallback({ headers: { 'x(y)': 'x' } }),
+  withCallback({ headers: { '': 'x' } }),
+  withCallback({ headers: { 'x-a': 1 } }),
+  withCallback({ headers: { 'x-a': 'a\u0000b' } }),
+  withCallback({ headers: { 'x-a': 'v'.repeat(8193) } }),
+  withCallback({
+    headers: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, 'v'])),
+  }),
+  // targets
+  { ...due, targets: null },
+  { ...due, targets: {} },
+  { ...due, targets: [] },
+  { ...due, targets: Array.from({ length: 9 }, (_, i) => ({ url: `${HOOK}/${i}` })) },
+  { ...due, targets: [{}] },
+  { ...due, targets: ['t'] },
+  { ...due, targets: [{ type: 'smtp', url: HOOK }] },
+  { ...due, targets: [{ topic: 't', url: HOOK }] },
+  { ...due, targets: [{ type: 'kafka', url: HOOK }] },
+  { ...due, targets: [{ type: 'http', topic: 't' }] },
+  { ...due, targets: [{ topic: 'bad topic' }] },
+  { ...due, targets: [{ topic: '..' }] },
+  { ...due, targets: [{ topic: 't', key: 5 }] },
+  { ...due, targets: [{ topic: 't', key: 'a\u0000' }] },
+  { ...due, targets: [{ topic: 't', key: 'k'.repeat(4097) }] },
+  { ...due, targets: [{ topic: 't', headers: { 'hourglass-id': 'x' } }] },
+  { ...due, targets: [{ topic: 't', headers: { a: 1 } }] },
+  { ...due, targets: [{ topic: 't', method: 'POST' }] },
+  { ...due, targets: [{ topic: 't' }, { url: 'ftp://x.example/' }] },
+  // retry
+  withRetry(null),
+  withRetry([]),
+  withRetry({ strategy: 'random' }),
+  withRetry({ maxAttempts: 0 }),
+  withRetry({ maxAttempts: 101 }),
+  withRetry({ maxAttempts: 1.5 }),
+  withRetry({ initialDelayMs: -1 }),
+  withRetry({ maxDelayMs: 2_592_000_001 }),
+  withRetry({ jitter: 'no' }),
+  withRetry({ backoff: 2 }),
+  // contentType
+  { ...due, callback: { url: HOOK }, contentType: '' },
+  { ...due, callback: { url: HOOK }, contentType: 'json' },
+  { ...due, callback: { url: HOOK }, contentType: 5 },
+  { ...due, callback: { url: HOOK }, contentType: 'text/plain; charset' },
+  { ...due, callback: { url: HOOK }, contentType: 'text/plain\u0000' },
+  { ...due, callback: { url: HOOK }, contentType: `text/${'p'.repeat(252)}` },
 ];
 
 describe('OpenAPI document', () => {
@@ -123,6 +293,8 @@ describe('OpenAPI document', () => {
       '/v1/messages',
       '/v1/messages/batch',
       '/v1/messages/{id}',
+      '/v1/messages/{id}/attempts',
+      '/v1/messages/{id}/retry',
       '/healthz',
       '/readyz',
       '/metrics',
@@ -130,10 +302,13 @@ describe('OpenAPI document', () => {
       '/v1/admin/apps',
       '/v1/admin/apps/{app}',
       '/v1/admin/apps/{app}/tokens',
+      '/v1/admin/apps/{app}/signing-secret',
       '/v1/admin/apps/{app}/topics',
       '/v1/admin/apps/{app}/topics/{topic}',
       '/v1/admin/apps/{app}/quotas',
       '/v1/admin/messages/{app}/{id}',
+      '/v1/admin/messages/{app}/{id}/attempts',
+      '/v1/admin/messages/{app}/{id}/retry',
       '/v1/admin/stats',
       '/v1/admin/cluster',
       '/v1/admin/slots/{slot}/pin',
@@ -255,5 +430,89 @@ describe('OpenAPI document', () => {
     const revoke = '/v1/admin/apps/shop/topics/..';
     assert.throws(() => validator.match('DELETE', revoke)!.checkParams(revoke), /topic/);
     assert.equal(validator.match('GET', '/v1/admin/nowhere'), undefined);
+  });
+
+  it('validates delivery settings and signing secret rotations', () => {
+    const validator = new OpenApiValidator();
+    const patch = validator.match('PATCH', '/v1/admin/apps/shop')!;
+    const paths = (body: unknown): string[] => {
+      try {
+        patch.checkBody(body);
+        return [];
+      } catch (error) {
+        return (error as { details: Array<{ path: string }> }).details.map((d) => d.path).sort();
+      }
+    };
+    for (const delivery of [
+      {},
+      {
+        callbackHosts: ['example.com', '*.Example.com', 'a_b.c-d.example', '203.0.113.7'],
+        deadLetterTopic: 'shop.dead',
+        alerts: { afterAttempts: 5, url: 'https://alerts.example.com/x', topic: null },
+        retry: { strategy: 'linear', maxAttempts: 3 },
+      },
+      { callbackHosts: [], alerts: { afterAttempts: 1, topic: 'shop.alerts' } },
+      { callbackHosts: null, deadLetterTopic: null, alerts: null, retry: null },
+    ])
+      assert.deepEqual(paths({ delivery }), [], JSON.stringify(delivery));
+    assert.deepEqual(paths({ description: 'x', delivery: { retry: {} } }), []);
+    const refusals: Array<[unknown, string]> = [
+      [{ callbackHosts: 'example.com' }, 'delivery/callbackHosts'],
+      [{ callbackHosts: ['exa mple.com'] }, 'delivery/callbackHosts/0'],
+      [{ callbackHosts: ['https://example.com'] }, 'delivery/callbackHosts/0'],
+      [{ callbackHosts: ['example.com', '*'] }, 'delivery/callbackHosts/1'],
+      [{ callbackHosts: ['-a.example'] }, 'delivery/callbackHosts/0'],
+      [{ callbackHosts: [`${'a'.repeat(64)}.example`] }, 'delivery/callbackHosts/0'],
+      [{ callbackHosts: [`${'a.'.repeat(126)}ab`] }, 'delivery/callbackHosts/0'],
+      [
+        { callbackHosts: Array.from({ length: 101 }, (_, i) => `h${i}.example`) },
+        'delivery/callbackHosts',
+      ],
+      [{ deadLetterTopic: 'bad topic' }, 'delivery/deadLetterTopic'],
+      [{ deadLetterTopic: '..' }, 'delivery/deadLetterTopic'],
+      [{ alerts: { url: 'https://a.example' } }, 'delivery/alerts/afterAttempts'],
+      [{ alerts: { afterAttempts: 0, topic: 't' } }, 'delivery/alerts/afterAttempts'],
+      [{ alerts: { afterAttempts: 101, topic: 't' } }, 'delivery/alerts/afterAttempts'],
+      [{ alerts: { afterAttempts: 1, url: 'ftp://a.example' } }, 'delivery/alerts/url'],
+      [{ alerts: { afterAttempts: 1, topic: '.' } }, 'delivery/alerts/topic'],
+      [{ alerts: { afterAttempts: 1, topic: 't', extra: 1 } }, 'delivery/alerts/extra'],
+      [{ retry: { maxAttempts: 0 } }, 'delivery/retry/maxAttempts'],
+      [{ retry: { strategy: 'random' } }, 'delivery/retry/strategy'],
+      [{ retries: 3 }, 'delivery/retries'],
+    ];
+    for (const [delivery, path] of refusals)
+      assert.ok(
+        paths({ delivery }).includes(path),
+        `${JSON.stringify(delivery)}: ${paths({ delivery }).join(', ')}`,
+      );
+    // An alert needs somewhere to go.
+    assert.notDeepEqual(paths({ delivery: { alerts: { afterAttempts: 1 } } }), []);
+    assert.notDeepEqual(
+      paths({ delivery: { alerts: { afterAttempts: 1, url: null, topic: null } } }),
+      [],
+    );
+    assert.notDeepEqual(paths({ delivery: null }), []);
+
+    const rotate = validator.match('POST', '/v1/admin/apps/shop/signing-secret')!;
+    assert.equal(rotate.bodyRequired, false);
+    rotate.checkBody({});
+    rotate.checkBody({ graceSeconds: 0 });
+    rotate.checkBody({ graceSeconds: 2_592_000 });
+    for (const body of [
+      { graceSeconds: -1 },
+      { graceSeconds: 2_592_001 },
+      { graceSeconds: 1.5 },
+      { grace: 1 },
+    ])
+      assert.throws(() => rotate.checkBody(body), /invalid request body/, JSON.stringify(body));
+    for (const path of [
+      '/v1/admin/messages/shop/m-1/retry',
+      '/v1/admin/messages/shop/m-1/attempts',
+    ]) {
+      const op = validator.match(path.endsWith('retry') ? 'POST' : 'GET', path)!;
+      op.checkParams(path);
+      assert.equal(op.hasBody, false);
+      assert.throws(() => op.checkParams(path.replace('m-1', '..')), /id/);
+    }
   });
 });

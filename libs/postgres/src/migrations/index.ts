@@ -6,6 +6,7 @@ import { sql as init } from './001_init';
 import { sql as apps } from './002_apps';
 import { sql as seq } from './003_seq';
 import { sql as ownerRevision } from './004_owner_revision';
+import { sql as targets } from './005_targets';
 
 export interface Migration {
   readonly version: number;
@@ -18,4 +19,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 2, name: '002_apps', sql: apps },
   { version: 3, name: '003_seq', sql: seq },
   { version: 4, name: '004_owner_revision', sql: ownerRevision },
+  { version: 5, name: '005_targets', sql: targets },
 ];

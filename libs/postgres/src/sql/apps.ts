@@ -3,10 +3,15 @@
  * sequences them. Token hashes are the only form of a token this file ever sees.
  */
 import type { AppQuotas } from '@hourglass/core';
+import type { DeliveryColumns } from './app-delivery';
+import { deliveryColumns } from './app-delivery';
 import type { Queryable } from './db';
 
-/** An `apps` row joined with its topics and live tokens (int8 arrives as a string). */
-export interface AppRow {
+/**
+ * An `apps` row joined with its topics and live tokens (int8 arrives as a string), with its
+ * delivery settings but never its signing secrets.
+ */
+export interface AppRow extends DeliveryColumns {
   name: string;
   description: string;
   created_at: string;
@@ -27,7 +32,7 @@ export interface AppRow {
 function appSelect(nowParam: string): string {
   return `
 SELECT a.name, a.description, a.created_at, a.disabled, a.rate_per_second, a.burst, a.max_pending,
-       a.max_payload_bytes, a.max_delay_ms,
+       a.max_payload_bytes, a.max_delay_ms, ${deliveryColumns(nowParam)},
        COALESCE((SELECT array_agg(t.topic ORDER BY t.topic) FROM app_topics t WHERE t.app = a.name), '{}') AS topics,
        COALESCE((SELECT json_agg(json_build_object('createdAt', k.created_at, 'expiresAt', k.expires_at)
                                  ORDER BY k.created_at)

@@ -38,7 +38,13 @@
  * restart (slots.ts). A ref repeated within one claim updates its row once (an UPDATE changes a
  * row at most once per statement), so it is returned once.
  */
-import type { ClaimRelease, MessageRef } from '@hourglass/core';
+import type {
+  ClaimRelease,
+  MessageRef,
+  RetryStrategy,
+  TargetSpec,
+  TargetState,
+} from '@hourglass/core';
 import { leaseArrays } from '../rows';
 import type { Queryable } from './db';
 
@@ -76,7 +82,8 @@ WHERE m.seq = t.seq AND m.slot = t.slot
   -- refs over 30k pending rows took 190–240 ms, growing with the backlog up to the statement
   -- timeout).
   AND m.state + 0 = 0 AND m.deliver_at + 0 <= $5::bigint
-RETURNING m.seq, m.app, m.id, m.slot, m.topic, m.msg_key, m.payload, m.headers, m.deliver_at, m.attempts`;
+RETURNING m.seq, m.app, m.id, m.slot, m.topic, m.msg_key, m.payload, m.headers, m.deliver_at, m.attempts,
+          m.payload_encoding, m.targets, m.target_states, m.retry, m.content_type, m.first_deliver_at`;
 
 const MARK_DELIVERED = `${REFS_AND_FENCE}
 UPDATE messages m
@@ -114,6 +121,12 @@ export interface ClaimRow {
   headers: Record<string, string>;
   deliver_at: string;
   attempts: number;
+  payload_encoding: number;
+  targets: TargetSpec[] | null;
+  target_states: TargetState[] | null;
+  retry: RetryStrategy | null;
+  content_type: string | null;
+  first_deliver_at: string | null;
 }
 
 function fencedParams(

@@ -52,7 +52,7 @@
  */
 import type { NewMessage } from '@hourglass/core';
 import type { MessageRow } from '../rows';
-import { MESSAGE_COLUMNS, encodingCode, leaseArrays, seqNumber } from '../rows';
+import { MESSAGE_COLUMNS, encodingCode, leaseArrays, seqNumber, targetExtras } from '../rows';
 import { byteaArray, integerArray, textArray } from './binary-arrays';
 import type { Queryable } from './db';
 
@@ -60,10 +60,10 @@ const insertBatchSql = (onConflict: string): string => `
 WITH input AS (
   -- "C" like the columns, so comparisons with them need no collation choice.
   SELECT r.app COLLATE "C" AS app, r.id COLLATE "C" AS id, r.slot, r.topic, r.msg_key, r.payload,
-         r.payload_encoding, r.headers, r.deliver_at, r.fingerprint, r.ord
+         r.payload_encoding, r.headers, r.deliver_at, r.fingerprint, r.extra::jsonb AS extra, r.ord
   FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bytea[], $7::smallint[],
-              $8::text[], $9::bigint[], $10::text[])
-       WITH ORDINALITY AS r(app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, fingerprint, ord)
+              $8::text[], $9::bigint[], $10::text[], $15::text[])
+       WITH ORDINALITY AS r(app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, fingerprint, extra, ord)
 ),
 locked AS MATERIALIZED (
   SELECT e.slot, e.epoch
@@ -73,8 +73,10 @@ locked AS MATERIALIZED (
   FOR SHARE
 ),
 ins AS (
-  INSERT INTO messages (app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, fingerprint)
-  SELECT DISTINCT ON (app, id) app, id, slot, topic, msg_key, payload, payload_encoding, headers::jsonb, deliver_at, fingerprint
+  INSERT INTO messages (app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, fingerprint,
+                        targets, target_states, retry, content_type)
+  SELECT DISTINCT ON (app, id) app, id, slot, topic, msg_key, payload, payload_encoding, headers::jsonb, deliver_at, fingerprint,
+         extra->'t', extra->'s', nullif(extra->'r', 'null'::jsonb), extra->>'c'
   FROM input
   ORDER BY app, id, ord
   ${onConflict}
@@ -182,6 +184,7 @@ export async function insertMessages(
     integerArray('int8', ownedEpochValues),
     hintBeforeMs,
     channel,
+    textArray(messages.map(targetExtras)),
   ];
   let row: InsertResultRow | undefined;
   try {

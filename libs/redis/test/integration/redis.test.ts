@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import type { AppCacheInvalidation, TokenGrant } from '@hourglass/core';
-import { DependencyUnavailableError, NO_QUOTAS } from '@hourglass/core';
+import { DependencyUnavailableError, NO_DELIVERY_CONFIG, NO_QUOTAS } from '@hourglass/core';
 import { redisPrefix, serviceUrls } from '@hourglass/testkit';
 import { Redis } from 'ioredis';
 import { CACHE_VERSION, RedisAdapter } from '../../src';
@@ -83,7 +83,7 @@ describe('RedisAdapter (quotas and the app cache)', () => {
   });
 
   describe('pending counter', () => {
-    it('loads the count from the store when missing, counts reservations, refuses over the maximum and reloads after the interval', async () => {
+    it('loads the count from the store when missing, counts reservations, refuses over the maximum and reloads once the count expires', async () => {
       let loads = 0;
       let stored = 3;
       const count = (): Promise<number> => {
@@ -96,8 +96,13 @@ describe('RedisAdapter (quotas and the app cache)', () => {
       assert.equal(full.allowed, false);
       assert.ok(!full.allowed && full.retryAfterMs > 0 && full.retryAfterMs <= 300);
       assert.equal(loads, 1);
+      // The count is a key that lives for the reconciliation interval. Deleting it is what its
+      // expiry does, without a test that waits out the interval and hopes Redis expired it.
+      const key = adapter.keyScheme.pending('p1');
+      const ttl = await raw.pttl(key);
+      assert.ok(ttl > 0 && ttl <= 300, `the count must expire within the interval (pttl ${ttl})`);
       stored = 1; // deliveries happened meanwhile
-      await new Promise((r) => setTimeout(r, 350));
+      await raw.del(key);
       assert.deepEqual(await adapter.reservePending('p1', 4, 5, count), { allowed: true });
       assert.equal(loads, 2);
     });
@@ -113,6 +118,7 @@ describe('RedisAdapter (quotas and the app cache)', () => {
         quotas: NO_QUOTAS,
         topics: ['t1'],
         tokens: [],
+        delivery: NO_DELIVERY_CONFIG,
       },
       tokenExpiresAtMs: null,
     };
