@@ -136,13 +136,16 @@ export async function run(
   const once =
     (name: string, handler: (event: OrderEvent, message: CallbackMessage) => void) =>
     (message: CallbackMessage): void => {
-      if (seen.has(message.webhookId)) {
+      // webhook-id is the message id; with the name it also tells apart several HTTP targets of
+      // one message sent to this receiver.
+      const key = `${message.webhookId}/${name}`;
+      if (seen.has(key)) {
         duplicatesDropped++;
         log(`${elapsed()} dropped a redelivery of ${message.webhookId}`);
         return; // answered 200: it was handled before
       }
       handler(message.json<OrderEvent>(), message);
-      seen.add(message.webhookId);
+      seen.add(key);
       const lateMs = Date.now() - message.deliverAt.getTime();
       handled.push({ name, id: message.id, attempt: message.attempt, lateMs });
       if (handled.length === 3) allHandled();

@@ -45,6 +45,11 @@ export interface HourglassOptions {
   cpuProfDir?: string;
   /** Extra config layered over the defaults, e.g. `{ core: { fireConcurrency: 8 } }`. */
   config?: Record<string, unknown>;
+  /**
+   * Start the kafkajs consumer that measures Kafka deliveries. @default true; the callback
+   * scenario turns it off (its deliveries are HTTP requests, measured at its receivers).
+   */
+  consumer?: boolean;
 }
 
 const repoRoot = resolve(__dirname, '../..');
@@ -323,7 +328,7 @@ export class HourglassSystem implements BenchSystem {
     }
     await Promise.all(this.nodes.map((node) => node.start(60_000)));
     if (this.options.nodes > 1) await this.waitForSlotSplit();
-    await this.startConsumer(urls.kafkaBrokers);
+    if (this.options.consumer !== false) await this.startConsumer(urls.kafkaBrokers);
   }
 
   /**
@@ -398,14 +403,30 @@ export class HourglassSystem implements BenchSystem {
   }
 
   async scheduleBatch(run: number, messages: readonly BenchMessage[]): Promise<void> {
+    await this.postBatch(messages.map((message) => this.wire(run, message)));
+  }
+
+  /**
+   * One `POST /v1/messages/batch` of messages as the API takes them (≤ 1000; e.g. with `callback`
+   * instead of `topic`); throws unless every one was accepted.
+   */
+  async postBatch(messages: readonly Record<string, unknown>[]): Promise<void> {
     const response = await this.http.post(this.pickNode().url, '/v1/messages/batch', this.token, {
-      messages: messages.map((message) => this.wire(run, message)),
+      messages,
     });
     if (response.status !== 200)
       throw new Error(`batch: HTTP ${response.status} ${response.text.slice(0, 200)}`);
     const body = JSON.parse(response.text) as { results: { status: number }[] };
     const bad = body.results.find((result) => result.status !== 201 && result.status !== 200);
-    if (bad) throw new Error(`batch: a message got ${bad.status}`);
+    if (bad)
+      throw new Error(`batch: a message got ${bad.status}: ${JSON.stringify(bad).slice(0, 300)}`);
+  }
+
+  /** The first node's /metrics. */
+  metrics(): Promise<Map<string, number>> {
+    const node = this.nodes[0];
+    if (!node) throw new Error('Hourglass is not started');
+    return scrapeMetrics(node.url);
   }
 
   async scheduleOne(run: number, message: BenchMessage): Promise<void> {

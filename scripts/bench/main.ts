@@ -5,15 +5,18 @@
  *   npm run bench                    full run, scenarios 1–4
  *   npm run bench -- --quick         tiny counts, < 2 minutes; exits 1 if any scenario errors
  *   npm run bench -- --scale         adds scenario 5 (10 million pending; long)
+ *   npm run bench -- --scenarios callbacks   only scenario 6 (HTTP callbacks, single node)
  *   npm run bench -- --only hourglass,bullmq-tuned --profile
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BenchSystem, SystemFactory } from './common';
 import { bounded, errorText, log } from './common';
 import { BullmqSystem } from './bullmq';
+import type { CallbackResult } from './callbacks';
+import { CALLBACK_NODE_CONFIG, CALLBACK_TARGETS, CallbackReceivers, callbacks } from './callbacks';
 import { GraphileSystem } from './graphile';
 import { HourglassSystem } from './hourglass';
 import { PgBossSystem } from './pgboss';
@@ -39,6 +42,10 @@ const { values: args } = parseArgs({
     'burst-timeout': { type: 'string' },
     'memory-count': { type: 'string' },
     'scale-count': { type: 'string' },
+    'callback-rate': { type: 'string' },
+    'callback-seconds': { type: 'string' },
+    'callback-hanging-rate': { type: 'string' },
+    'callback-burst': { type: 'string' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -63,9 +70,32 @@ const settings = {
   burstTimeoutMs: Number(args['burst-timeout'] ?? (quick ? 8 : 120)) * 1000,
   memoryCount: Number(args['memory-count'] ?? (quick ? 20_000 : 1_000_000)),
   scaleCount: Number(args['scale-count'] ?? (quick ? 200_000 : 10_000_000)),
+  /** Scenario 6, HTTP callbacks: the steady rate to the quick receiver, and for how long. */
+  callbackRate: Number(args['callback-rate'] ?? (quick ? 200 : 2000)),
+  callbackSeconds: Number(args['callback-seconds'] ?? args.seconds ?? (quick ? 1 : 60)),
+  /** Callbacks per second to the receiver that never answers (5 % of the steady rate). */
+  callbackHangingRate: Number(args['callback-hanging-rate'] ?? (quick ? 10 : 100)),
+  callbackHangingTimeoutMs: 2000,
+  callbackBurstCount: Number(args['callback-burst'] ?? args.burst ?? (quick ? 2000 : 200_000)),
+};
+/** Scenario names `--scenarios` takes besides their numbers. */
+const SCENARIO_NAMES: Record<string, number> = {
+  throughput: 1,
+  steady: 2,
+  burst: 3,
+  memory: 4,
+  scale: 5,
+  callbacks: 6,
 };
 const scenarios = new Set(
-  (args.scenarios ?? (args.scale ? '1,2,3,4,5' : '1,2,3,4')).split(',').map(Number),
+  (args.scenarios ?? (args.scale ? '1,2,3,4,5,6' : '1,2,3,4,6')).split(',').map((name) => {
+    const number = SCENARIO_NAMES[name.trim()] ?? Number(name);
+    if (!Number.isInteger(number) || number < 1 || number > 6)
+      throw new Error(
+        `--scenarios: unknown scenario "${name}" (1–6 or ${Object.keys(SCENARIO_NAMES).join(', ')})`,
+      );
+    return number;
+  }),
 );
 /** The steady run at the peak rate counts as sustained under this p99. */
 const SUSTAINED_P99_MS = 100;
@@ -144,6 +174,7 @@ const report: RunReport = {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
     platform: process.platform,
+    loadAverageStart: loadavg().map((load) => Math.round(load * 100) / 100),
   },
   settings: { ...settings, scenarios: [...scenarios], sustainedP99Ms: SUSTAINED_P99_MS },
   peakSearch: [],
@@ -287,6 +318,67 @@ async function findPeak(system: BenchSystem, bulkRate: number): Promise<void> {
   }
 }
 
+/**
+ * Scenario 6: HTTP callbacks on a fresh single node (`callbacks.allowNetworks: [127.0.0.0/8]`),
+ * to receivers in a child process of their own (scripts/bench/callback-receiver.ts).
+ */
+async function benchCallbacks(r: SystemResult, bulkRate: number): Promise<void> {
+  log('── HTTP callbacks (Hourglass single node; receivers in a child process)');
+  const result: CallbackResult = {
+    settings: {
+      rate: settings.callbackRate,
+      seconds: settings.callbackSeconds,
+      warmupSeconds: settings.warmupSeconds,
+      hangingRate: settings.callbackHangingRate,
+      hangingTimeoutMs: settings.callbackHangingTimeoutMs,
+      burstCount: settings.callbackBurstCount,
+      burstTimeoutMs: settings.burstTimeoutMs,
+      graceMs: settings.steadyGraceMs,
+    },
+    receiver:
+      'node:http servers in a child process of the bench (quick: 200 "ok", keep-alive; hanging: never answers)',
+    nodeConfig: CALLBACK_NODE_CONFIG,
+    targets: CALLBACK_TARGETS,
+    notes: [],
+  };
+  r.callbacks = result;
+  const make = (): HourglassSystem =>
+    new HourglassSystem({
+      nodes: 1,
+      consumer: false,
+      config: CALLBACK_NODE_CONFIG,
+      ...(args.profile ? { cpuProfDir: profileDir } : {}),
+    });
+  const receivers = new CallbackReceivers();
+  let system: HourglassSystem | undefined;
+  try {
+    await receivers.start();
+    system = (await startSystem(make)) as HourglassSystem;
+    r.durability ||= system.durability;
+    const ctx = {
+      system,
+      receivers,
+      restart: async (): Promise<HourglassSystem> => {
+        await stopSystem(ctx.system);
+        return (await startSystem(make)) as HourglassSystem;
+      },
+    };
+    try {
+      await callbacks(ctx, result.settings, bulkRate, result);
+    } finally {
+      system = ctx.system;
+    }
+  } catch (error) {
+    r.status = 'error';
+    r.errors.push(`callbacks: ${errorText(error)}`);
+    log(`callbacks failed: ${errorText(error)}`);
+    if (system) log(`node output: ${system.nodeOutput.slice(-1500)}`);
+  } finally {
+    if (system) await stopSystem(system);
+    await receivers.stop();
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(resultsDir, { recursive: true });
   if (quick) setTiming({ leadBaseMs: 1500, settleMs: 2000 });
@@ -350,8 +442,10 @@ async function main(): Promise<void> {
       r.errors.push(`scale: ${errorText(error)}`);
     }
   }
+  if (scenarios.has(6)) await benchCallbacks(single(), single().throughput?.bulkPerSec ?? 5000);
 
   report.finishedAt = new Date().toISOString();
+  report.machine.loadAverageEnd = loadavg().map((load) => Math.round(load * 100) / 100);
   const table = renderTable(report);
   writeFileSync(join(resultsDir, 'results.json'), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(resultsDir, 'table.md'), `${table}\n`);

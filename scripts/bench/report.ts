@@ -9,6 +9,7 @@ import type {
   SteadyResult,
   ThroughputResult,
 } from './scenarios';
+import type { CallbackPhaseResult, CallbackResult } from './callbacks';
 import type { FireStages } from './hourglass';
 
 export interface SystemResult {
@@ -27,13 +28,24 @@ export interface SystemResult {
   burstStages?: FireStages;
   memory?: MemoryResult;
   scale?: ScaleResult;
+  /** Scenario 6: HTTP callbacks (Hourglass single node only). */
+  callbacks?: CallbackResult;
 }
 
 export interface RunReport {
   startedAt: string;
   finishedAt: string;
   mode: 'quick' | 'full';
-  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; platform: string };
+  machine: {
+    cpus: number;
+    cpuModel: string;
+    memoryGiB: number;
+    node: string;
+    platform: string;
+    /** os.loadavg() at the start and at the end: other work on the machine shows in the figures. */
+    loadAverageStart?: number[];
+    loadAverageEnd?: number[];
+  };
   settings: Record<string, unknown>;
   /** Rates tried for Hourglass's highest sustained rate, and what each gave. */
   peakSearch: { rate: number; sustained: boolean; p99Ms: number; complete: boolean }[];
@@ -70,11 +82,15 @@ export function renderTable(report: RunReport): string {
   const peak = report.peakRate;
   const burstCount = report.results.find((r) => r.burst)?.burst?.messages;
   const lines: string[] = [];
-  lines.push(
-    `| system | variant | durability | bulk add (msg/s) | single add (msg/s) | ${int.format(steadyRate)} msg/s: p50 / p99 / max lateness (ms) | ${peak === null ? 'highest rate' : `${int.format(peak)} msg/s`}: p50 / p99 / max (ms) | burst of ${num(burstCount)}: all delivered after | burst p99 (ms) |`,
-  );
-  lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const r of report.results) {
+  const ran = (report.settings.scenarios as number[] | undefined) ?? [1, 2, 3];
+  // The systems table holds scenarios 1–3; a run of only 4, 5 or 6 has nothing to put in it.
+  const systemsTable = [1, 2, 3].some((scenario) => ran.includes(scenario));
+  if (systemsTable)
+    lines.push(
+      `| system | variant | durability | bulk add (msg/s) | single add (msg/s) | ${int.format(steadyRate)} msg/s: p50 / p99 / max lateness (ms) | ${peak === null ? 'highest rate' : `${int.format(peak)} msg/s`}: p50 / p99 / max (ms) | burst of ${num(burstCount)}: all delivered after | burst p99 (ms) |`,
+    );
+  if (systemsTable) lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of systemsTable ? report.results : []) {
     if (r.status === 'n/a' && !r.throughput) {
       lines.push(`| ${r.system} | ${r.variant} | — | ${r.note ?? 'not available'} | | | | | |`);
       continue;
@@ -107,6 +123,12 @@ export function renderTable(report: RunReport): string {
         `firing ${num(scale.steady.rate)} msg/s: p50 / p99 / max ${lateness(scale.steady)} ms.`,
     );
   }
+  const withCallbacks = report.results.find((r) => r.callbacks);
+  if (withCallbacks?.callbacks) {
+    if (lines.length > 0) lines.push('');
+    const errors = withCallbacks.errors.filter((error) => error.startsWith('callbacks:'));
+    lines.push(...renderCallbacks(withCallbacks.callbacks, errors));
+  }
   for (const result of report.results) {
     if (!result.burstStages) continue;
     const parts = Object.entries(result.burstStages)
@@ -132,7 +154,101 @@ export function renderTable(report: RunReport): string {
           .join(', '),
     );
   }
+  const m = report.machine;
+  if (m.loadAverageStart) {
+    lines.push('');
+    lines.push(
+      `Machine: ${m.cpus} cores; load average (1 / 5 / 15 min) at the start ${m.loadAverageStart.join(' / ')}` +
+        `${m.loadAverageEnd ? `, at the end ${m.loadAverageEnd.join(' / ')}` : ''} (other work on the machine shows in the figures).`,
+    );
+  }
   return lines.join('\n');
+}
+
+/** `met` / `missed` against a target (a figure, not an assertion). */
+function against(value: number | undefined, target: number): string {
+  if (value === undefined || Number.isNaN(value)) return '';
+  return value <= target ? ' ✓' : ' ✗';
+}
+
+function callbackPhaseCells(phase: CallbackPhaseResult | undefined): string {
+  if (!phase) return 'not run';
+  const figures = `${num(phase.p50Ms)} / ${num(phase.p99Ms)} / ${num(phase.maxMs)}`;
+  const overlap = phase.scheduledAheadMs < 0 ? ' (scheduling overlapped firing)' : '';
+  if (!phase.complete)
+    return `incomplete: ${num(phase.distinct)} of ${num(phase.expected)} in time; ${figures}${overlap}`;
+  return `${figures}${overlap}`;
+}
+
+function attemptsNote(phase: CallbackPhaseResult): string {
+  const a = phase.attempts;
+  const parts = [
+    `node: ${num(a.delivered)} delivered, ${num(a.failed)} failed${a.gone > 0 ? `, ${num(a.gone)} gone` : ''} attempts`,
+    `${num(phase.receiver.connections)} connections opened`,
+  ];
+  const duplicates = phase.received - phase.distinct;
+  if (duplicates > 0) parts.push(`${num(duplicates)} duplicates`);
+  if (phase.receiver.retries > 0) parts.push(`${num(phase.receiver.retries)} retries`);
+  if (phase.early > 0) parts.push(`${num(phase.early)} early`);
+  parts.push(`scheduled at ${num(phase.scheduledPerSec)}/s`);
+  return parts.join('; ');
+}
+
+/** Scenario 6's own table: lateness at the receiver, alone, with a hanging receiver, burst. */
+export function renderCallbacks(c: CallbackResult, errors: readonly string[] = []): string[] {
+  const t = c.targets;
+  const lines: string[] = [];
+  lines.push(
+    `HTTP callbacks (scenario 6; Hourglass single node only: BullMQ, pg-boss and graphile-worker have no HTTP callbacks). ` +
+      `Lateness is measured at the receiver (receive time − \`hourglass-deliver-at\`); receivers: ${c.receiver}. ` +
+      `Node config: defaults + ${JSON.stringify(c.nodeConfig)}. Targets (reported, not asserted): p50 ≤ ${t.p50Ms} ms, p99 ≤ ${t.p99Ms} ms, ` +
+      `p99 difference with a hanging receiver ≤ ${t.hangingP99DifferenceMs} ms, burst all delivered ≤ ${t.burstAllDeliveredMs / 1000} s.`,
+  );
+  lines.push('');
+  lines.push(
+    '| HTTP callbacks | callbacks | p50 / p99 / max lateness (ms) | all delivered after | notes |',
+  );
+  lines.push('| --- | --- | --- | --- | --- |');
+  const s = c.settings;
+  const steadyLabel = `${int.format(s.rate)}/s × ${s.seconds} s to a keep-alive receiver`;
+  const a = c.alone;
+  lines.push(
+    `| ${steadyLabel}, alone | ${num(a?.expected)} | ${callbackPhaseCells(a)}${a ? `${against(a.p50Ms, t.p50Ms)}${against(a.p99Ms, t.p99Ms)}` : ''} | — | ${a ? attemptsNote(a) : ''} |`,
+  );
+  const h = c.withHanging;
+  const hangingNote = h
+    ? `hanging receiver (${int.format(h.hanging.rate)}/s, timeoutMs ${h.hanging.timeoutMs}, maxAttempts 1): ${num(h.hanging.sent)} sent, ${num(h.hanging.receiver.reached)} reached it, ` +
+      `${num(h.hanging.receiver.aborted)} closed by the node; ` +
+      (h.hanging.settled
+        ? `all failed ${num(h.hanging.settledAfterLastDueMs)} ms after the last was due`
+        : '**not all failed in time**') +
+      `; ${attemptsNote(h)}`
+    : '';
+  lines.push(
+    `| ${steadyLabel}, with a hanging receiver | ${num(h?.expected)} (+ ${num(h?.hanging.sent)} hanging) | ${callbackPhaseCells(h)}${h ? `${against(h.p50Ms, t.p50Ms)}${against(h.p99Ms, t.p99Ms)}` : ''} | — | ${hangingNote} |`,
+  );
+  const d = c.p99DifferenceMs;
+  lines.push(
+    `| p99 with − without the hanging receiver | | ${d === undefined ? '—' : `**${d >= 0 ? '+' : ''}${num(d)} ms**${against(Math.abs(d), t.hangingP99DifferenceMs)}`} (${num(h?.p99Ms)} vs ${num(a?.p99Ms)}) | | |`,
+  );
+  const b = c.burst;
+  const burstAfter = !b
+    ? 'not run'
+    : b.complete
+      ? `**${(b.allDeliveredAfterMs / 1000).toFixed(2)} s**${against(b.allDeliveredAfterMs, t.burstAllDeliveredMs)}`
+      : `not within ${(s.burstTimeoutMs / 1000).toFixed(0)} s: ${num(b.distinct)} of ${num(b.messages)}`;
+  lines.push(
+    `| burst: ${num(s.burstCount)} due at the same instant | ${num(b?.expected)} | ${callbackPhaseCells(b)} | ${burstAfter} | ${b ? attemptsNote(b) : ''} |`,
+  );
+  if (c.notes.length > 0) {
+    lines.push('');
+    lines.push(`Notes: ${c.notes.join('; ')}.`);
+  }
+  if (errors.length > 0) {
+    lines.push('');
+    lines.push(`**Errors: ${errors.join('; ')}**`);
+  }
+  return lines;
 }
 
 function escapeXml(text: string): string {

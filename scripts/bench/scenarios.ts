@@ -27,8 +27,17 @@ export function setTiming(options: { leadBaseMs: number; settleMs: number }): vo
 }
 
 let runCounter = 0;
-function nextRun(): number {
+/** A run number no other scenario of this bench process uses (it travels in the messages' ids). */
+export function nextRun(): number {
   return ++runCounter;
+}
+
+/**
+ * How far ahead of the first due time to schedule `count` messages at `bulkPerSec` (with a
+ * margin): the fixed lead plus 1.3 × the expected scheduling time.
+ */
+export function schedulingLeadMs(count: number, bulkPerSec: number): number {
+  return leadBaseMs + Math.ceil((1.3 * count * 1000) / Math.max(1000, bulkPerSec));
 }
 
 /** Schedules messages in batches of 1000, `BULK_CONCURRENCY` at a time, in order. */
@@ -115,7 +124,7 @@ export async function steady(
 ): Promise<SteadyResult> {
   const count = Math.max(1, Math.round(rate * seconds));
   const run = nextRun();
-  const leadMs = leadBaseMs + Math.ceil((1.3 * count * 1000) / Math.max(1000, bulkPerSec));
+  const leadMs = schedulingLeadMs(count, bulkPerSec);
   const firstDue = Date.now() + leadMs;
   const messages = Array.from({ length: count }, (_, n) => ({
     n,
@@ -150,7 +159,7 @@ export async function burst(
   timeoutMs: number,
 ): Promise<BurstResult> {
   const run = nextRun();
-  const leadMs = leadBaseMs + Math.ceil((1.3 * count * 1000) / Math.max(1000, bulkPerSec));
+  const leadMs = schedulingLeadMs(count, bulkPerSec);
   const due = Date.now() + leadMs;
   const messages = Array.from({ length: count }, (_, n) => ({ n, dueMs: due }));
   const tracker = new DeliveryTracker(run, count);

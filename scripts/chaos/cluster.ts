@@ -2,7 +2,8 @@
  * The cluster under test: `nodes` processes of apps/node/src/main.ts (`cluster.mode: etcd`),
  * configured like apps/node/src/local-cluster.ts does it, by HOURGLASS__* variables over
  * config/default.yaml, but pointed at the suite's own services, a database and an etcd prefix of
- * the run, and free HTTP/gRPC ports. Each node appends its output to <run dir>/<name>.log.
+ * the run, free HTTP/gRPC ports, and with callbacks allowed to 127.0.0.0/8 (the suite's
+ * receiver). Each node appends its output to <run dir>/<name>.log.
  *
  * Nodes stay in the suite's process group and session (not detached), so whatever stops the
  * suite's group stops them too, and CI's leftover check sees any that outlive it.
@@ -196,6 +197,9 @@ export class Cluster {
         HOURGLASS__CLUSTER__MODE: 'etcd',
         HOURGLASS__CLUSTER__ETCD_PREFIX: JSON.stringify(`/chaos/${options.runId}`),
         HOURGLASS__CLUSTER__LEASE_TTL_SECONDS: String(options.leaseTtlSeconds),
+        // The suite's callback receiver listens on 127.0.0.1, which the SSRF guard refuses unless
+        // opened on purpose (as `npm start` does).
+        HOURGLASS__CALLBACKS__ALLOW_NETWORKS: JSON.stringify(['127.0.0.0/8']),
         HOURGLASS__LOG__LEVEL: 'info',
       };
       cluster.nodes.push(

@@ -6,22 +6,27 @@
  *   kafka     scripts/services down kafka, `outageMs.kafka` later up kafka
  *   postgres  the same for Postgres
  *   etcd      the same for etcd
+ *   receiver  the callback receiver answers 503 for `receiverOutageMs`, then 200 again
+ *             (only with callbacks in the load)
  *
  * A fault starts right before the action and ends when it is undone: the restarted node answers
- * /readyz, SIGCONT is sent, or `scripts/services up` returned (the service answers requests).
+ * /readyz, SIGCONT is sent, `scripts/services up` returned (the service answers requests), or the
+ * receiver answers 200 again.
  */
 import { log, sleep } from './common';
 import type { Cluster } from './cluster';
+import type { CallbackReceiver } from './receiver';
 import { runServices } from './services';
 import type { ServiceName } from './services';
 
-export const FAULT_NAMES = ['kill', 'stop', 'kafka', 'postgres', 'etcd'] as const;
+export const FAULT_NAMES = ['kill', 'stop', 'kafka', 'postgres', 'etcd', 'receiver'] as const;
 export type FaultName = (typeof FAULT_NAMES)[number];
 
 export interface FaultTiming {
   killDownMs: number;
   stopMs: number;
   outageMs: Record<'kafka' | 'postgres' | 'etcd', number>;
+  receiverOutageMs: number;
 }
 
 export interface FaultRecord {
@@ -34,6 +39,8 @@ export interface FaultRecord {
 
 export interface FaultContext {
   cluster: Cluster;
+  /** The callback receiver; undefined when the load sends no callbacks. */
+  receiver: CallbackReceiver | undefined;
   timing: FaultTiming;
   abort: AbortSignal;
 }
@@ -108,6 +115,28 @@ async function serviceOutage(
   };
 }
 
+async function receiverOutage(ctx: FaultContext): Promise<FaultRecord> {
+  const receiver = ctx.receiver;
+  if (!receiver) throw new Error('the receiver fault needs callbacks in the load');
+  const outageMs = ctx.timing.receiverOutageMs;
+  const startedAt = Date.now();
+  receiver.answerWith(503);
+  log(`receiver: answering 503 for ${seconds(outageMs)}`);
+  try {
+    await sleep(outageMs, ctx.abort);
+  } finally {
+    receiver.answerWith(200);
+  }
+  log(`receiver: answering 200 again`);
+  return {
+    name: 'receiver',
+    description: `callback receiver answers 503 for ${seconds(outageMs)}`,
+    startedAt,
+    endedAt: Date.now(),
+    notes: [],
+  };
+}
+
 export function runFault(name: FaultName, ctx: FaultContext): Promise<FaultRecord> {
   switch (name) {
     case 'kill':
@@ -118,5 +147,7 @@ export function runFault(name: FaultName, ctx: FaultContext): Promise<FaultRecor
     case 'postgres':
     case 'etcd':
       return serviceOutage(ctx, name);
+    case 'receiver':
+      return receiverOutage(ctx);
   }
 }

@@ -9,6 +9,10 @@
  * request that timed out after its commit is not sent twice. Only 2xx answers count as
  * acknowledged; their `deliverAt` is the due time the suite checks against.
  *
+ * A share of the messages (`callbackShare`, spread evenly over the sequence) goes to the HTTP
+ * receiver instead of the topic: `callback: {url}` with a retry strategy that outlasts every
+ * fault (`callbackRetry`). Their ids end in `-cb<seq>` instead of `-<seq>`.
+ *
  * At most `concurrency` requests are in flight at once; a message waiting for its turn waits
  * its backoff first. If more than `maxPending` messages are unacknowledged at once, new ones
  * are not generated (counted as `shed`), which bounds memory whatever the cluster does.
@@ -23,7 +27,20 @@ export interface LoadOptions {
   requestTimeoutMs: number;
   giveUpMs: number;
   maxPending: number;
+  /** 0–1: the share of messages sent as HTTP callbacks to `callbackUrl` instead of to the topic. */
+  callbackShare: number;
+  callbackUrl: string;
+  /** The `retry` of every callback message. */
+  callbackRetry: Readonly<Record<string, unknown>>;
+  /** The callback's `timeoutMs`. */
+  callbackTimeoutMs: number;
 }
+
+/** How a message is delivered: a Kafka record on the run's topic, or an HTTP callback. */
+export type Via = 'kafka' | 'http';
+
+/** Rejections logged one by one; after that, only counted. */
+const MAX_REJECTIONS_LOGGED = 20;
 
 /** One attempt that did not get a 2xx answer: when, which node, what came back. */
 export interface FailedAttempt {
@@ -34,6 +51,7 @@ export interface FailedAttempt {
 
 export interface SentMessage {
   id: string;
+  via: Via;
   /** When the client generated it (first attempt started at or after this). */
   createdAt: number;
   delayMs: number;
@@ -72,6 +90,7 @@ class Semaphore {
 export class LoadGenerator {
   readonly messages = new Map<string, SentMessage>();
   shed = 0;
+  rejections = 0;
   private readonly semaphore: Semaphore;
   private readonly tasks = new Set<Promise<void>>();
   private readonly abort = new AbortController();
@@ -134,9 +153,13 @@ export class LoadGenerator {
         this.shed++;
         continue;
       }
-      const { minDelayMs, maxDelayMs } = this.options;
+      const { minDelayMs, maxDelayMs, callbackShare } = this.options;
+      // The callback share, spread evenly: seq is a callback when it crosses the next multiple.
+      const via: Via =
+        Math.floor((seq + 1) * callbackShare) > Math.floor(seq * callbackShare) ? 'http' : 'kafka';
       const message: SentMessage = {
-        id: `chaos-${this.runId}-${seq}`,
+        id: via === 'http' ? `chaos-${this.runId}-cb${seq}` : `chaos-${this.runId}-${seq}`,
+        via,
         createdAt: Date.now(),
         delayMs: minDelayMs + Math.floor(Math.random() * (maxDelayMs - minDelayMs + 1)),
         attempts: 0,
@@ -154,13 +177,18 @@ export class LoadGenerator {
   }
 
   private async send(message: SentMessage): Promise<void> {
-    const body = JSON.stringify({
-      id: message.id,
-      topic: this.topic,
-      key: message.id,
-      payload: { id: message.id, createdAt: message.createdAt },
-      delayMs: message.delayMs,
-    });
+    const payload = { id: message.id, createdAt: message.createdAt };
+    const body = JSON.stringify(
+      message.via === 'http'
+        ? {
+            id: message.id,
+            callback: { url: this.options.callbackUrl, timeoutMs: this.options.callbackTimeoutMs },
+            retry: this.options.callbackRetry,
+            payload,
+            delayMs: message.delayMs,
+          }
+        : { id: message.id, topic: this.topic, key: message.id, payload, delayMs: message.delayMs },
+    );
     let backoffMs = 100;
     for (;;) {
       if (this.abort.signal.aborted || Date.now() - message.createdAt > this.options.giveUpMs) {
@@ -194,7 +222,11 @@ export class LoadGenerator {
         error = `${response.status} ${text.slice(0, 160)}`;
         if (response.status < 500 && response.status !== 408 && response.status !== 429) {
           message.rejected = error;
-          log(`message ${message.id} rejected by node ${node + 1}: ${error}`);
+          if (++this.rejections <= MAX_REJECTIONS_LOGGED) {
+            log(
+              `message ${message.id} rejected by node ${node + 1}: ${error}${this.rejections === MAX_REJECTIONS_LOGGED ? ' (further rejections are only counted)' : ''}`,
+            );
+          }
           return;
         }
       } catch (caught) {

@@ -1,11 +1,12 @@
 /**
  * `npm run chaos` (scripts/chaos/run starts the suite's own services first): a 3-node cluster
  * under steady load from retrying clients, one fault after another, measured from outside (what
- * the clients were acknowledged, what a Kafka consumer received). See scripts/chaos/README.md.
+ * the clients were acknowledged, what a Kafka consumer and an HTTP callback receiver received).
+ * See scripts/chaos/README.md.
  *
  *   npm run chaos                          the full run (≈ 6 minutes)
  *   npm run chaos -- --quick               short outages and lower load (≈ 4 minutes)
- *   npm run chaos -- --only kill,kafka --rate 100
+ *   npm run chaos -- --only kill,kafka --rate 100 --callbacks-share 0.25
  *
  * Exits 0 when every acknowledged message was received and none early; 1 on a missing or early
  * message; 2 on bad usage; 3 when a node or a service could not be started (or the run timed
@@ -19,10 +20,13 @@ import { parse as parseYaml } from 'yaml';
 import { AbortedError, SetupError, errorText, log, sleep } from './common';
 import { ADMIN_TOKEN, Cluster } from './cluster';
 import { Recorder } from './consumer';
+import { CallbackReceiver } from './receiver';
 import { FAULT_NAMES, runFault } from './faults';
 import type { FaultName, FaultRecord, FaultTiming } from './faults';
 import { LoadGenerator } from './load';
+import type { SentMessage, Via } from './load';
 import { analyse, messagesCsv, renderTable, windowsOf } from './report';
+import type { Arrivals } from './report';
 import { chaosServices, createRunTopic, freshDatabase, repoRoot } from './services';
 import { collectEvidence, grantTopic } from './evidence';
 
@@ -30,10 +34,21 @@ const APP = 'demo';
 const APP_TOKEN = 'demo-token';
 const PARTITIONS = 4;
 const KEEP_RUNS = 5;
+/**
+ * The retry of every callback message: every 500 ms, 100 attempts (the most allowed), so a
+ * callback keeps being retried for 50 s, through any fault of the quick run and past the
+ * receiver's own outage.
+ */
+const CALLBACK_RETRY = {
+  strategy: 'fixed',
+  initialDelayMs: 500,
+  maxAttempts: 100,
+  jitter: false,
+} as const;
 
 function usage(code: number): never {
   process.stderr.write(
-    'usage: npm run chaos -- [--quick] [--only kill,stop,kafka,postgres,etcd] [--rate N]\n',
+    'usage: npm run chaos -- [--quick] [--only kill,stop,kafka,postgres,etcd,receiver] [--rate N] [--callbacks-share 0-1]\n',
   );
   process.exit(code);
 }
@@ -45,6 +60,7 @@ try {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       rate: { type: 'string' },
+      'callbacks-share': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   }).values;
@@ -54,10 +70,28 @@ try {
 }
 if (args.help) usage(0);
 const quick = args.quick === true;
+const callbackShare = Number(args['callbacks-share'] ?? 0.5);
+if (!(callbackShare >= 0 && callbackShare <= 1)) {
+  process.stderr.write(
+    `chaos: --callbacks-share wants a number from 0 to 1, got ${args['callbacks-share']}\n`,
+  );
+  usage(2);
+}
+/** The ways of delivering the load uses, in the order of their rows in the table. */
+const vias: Via[] = [
+  ...(callbackShare < 1 ? (['kafka'] as const) : []),
+  ...(callbackShare > 0 ? (['http'] as const) : []),
+];
 const faults: FaultName[] = [];
-for (const name of (args.only ?? FAULT_NAMES.join(',')).split(',').map((s) => s.trim())) {
+// Without callbacks in the load, the receiver fault has nothing to act on.
+const defaultFaults = FAULT_NAMES.filter((name) => name !== 'receiver' || vias.includes('http'));
+for (const name of (args.only ?? defaultFaults.join(',')).split(',').map((s) => s.trim())) {
   if (!(FAULT_NAMES as readonly string[]).includes(name)) {
     process.stderr.write(`chaos: unknown fault '${name}' (expected ${FAULT_NAMES.join(', ')})\n`);
+    usage(2);
+  }
+  if (name === 'receiver' && !vias.includes('http')) {
+    process.stderr.write(`chaos: the receiver fault needs callbacks (--callbacks-share > 0)\n`);
     usage(2);
   }
   if (!faults.includes(name as FaultName)) faults.push(name as FaultName);
@@ -87,11 +121,15 @@ const timing: FaultTiming = {
   outageMs: quick
     ? { kafka: 5_000, postgres: 5_000, etcd: 5_000 }
     : { kafka: 30_000, postgres: 15_000, etcd: 60_000 },
+  receiverOutageMs: 5_000,
 };
 const settings = {
   mode: quick ? 'quick' : 'full',
   faults,
   rate,
+  callbackShare,
+  callbackRetry: CALLBACK_RETRY,
+  callbackTimeoutMs: 5_000,
   nodes: 3,
   delayMs: [1_000, 4_000],
   warmupMs: quick ? 10_000 : 20_000,
@@ -111,6 +149,7 @@ let abortCode = 0;
 let cluster: Cluster | undefined;
 let load: LoadGenerator | undefined;
 let recorder: Recorder | undefined;
+let receiver: CallbackReceiver | undefined;
 
 let firstSignalAt = 0;
 function onSignal(signal: NodeJS.Signals, code: number): void {
@@ -150,14 +189,17 @@ function pruneRuns(runsDir: string): void {
   }
 }
 
-async function drain(loadGen: LoadGenerator, rec: Recorder): Promise<void> {
+async function drain(
+  loadGen: LoadGenerator,
+  arrived: (message: SentMessage) => boolean,
+): Promise<void> {
   loadGen.stopGenerating();
   log(`load stopped; waiting for the ${loadGen.inFlight} message(s) still being sent`);
   if (!(await loadGen.settle(settings.giveUpMs + 10_000))) await loadGen.cancel();
   const acked = [...loadGen.messages.values()].filter((m) => m.dueMs !== undefined);
   const lastDue = acked.reduce((max, m) => Math.max(max, m.dueMs ?? 0), Date.now());
   const deadline = lastDue + settings.drainMs;
-  let outstanding = acked.filter((m) => !rec.receipts.has(m.id));
+  let outstanding = acked.filter((m) => !arrived(m));
   let lastLog = 0;
   while (outstanding.length > 0 && Date.now() < deadline) {
     if (Date.now() - lastLog > 5_000) {
@@ -167,7 +209,7 @@ async function drain(loadGen: LoadGenerator, rec: Recorder): Promise<void> {
       lastLog = Date.now();
     }
     await sleep(250, abort.signal);
-    outstanding = outstanding.filter((m) => !rec.receipts.has(m.id));
+    outstanding = outstanding.filter((m) => !arrived(m));
   }
   // Duplicates produced late would still be on their way: a last short look.
   await sleep(2_000, abort.signal);
@@ -207,6 +249,12 @@ async function main(): Promise<number> {
   recorder = new Recorder(services.kafkaBrokers, topic, runId);
   await recorder.start(30_000);
   log(`topic ${topic} granted to app ${APP}; consumer joined`);
+  receiver = new CallbackReceiver(`/chaos/${runId}`);
+  await receiver.start();
+  const recv = receiver;
+  log(
+    `callback receiver on ${recv.url}; ${Math.round(callbackShare * 100)} % of the load are callbacks to it`,
+  );
 
   load = new LoadGenerator(cluster.urls, APP_TOKEN, topic, runId, {
     rate,
@@ -216,33 +264,42 @@ async function main(): Promise<number> {
     requestTimeoutMs: settings.requestTimeoutMs,
     giveUpMs: settings.giveUpMs,
     maxPending: rate * 100,
+    callbackShare,
+    callbackUrl: recv.url,
+    callbackRetry: CALLBACK_RETRY,
+    callbackTimeoutMs: settings.callbackTimeoutMs,
   });
   const loadGen = load;
   const rec = recorder;
+  const arrived = (m: SentMessage): boolean =>
+    m.via === 'http' ? recv.delivered.has(m.id) : rec.receipts.has(m.id);
+  const arrivals: Arrivals = { kafka: rec.receipts, http: recv.receipts };
   const loadStartedAt = Date.now();
   load.start();
   const progress = setInterval(() => {
     const acked = [...loadGen.messages.values()].filter((m) => m.ackedAt !== undefined).length;
     log(
-      `sent ${loadGen.messages.size}, acked ${acked}, received ${rec.receipts.size}, sending ${loadGen.inFlight}`,
+      `sent ${loadGen.messages.size}, acked ${acked}, received ${rec.receipts.size} by Kafka and ${recv.delivered.size} by callback, sending ${loadGen.inFlight}`,
     );
   }, 10_000);
   const records: FaultRecord[] = [];
   try {
     log(`warm-up: ${settings.warmupMs / 1000} s of load without a fault`);
     await sleep(settings.warmupMs, abort.signal);
-    // A cluster that delivers nothing at all is not worth putting through faults.
-    for (let waited = 0; rec.receipts.size === 0; waited += 500) {
+    // A cluster that delivers nothing at all (one way) is not worth putting through faults.
+    const silent = (): Via[] =>
+      vias.filter((via) => (via === 'http' ? recv.delivered.size : rec.receipts.size) === 0);
+    for (let waited = 0; silent().length > 0; waited += 500) {
       if (waited >= 20_000) {
         throw new SetupError(
-          `nothing was delivered during the warm-up (${loadGen.messages.size} sent); see the node logs in ${runDir}`,
+          `nothing was delivered by ${silent().join(' or ')} during the warm-up (${loadGen.messages.size} sent, ${loadGen.rejections} rejected); see the node logs in ${runDir}`,
         );
       }
       await sleep(500, abort.signal);
     }
     for (const name of faults) {
       log(`fault ${name}: starting`);
-      const record = await runFault(name, { cluster, timing, abort: abort.signal });
+      const record = await runFault(name, { cluster, receiver: recv, timing, abort: abort.signal });
       records.push(record);
       const settleUntil = Date.now() + settings.settleMs;
       try {
@@ -258,19 +315,20 @@ async function main(): Promise<number> {
       log(`fault ${name}: over; settling ${settleLeft} s more`);
       await sleep(Math.max(0, settleUntil - Date.now()), abort.signal);
     }
-    await drain(loadGen, rec);
+    await drain(loadGen, arrived);
   } finally {
     clearInterval(progress);
   }
 
   const windows = windowsOf(loadStartedAt, records);
-  const findings = analyse(windows, loadGen.messages, rec.receipts, loadStartedAt);
+  const findings = analyse(windows, loadGen.messages, arrivals, vias, loadStartedAt);
   const table = renderTable(findings.rows);
   const bad = findings.missingIds.length + findings.earlyIds.length;
+  const bodyMismatchIds = [...recv.receipts]
+    .filter(([id, got]) => got.some((r) => r.bodyId !== id))
+    .map(([id]) => id);
   const evidence =
-    bad > 0
-      ? await collectEvidence(cluster, APP_TOKEN, findings, loadGen.messages, rec.receipts)
-      : [];
+    bad > 0 ? await collectEvidence(cluster, APP_TOKEN, findings, loadGen.messages, arrivals) : [];
   const report = {
     runId,
     startedAt: new Date(loadStartedAt).toISOString(),
@@ -279,6 +337,7 @@ async function main(): Promise<number> {
     services,
     nodes: cluster.nodes.map((n) => ({ name: n.name, url: n.url, log: n.logFile })),
     topic,
+    callbackUrl: recv.url,
     databaseUrl,
     totals: {
       generated: loadGen.messages.size,
@@ -287,38 +346,53 @@ async function main(): Promise<number> {
       receivedRecords: rec.received,
       receivedNotAcknowledged: findings.receivedNotAcknowledged,
       recordsWithoutId: rec.anonymous,
+      callbackRequests: recv.requests,
+      callbackRequestsRefused: recv.refused,
+      callbackRequestsWithoutId: recv.anonymous,
+      /** Callbacks whose body was not the payload sent with their id. */
+      callbackBodyMismatches: bodyMismatchIds.length,
+      byVia: findings.byVia,
     },
     rows: findings.rows,
     missingIds: findings.missingIds,
     earlyIds: findings.earlyIds,
     duplicateIds: findings.duplicateIds,
-    /** Every receipt of the first 100 duplicated messages: which offsets, when. */
-    duplicates: findings.duplicateIds
-      .slice(0, 100)
-      .map((id) => ({ id, receipts: rec.receipts.get(id) ?? [] })),
+    /** Every receipt of the first 100 duplicated messages: which offsets or attempts, when. */
+    duplicates: findings.duplicateIds.slice(0, 100).map((id) => {
+      const via = loadGen.messages.get(id)?.via ?? 'kafka';
+      return { id, via, receipts: arrivals[via].get(id) ?? [] };
+    }),
     dueMismatchIds: findings.dueMismatchIds,
+    bodyMismatchIds: bodyMismatchIds.slice(0, 100),
     evidence,
   };
   const json = JSON.stringify(report, null, 2);
   writeFileSync(resolve(runDir, 'result.json'), json);
   writeFileSync(resolve(runDir, 'table.md'), `${table}\n`);
-  writeFileSync(resolve(runDir, 'messages.csv'), messagesCsv(loadGen.messages, rec.receipts));
+  writeFileSync(resolve(runDir, 'messages.csv'), messagesCsv(loadGen.messages, arrivals));
   writeFileSync(resolve(services.stateDir, 'last-result.json'), json);
   process.stdout.write(`\n${table}\n\n`);
   const t = report.totals;
+  const { kafka: k, http: h } = findings.byVia;
   process.stdout.write(
-    `${t.generated} messages generated (${t.shed} shed), ${t.acknowledged} acknowledged, ${t.receivedRecords} records received` +
+    `${t.generated} messages generated (${t.shed} shed), ${t.acknowledged} acknowledged (${k.acknowledged} Kafka, ${h.acknowledged} HTTP callback), ` +
+      `${t.receivedRecords} records and ${t.callbackRequests} callback requests received (${t.callbackRequestsRefused} of them answered 503)` +
       `${t.receivedNotAcknowledged > 0 ? `, ${t.receivedNotAcknowledged} received but never acknowledged` : ''}` +
-      `${findings.dueMismatchIds.length > 0 ? `, ${findings.dueMismatchIds.length} with a deliver-at header other than the acknowledged deliverAt` : ''}.\n` +
+      `${findings.dueMismatchIds.length > 0 ? `, ${findings.dueMismatchIds.length} with a deliver-at header other than the acknowledged deliverAt` : ''}` +
+      `${bodyMismatchIds.length > 0 ? `, ${bodyMismatchIds.length} callback(s) with a body other than the payload sent` : ''}.\n` +
       `Result: ${resolve(runDir, 'result.json')}; node logs: ${runDir}\n`,
   );
+  const byWay = (pick: (f: typeof k) => number): string =>
+    vias
+      .map((via) => `${pick(findings.byVia[via])} ${via === 'http' ? 'HTTP' : 'Kafka'}`)
+      .join(', ');
   if (bad > 0) {
     log(
-      `FAILED: ${findings.missingIds.length} missing, ${findings.earlyIds.length} early (ids and GET /v1/messages/{id} of each in result.json)`,
+      `FAILED: ${findings.missingIds.length} missing (${byWay((f) => f.missing)}), ${findings.earlyIds.length} early (${byWay((f) => f.early)}) (ids and GET /v1/messages/{id} of each in result.json)`,
     );
     return 1;
   }
-  log('ok: every acknowledged message was received, none early');
+  log(`ok: every acknowledged message was received (${byWay((f) => f.acknowledged)}), none early`);
   return 0;
 }
 
@@ -339,6 +413,7 @@ async function run(): Promise<void> {
     await load?.cancel();
     await cluster?.stop();
     await recorder?.stop();
+    await receiver?.stop();
   } catch (error) {
     log(`cleanup: ${errorText(error)}`);
     code ||= 1;

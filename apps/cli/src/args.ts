@@ -260,7 +260,10 @@ function retryStrategy(values: Values): Record<string, unknown> | undefined {
 }
 
 /** `NAME=VALUE` flags as a header map. */
-function headerMap(flag: string, entries: readonly string[] | undefined): Record<string, string> | undefined {
+function headerMap(
+  flag: string,
+  entries: readonly string[] | undefined,
+): Record<string, string> | undefined {
   if (entries === undefined) return undefined;
   const headers: Record<string, string> = {};
   for (const entry of entries) {
@@ -335,7 +338,13 @@ function deliveryPatch(values: Values): Record<string, unknown> {
     delivery.callbackHosts = null;
   else if (values['callback-host'] !== undefined)
     delivery.callbackHosts = [...new Set(values['callback-host'])];
-  if (both(values['dead-letter-topic'] !== undefined, 'clear-dead-letter-topic', '--dead-letter-topic'))
+  if (
+    both(
+      values['dead-letter-topic'] !== undefined,
+      'clear-dead-letter-topic',
+      '--dead-letter-topic',
+    )
+  )
     delivery.deadLetterTopic = null;
   else if (values['dead-letter-topic'] !== undefined)
     delivery.deadLetterTopic = values['dead-letter-topic'];
@@ -347,7 +356,9 @@ function deliveryPatch(values: Values): Record<string, unknown> {
     const after = number(values, 'alert-after', true);
     // The alerts setting is replaced as a whole, and its threshold is required.
     if (after === undefined)
-      throw new UsageError('apps delivery: --alert-after N is required with --alert-url/--alert-topic');
+      throw new UsageError(
+        'apps delivery: --alert-after N is required with --alert-url/--alert-topic',
+      );
     delivery.alerts = {
       afterAttempts: after,
       ...(values['alert-url'] !== undefined ? { url: values['alert-url'] } : {}),
@@ -358,7 +369,9 @@ function deliveryPatch(values: Values): Record<string, unknown> {
   if (both(retry !== undefined, 'clear-retry', 'retry flags')) delivery.retry = null;
   else if (retry) delivery.retry = retry;
   if (Object.keys(delivery).length === 0)
-    throw new UsageError('apps delivery: nothing to change; see "hourglass --help" for delivery flags');
+    throw new UsageError(
+      'apps delivery: nothing to change; see "hourglass --help" for delivery flags',
+    );
   return delivery;
 }
 

@@ -93,7 +93,8 @@ function startNode(index: number, options: Options, logDir: string): LocalNode {
       HOURGLASS__GRPC__PORT: String(grpcPort),
       HOURGLASS__CLUSTER__MODE: options.standalone ? 'standalone' : 'etcd',
       // Callbacks to receivers on this machine: the SSRF guard refuses loopback otherwise.
-      HOURGLASS__CALLBACKS__ALLOW_NETWORKS: process.env.HOURGLASS__CALLBACKS__ALLOW_NETWORKS ?? '[127.0.0.0/8]',
+      HOURGLASS__CALLBACKS__ALLOW_NETWORKS:
+        process.env.HOURGLASS__CALLBACKS__ALLOW_NETWORKS ?? '[127.0.0.0/8]',
     },
     stdio: ['ignore', log, log],
     detached: true,

@@ -10,7 +10,10 @@ import { VerificationError, headerValue } from './signature';
 export interface CallbackMessage {
   /** The message id (`hourglass-id`), unique per app. */
   readonly id: string;
-  /** `webhook-id`: the same for every attempt of a message. Deduplicate on it. */
+  /**
+   * `webhook-id`: the message id, the same for every attempt. Deduplicate on it, together with
+   * `name` when one message has several HTTP targets to the same receiver (they share it).
+   */
   readonly webhookId: string;
   /** The app that scheduled the message (`hourglass-app`). */
   readonly app: string;

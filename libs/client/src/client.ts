@@ -221,7 +221,7 @@ export class HourglassClient {
         return await this.transport.retry(id, this.options.timeoutMs);
       } catch (error) {
         if (error instanceof HourglassClientError) {
-          if (unanswered && error.code === ('not_failed' as string))
+          if (unanswered && error.code === 'not_failed')
             return this.transport.get(id, this.options.timeoutMs);
           if (error.code === 'network_error' || error.code === 'timeout') unanswered = true;
         }

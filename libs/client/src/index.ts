@@ -27,6 +27,16 @@ export type {
   MessageState,
   ScheduleMessage,
   ScheduleResult,
+  Attempt,
+  CallbackMethod,
+  CallbackTarget,
+  HttpTarget,
+  KafkaTarget,
+  RetryStrategy,
+  RetryStrategyKind,
+  Target,
+  TargetState,
+  TargetStatus,
 } from './types';
 export { RecentIds, decodeDelivery, handleDeliveries } from './consumer';
 export type { Delivery, DeliveryHandlerOptions, KafkaRecord, KafkaRecordContext } from './consumer';

@@ -5,7 +5,7 @@
  * Hourglass retries an attempt that is not answered 2xx within the callback's `timeoutMs`, and
  * delivers at least once (a node that dies mid-call leaves the message to the next owner, which
  * sends it again). So a handler may run more than once for one message, even concurrently when an
- * attempt outlives its timeout: make it idempotent, keyed by `message.webhookId`.
+ * attempt outlives its timeout: make it idempotent, keyed by `message.webhookId` (and `name`).
  *
  * The express types are structural, so this package does not depend on express.
  */

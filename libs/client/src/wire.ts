@@ -41,8 +41,7 @@ export interface WireKafkaTarget {
 
 /** A `targets` entry with its kind decided, so gRPC can pick the oneof member. */
 export type WireTarget =
-  | ({ readonly type: 'http' } & WireHttpTarget)
-  | ({ readonly type: 'kafka' } & WireKafkaTarget);
+  ({ readonly type: 'http' } & WireHttpTarget) | ({ readonly type: 'kafka' } & WireKafkaTarget);
 
 export interface WireMessage {
   readonly id: string;
@@ -159,7 +158,8 @@ function wireTarget(target: Target, path: string, problems: Problems): WireTarge
   }
   problems.push({
     path: `${path}type`,
-    message: 'a target is {"topic": …} (Kafka) or {"url": …} (HTTP), or says "type": "kafka" | "http"',
+    message:
+      'a target is {"topic": …} (Kafka) or {"url": …} (HTTP), or says "type": "kafka" | "http"',
   });
   return undefined;
 }
@@ -169,7 +169,9 @@ function wireTargets(
   path: string,
   problems: Problems,
 ): WireTarget[] | undefined {
-  if (!Array.isArray(targets) || targets.length === 0) {
+  // A JS caller may pass anything; checked through `given` so `targets` keeps its type.
+  const given: unknown = targets;
+  if (!Array.isArray(given) || targets.length === 0) {
     // gRPC cannot tell an empty list from none.
     problems.push({ path: `${path}targets`, message: 'must be an array of at least one target' });
     return undefined;
@@ -266,10 +268,7 @@ function optionalDate<K extends string>(
   };
 }
 
-function optional<K extends string, V>(
-  name: K,
-  value: V | null | undefined,
-): { [P in K]?: V } {
+function optional<K extends string, V>(name: K, value: V | null | undefined): { [P in K]?: V } {
   return (value === undefined || value === null ? {} : { [name]: value }) as { [P in K]?: V };
 }
 

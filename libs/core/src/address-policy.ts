@@ -76,6 +76,7 @@ function embeddedIpv4(address: ParsedAddress): ipaddr.IPv4 | null {
 
 /** The literal address a URL host names (`[::1]` → `::1`), or null for a DNS name. */
 export function literalAddressOf(hostname: string): string | null {
-  const bare = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+  const bare =
+    hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
   return ipaddr.isValid(bare) && (bare.includes(':') || /^[0-9.]+$/.test(bare)) ? bare : null;
 }

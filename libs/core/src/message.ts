@@ -3,7 +3,6 @@
  * Validation is pure: the clock is passed in, and errors are {@link HourglassError}s whose
  * `details` name every offending field, so one bad request is fixed in one round trip.
  */
-import * as crypto from 'node:crypto'; // hashing only: no I/O
 import type { ErrorDetail } from './errors';
 import { HourglassError } from './errors';
 import {
@@ -14,14 +13,11 @@ import {
   topicNameProblem,
 } from './input';
 import type { MessageState } from './state-machine';
+import { fingerprintHead, fingerprintOf } from './fingerprint';
+export { requestFingerprint } from './fingerprint';
 import type { RetryStrategy } from './retry-strategy';
 import type { TargetLimits, TargetSpec, TargetState } from './targets';
-import {
-  canonicalTargetsJson,
-  parseCallback,
-  parseRetryStrategy,
-  parseTargetList,
-} from './targets';
+import { canonicalTargetsJson, parseTargetFields } from './targets';
 import { DEFAULT_RETRY_STRATEGY } from './retry-strategy';
 
 // The input rules (topic names, NUL, nesting depth) are part of the message API; re-exported here
@@ -59,13 +55,6 @@ export interface StoredMessage {
   readonly contentType?: string | null;
   /** The due time as accepted, once a retry moved `deliverAtMs` on (null/absent: never moved). */
   readonly firstDeliverAtMs?: number | null;
-}
-
-/** The extras of a message with a target list (all null for a Kafka fast-path message). */
-export interface TargetFields {
-  readonly targets: readonly TargetSpec[] | null;
-  readonly retry: RetryStrategy | null;
-  readonly contentType: string | null;
 }
 
 /** A validated schedule request, before an id and slot are assigned. */
@@ -128,13 +117,10 @@ const KNOWN_FIELDS = new Set([
   'retry',
   'contentType',
 ]);
-const CONTENT_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\\]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
-const MAX_CONTENT_TYPE = 256;
+
 const EMPTY = Buffer.alloc(0);
 /** The headers of every message sent without any (read-only everywhere; no object per message). */
 const NO_HEADERS: Record<string, string> = Object.freeze({});
-/** One-shot hashing: Node >= 20.12; undefined before. */
-const oneShotHash = (crypto as { hash?: typeof crypto.hash }).hash;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -364,54 +350,14 @@ export function parseScheduleRequest(
     }
   }
 
-  let targets: TargetSpec[] | null = null;
-  let retry: RetryStrategy | null = null;
-  let retryJson = 'null';
-  let contentType: string | null = null;
-  const hasRetry = body.retry !== undefined;
-  if (hasTargets || hasCallback || hasRetry || body.contentType !== undefined) {
-    const targetLimits = limits.targets;
-    if (!targetLimits) {
-      addProblem(problems, path, hasCallback ? 'callback' : 'targets', 'not enabled on this node');
-    } else {
-      if (hasTargets) targets = parseTargetList(body.targets, `${path}targets/`, targetLimits, problems);
-      else {
-        targets = [];
-        if (topic !== '')
-          targets.push({ type: 'kafka', topic, key: typeof body.key === 'string' ? body.key : null, headers: {} });
-        if (hasCallback) {
-          const callback = parseCallback(body.callback, `${path}callback/`, targetLimits, problems);
-          if (callback) targets.push(callback);
-          else targets = null;
-        }
-      }
-      if (hasRetry) {
-        retry = parseRetryStrategy(
-          body.retry,
-          `${path}retry/`,
-          limits.retryBase ?? DEFAULT_RETRY_STRATEGY,
-          problems,
-        );
-        const sent = body.retry as Record<string, unknown>;
-        retryJson = JSON.stringify([
-          sent.strategy ?? null,
-          sent.initialDelayMs ?? null,
-          sent.maxDelayMs ?? null,
-          sent.maxAttempts ?? null,
-          sent.jitter ?? null,
-        ]);
-      } else retry = limits.retryBase ?? DEFAULT_RETRY_STRATEGY;
-      if (body.contentType !== undefined) {
-        if (
-          typeof body.contentType !== 'string' ||
-          body.contentType.length > MAX_CONTENT_TYPE ||
-          !CONTENT_TYPE.test(body.contentType)
-        )
-          addProblem(problems, path, 'contentType', 'must be a media type such as application/json');
-        else contentType = body.contentType;
-      }
-    }
-  }
+  const { targets, retry, retryJson, contentType } = parseTargetFields(
+    body,
+    topic,
+    limits.targets,
+    limits.retryBase ?? DEFAULT_RETRY_STRATEGY,
+    path,
+    problems,
+  );
 
   if (problems.length > 0) {
     throw new HourglassError(
@@ -489,77 +435,6 @@ export function parseScheduleRequest(
       payloadJson ?? payload,
     ),
   };
-}
-
-/**
- * Two sends of the same id are "identical" when their fingerprints match. The due time enters as it
- * was sent (`delayMs: 5000`, not the computed instant), so a client retrying a relative delay a
- * second later is recognised as a re-send and not as a conflict.
- */
-export function requestFingerprint(
-  topic: string,
-  key: string | null,
-  payload: Buffer,
-  payloadEncoding: PayloadEncoding,
-  headers: Readonly<Record<string, string>>,
-  dueAsSent: unknown,
-): string {
-  return fingerprintOf(
-    fingerprintHead(
-      JSON.stringify(topic),
-      key,
-      payloadEncoding,
-      headers,
-      JSON.stringify(dueAsSent) ?? 'null',
-    ),
-    payload,
-  );
-}
-
-/**
- * Everything but the payload, as the JSON text the fingerprint hashes first: exactly
- * `JSON.stringify([topic, key, payloadEncoding, sortedHeaders, dueAsSent])`, assembled from the
- * parts' JSON texts (the caller passes the topic's and the due time's; one JSON.stringify per
- * message part cost more than the hash itself).
- */
-function fingerprintHead(
-  topicJson: string,
-  key: string | null,
-  payloadEncoding: PayloadEncoding,
-  headers: Readonly<Record<string, string>>,
-  dueJson: string,
-): string {
-  const names = Object.keys(headers);
-  const sortedHeaders =
-    names.length === 0 ? '[]' : JSON.stringify(names.sort().map((name) => [name, headers[name]]));
-  const keyJson = key === null ? 'null' : JSON.stringify(key);
-  return `[${topicJson},${keyJson},"${payloadEncoding}",${sortedHeaders},${dueJson}]`;
-}
-
-/**
- * sha256(UTF-8(head) ‖ 0x00 ‖ payload bytes), base64url. Stored fingerprints were computed this
- * way, so the value must never change. A JSON payload may be passed as its text: the UTF-8 of
- * `head + "\u0000" + text` is byte for byte that concatenation (the NUL keeps a surrogate pair
- * from straddling a boundary), and one-shot hashing of one string saves a Hash object and three
- * native calls per message. `crypto.hash` exists from Node 20.12; earlier 20.x hash the same
- * bytes with `createHash`.
- */
-function fingerprintOf(head: string, payload: Buffer | string): string {
-  if (oneShotHash) {
-    return oneShotHash(
-      'sha256',
-      typeof payload === 'string'
-        ? `${head}\u0000${payload}`
-        : Buffer.concat([Buffer.from(`${head}\u0000`, 'utf8'), payload]),
-      'base64url',
-    );
-  }
-  return crypto
-    .createHash('sha256')
-    .update(head)
-    .update('\u0000')
-    .update(payload)
-    .digest('base64url');
 }
 
 export function parseBatch(body: unknown, limits: MessageLimits): unknown[] {

@@ -96,7 +96,7 @@ export class EngineMetrics {
     });
     this.callbackLateness = new Histogram({
       name: 'hourglass_callback_lateness_seconds',
-      help: "How long after its due time an HTTP callback attempt was answered (first attempts and retries alike).",
+      help: 'How long after its due time an HTTP callback attempt was answered (first attempts and retries alike).',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
       registers,
     });

@@ -132,7 +132,11 @@ function targetViews(message: StoredMessage): TargetView[] {
   if (!message.targets) {
     // The Kafka fast path: one Kafka target, whose state is the message's.
     const state: TargetStatus =
-      message.state === 'delivered' ? 'delivered' : message.state === 'failed' ? 'failed' : 'pending';
+      message.state === 'delivered'
+        ? 'delivered'
+        : message.state === 'failed'
+          ? 'failed'
+          : 'pending';
     const view: TargetView = {
       index: 0,
       type: 'kafka',
@@ -142,14 +146,22 @@ function targetViews(message: StoredMessage): TargetView[] {
       attempts: message.attempts,
     };
     if (message.lastError) view.lastError = message.lastError;
-    if (message.finishedAtMs !== null && state !== 'pending') view.finishedAt = isoTime(message.finishedAtMs);
+    if (message.finishedAtMs !== null && state !== 'pending')
+      view.finishedAt = isoTime(message.finishedAtMs);
     return [view];
   }
   return message.targets.map((target, index) => {
     const state = message.targetStates?.[index] ?? INITIAL_TARGET_STATE;
     const view: TargetView =
       target.type === 'kafka'
-        ? { index, type: 'kafka', topic: target.topic, key: target.key, state: state.status, attempts: state.attempts }
+        ? {
+            index,
+            type: 'kafka',
+            topic: target.topic,
+            key: target.key,
+            state: state.status,
+            attempts: state.attempts,
+          }
         : {
             index,
             type: 'http',
@@ -161,7 +173,11 @@ function targetViews(message: StoredMessage): TargetView[] {
           };
     if (state.lastError !== null) view.lastError = state.lastError;
     if (state.lastStatus !== null) view.lastStatus = state.lastStatus;
-    if (state.status === 'pending' && state.nextAttemptAtMs !== null && message.state === 'scheduled')
+    if (
+      state.status === 'pending' &&
+      state.nextAttemptAtMs !== null &&
+      message.state === 'scheduled'
+    )
       view.nextAttemptAt = isoTime(state.nextAttemptAtMs);
     if (state.finishedAtMs !== null) view.finishedAt = isoTime(state.finishedAtMs);
     return view;
@@ -191,7 +207,11 @@ function checkTargets(app: AppIdentity, request: ScheduleRequest, path: string):
     { type: 'kafka' as const, topic: request.topic, key: request.key, headers: {} },
   ];
   targets.forEach((target, index) => {
-    const at = request.targetsListed ? `targets/${index}/` : target.type === 'http' ? 'callback/' : '';
+    const at = request.targetsListed
+      ? `targets/${index}/`
+      : target.type === 'http'
+        ? 'callback/'
+        : '';
     if (target.type === 'kafka') {
       if (!app.topics.has(target.topic))
         throw new HourglassError(

@@ -181,14 +181,17 @@ function present(fields: Record<string, unknown>): Record<string, unknown> {
 }
 
 /** A map field is never absent on the wire, only empty; empty means "no headers", as omitted. */
-function headersBody(headers: Record<string, string> | undefined): Record<string, string> | undefined {
+function headersBody(
+  headers: Record<string, string> | undefined,
+): Record<string, string> | undefined {
   return headers !== undefined && Object.keys(headers).length > 0 ? { ...headers } : undefined;
 }
 
 function httpTargetBody(target: HttpTargetPb): Record<string, unknown> {
   return present({
-    // url is a plain string: '' for a missing one, which the validator refuses by name.
-    url: target.url ?? '',
+    // A plain string: unset and "" are the same on the wire. Left out, so the validator says
+    // "required" as it does for an HTTP callback without a url.
+    url: target.url === '' ? undefined : target.url,
     method: target.method,
     headers: headersBody(target.headers),
     timeoutMs: target.timeoutMs,

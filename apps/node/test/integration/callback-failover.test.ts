@@ -44,17 +44,28 @@ describe('callback retries through kill -9 of the owning node', function () {
     });
     const nodes = await Promise.all(
       ['cb-1', 'cb-2'].map((id) =>
-        ChildNode.create({ ...cluster.overrides(id), callbacks: { allowNetworks: ['127.0.0.0/8'] } }),
+        ChildNode.create({
+          ...cluster.overrides(id),
+          callbacks: { allowNetworks: ['127.0.0.0/8'] },
+        }),
       ),
     );
     nodes.forEach((node, index) => cluster.nodes.set(`cb-${index + 1}`, node));
     await Promise.all(nodes.map((node) => node.start(60_000)));
-    await cluster.waitForView('cb-1', 'balanced', (view) => isBalanced(view, ['cb-1', 'cb-2']), 30_000);
-    receiver = await startReceiver((_request, index) => (index === 0 ? { status: 503 } : { status: 200, body: 'ok' }));
+    await cluster.waitForView(
+      'cb-1',
+      'balanced',
+      (view) => isBalanced(view, ['cb-1', 'cb-2']),
+      30_000,
+    );
+    receiver = await startReceiver((_request, index) =>
+      index === 0 ? { status: 503 } : { status: 200, body: 'ok' },
+    );
   });
 
   after(async () => {
-    for (const node of cluster?.nodes.values() ?? []) await node.stop('SIGKILL').catch(() => undefined);
+    for (const node of cluster?.nodes.values() ?? [])
+      await node.stop('SIGKILL').catch(() => undefined);
     await receiver?.stop();
     await db?.drop();
   });
@@ -62,17 +73,28 @@ describe('callback retries through kill -9 of the owning node', function () {
   it('the next attempt comes from the new owner, at its time', async () => {
     const id = `failover-${Date.now()}`;
     const slot = slotOf(APP, id, SLOTS);
-    const { view } = await cluster.waitForView('cb-1', 'owned', (v) => v.slots[slot]?.owner !== null, 10_000);
+    const { view } = await cluster.waitForView(
+      'cb-1',
+      'owned',
+      (v) => v.slots[slot]?.owner !== null,
+      10_000,
+    );
     const owner = view.slots[slot]!.owner!;
     const survivor = owner === 'cb-1' ? 'cb-2' : 'cb-1';
     // Scheduled through the survivor: the owner learns of it through a wheel hint.
-    const response = await api<{ deliverAt: string }>(cluster.node(survivor).url, 'POST', '/v1/messages', APP_TOKEN, {
-      id,
-      delayMs: 200,
-      payload: { failover: true },
-      callback: { url: receiver.url },
-      retry: { strategy: 'fixed', initialDelayMs: BACKOFF_MS, maxAttempts: 3, jitter: false },
-    });
+    const response = await api<{ deliverAt: string }>(
+      cluster.node(survivor).url,
+      'POST',
+      '/v1/messages',
+      APP_TOKEN,
+      {
+        id,
+        delayMs: 200,
+        payload: { failover: true },
+        callback: { url: receiver.url },
+        retry: { strategy: 'fixed', initialDelayMs: BACKOFF_MS, maxAttempts: 3, jitter: false },
+      },
+    );
     assert.equal(response.status, 201, JSON.stringify(response.body));
     const [first] = await receiver.waitFor(1, 15_000);
     assert.equal(first?.headers['hourglass-attempt'], '1');
@@ -80,7 +102,12 @@ describe('callback retries through kill -9 of the owning node', function () {
     const deadline = Date.now() + 10_000;
     let nextAttemptAt: number | undefined;
     while (nextAttemptAt === undefined && Date.now() < deadline) {
-      const current = await api<{ nextAttemptAt?: string }>(cluster.node(survivor).url, 'GET', `/v1/messages/${id}`, APP_TOKEN);
+      const current = await api<{ nextAttemptAt?: string }>(
+        cluster.node(survivor).url,
+        'GET',
+        `/v1/messages/${id}`,
+        APP_TOKEN,
+      );
       if (current.body.nextAttemptAt) nextAttemptAt = Date.parse(current.body.nextAttemptAt);
       else await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -88,13 +115,29 @@ describe('callback retries through kill -9 of the owning node', function () {
     await cluster.node(owner).stop('SIGKILL');
     const [, second] = await receiver.waitFor(2, 30_000);
     assert.equal(second?.headers['hourglass-attempt'], '2');
-    assert.ok(second!.receivedAtMs >= nextAttemptAt, `the retry came ${nextAttemptAt - second!.receivedAtMs} ms early`);
-    assert.ok(second!.receivedAtMs - nextAttemptAt < 5000, `the retry came ${second!.receivedAtMs - nextAttemptAt} ms late`);
-    const { view: after } = await cluster.waitForView(survivor, 'survivor owns the slot', (v) => v.slots[slot]?.owner === survivor, 15_000);
+    assert.ok(
+      second.receivedAtMs >= nextAttemptAt,
+      `the retry came ${nextAttemptAt - second.receivedAtMs} ms early`,
+    );
+    assert.ok(
+      second.receivedAtMs - nextAttemptAt < 5000,
+      `the retry came ${second.receivedAtMs - nextAttemptAt} ms late`,
+    );
+    const { view: after } = await cluster.waitForView(
+      survivor,
+      'survivor owns the slot',
+      (v) => v.slots[slot]?.owner === survivor,
+      15_000,
+    );
     assert.equal(after.slots[slot]?.owner, survivor);
     // Delivered, as the survivor's store shows.
-    for (const started = Date.now(); Date.now() - started < 10_000; ) {
-      const state = await api<{ state: string }>(cluster.node(survivor).url, 'GET', `/v1/messages/${id}`, APP_TOKEN);
+    for (const started = Date.now(); Date.now() - started < 10_000;) {
+      const state = await api<{ state: string }>(
+        cluster.node(survivor).url,
+        'GET',
+        `/v1/messages/${id}`,
+        APP_TOKEN,
+      );
       if (state.body.state === 'delivered') return;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

@@ -27,7 +27,13 @@ interface View {
   deliverAt: string;
   nextAttemptAt?: string;
   lastError?: string;
-  targets: Array<{ type: string; state: string; attempts: number; lastError?: string; lastStatus?: number }>;
+  targets: Array<{
+    type: string;
+    state: string;
+    attempts: number;
+    lastError?: string;
+    lastStatus?: number;
+  }>;
 }
 
 describe('HTTP callbacks on one node', function () {
@@ -65,16 +71,22 @@ describe('HTTP callbacks on one node', function () {
     await db?.drop();
   });
 
-  const schedule = (body: Record<string, unknown>) => api<View>(node.httpUrl, 'POST', '/v1/messages', TOKEN, body);
+  const schedule = (body: Record<string, unknown>) =>
+    api<View>(node.httpUrl, 'POST', '/v1/messages', TOKEN, body);
   const get = (id: string) => api<View>(node.httpUrl, 'GET', `/v1/messages/${id}`, TOKEN);
 
   /** Polls the message until `done` holds (state changes have no event to await from outside). */
-  async function until(id: string, done: (view: View) => boolean, timeoutMs = 20_000): Promise<View> {
+  async function until(
+    id: string,
+    done: (view: View) => boolean,
+    timeoutMs = 20_000,
+  ): Promise<View> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const { body } = await get(id);
       if (done(body)) return body;
-      if (Date.now() > deadline) throw new Error(`message ${id} never got there: ${JSON.stringify(body)}`);
+      if (Date.now() > deadline)
+        throw new Error(`message ${id} never got there: ${JSON.stringify(body)}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
@@ -87,7 +99,11 @@ describe('HTTP callbacks on one node', function () {
       delayMs: 300,
       payload: { order: 42 },
       headers: { 'x-trace': 't-1' },
-      callback: { url: `${hook.url}/hooks/order`, name: 'order.timeout', headers: { 'x-cb': 'yes' } },
+      callback: {
+        url: `${hook.url}/hooks/order`,
+        name: 'order.timeout',
+        headers: { 'x-cb': 'yes' },
+      },
     });
     assert.equal(response.status, 201, JSON.stringify(response.body));
     const due = Date.parse(response.body.deliverAt);
@@ -113,7 +129,13 @@ describe('HTTP callbacks on one node', function () {
 
   it('signs with the app secret, and with both during a rotation grace period', async () => {
     const rotate = (graceSeconds: number) =>
-      api<{ signingSecret: string }>(node.httpUrl, 'POST', '/v1/admin/apps/hooks/signing-secret', ADMIN, { graceSeconds });
+      api<{ signingSecret: string }>(
+        node.httpUrl,
+        'POST',
+        '/v1/admin/apps/hooks/signing-secret',
+        ADMIN,
+        { graceSeconds },
+      );
     const first = await rotate(0);
     assert.equal(first.status, 201, JSON.stringify(first.body));
     const hook = await receiver();
@@ -122,7 +144,10 @@ describe('HTTP callbacks on one node', function () {
     const [one] = await hook.waitFor(1, 10_000);
     const ts = Number(one?.headers['webhook-timestamp']);
     assert.ok(Math.abs(ts - Date.now() / 1000) < 10, 'webhook-timestamp is Unix seconds');
-    assert.equal(one?.headers['webhook-signature'], webhookSignature(first.body.signingSecret, id, ts, one!.body));
+    assert.equal(
+      one?.headers['webhook-signature'],
+      webhookSignature(first.body.signingSecret, id, ts, one!.body),
+    );
     const second = await rotate(3600);
     const id2 = `rotated-${Date.now()}`;
     await schedule({ id: id2, delayMs: 0, payload: 'x', callback: { url: hook.url } });
@@ -153,18 +178,31 @@ describe('HTTP callbacks on one node', function () {
       const requests = await hook.waitFor(4, 20_000);
       const gaps = requests.slice(1).map((r, i) => r.receivedAtMs - requests[i]!.receivedAtMs);
       gaps.forEach((gap, i) => {
-        assert.ok(gap >= expected[i]!, `gap ${i + 1} was ${gap} ms, expected at least ${expected[i]}`);
-        assert.ok(gap < expected[i]! + 400, `gap ${i + 1} was ${gap} ms, expected about ${expected[i]}`);
+        assert.ok(
+          gap >= expected[i]!,
+          `gap ${i + 1} was ${gap} ms, expected at least ${expected[i]}`,
+        );
+        assert.ok(
+          gap < expected[i]! + 400,
+          `gap ${i + 1} was ${gap} ms, expected about ${expected[i]}`,
+        );
       });
-      assert.deepEqual(requests.map((r) => r.headers['hourglass-attempt']), ['1', '2', '3', '4']);
+      assert.deepEqual(
+        requests.map((r) => r.headers['hourglass-attempt']),
+        ['1', '2', '3', '4'],
+      );
       const view = await until(id, (v) => v.state === 'failed');
       assert.equal(view.targets[0]?.state, 'failed');
       assert.equal(view.targets[0]?.attempts, 4);
       assert.equal(view.targets[0]?.lastStatus, 500);
-      const log = await api<{ attempts: Array<{ attempt: number; status: number; response: string }> }>(
-        node.httpUrl, 'GET', `/v1/messages/${id}/attempts`, TOKEN);
+      const log = await api<{
+        attempts: Array<{ attempt: number; status: number; response: string }>;
+      }>(node.httpUrl, 'GET', `/v1/messages/${id}/attempts`, TOKEN);
       assert.equal(log.status, 200);
-      assert.deepEqual(log.body.attempts.map((a) => a.attempt), [1, 2, 3, 4]);
+      assert.deepEqual(
+        log.body.attempts.map((a) => a.attempt),
+        [1, 2, 3, 4],
+      );
       assert.ok(log.body.attempts.every((a) => a.status === 500 && a.response === 'nope'));
     });
   }
@@ -172,7 +210,13 @@ describe('HTTP callbacks on one node', function () {
   it('stops at once on 410 Gone', async () => {
     const hook = await receiver(() => ({ status: 410 }));
     const id = `gone-${Date.now()}`;
-    await schedule({ id, delayMs: 0, payload: {}, callback: { url: hook.url }, retry: { initialDelayMs: 100, jitter: false } });
+    await schedule({
+      id,
+      delayMs: 0,
+      payload: {},
+      callback: { url: hook.url },
+      retry: { initialDelayMs: 100, jitter: false },
+    });
     const view = await until(id, (v) => v.state === 'failed');
     assert.equal(view.targets[0]?.attempts, 1);
     assert.match(view.targets[0]?.lastError ?? '', /gone/);
@@ -180,9 +224,17 @@ describe('HTTP callbacks on one node', function () {
   });
 
   it('honours Retry-After of a 503 over the strategy', async () => {
-    const hook = await receiver((_r, index) => (index === 0 ? { status: 503, headers: { 'retry-after': '2' } } : { status: 200 }));
+    const hook = await receiver((_r, index) =>
+      index === 0 ? { status: 503, headers: { 'retry-after': '2' } } : { status: 200 },
+    );
     const id = `retry-after-${Date.now()}`;
-    await schedule({ id, delayMs: 0, payload: {}, callback: { url: hook.url }, retry: { initialDelayMs: 100, jitter: false } });
+    await schedule({
+      id,
+      delayMs: 0,
+      payload: {},
+      callback: { url: hook.url },
+      retry: { initialDelayMs: 100, jitter: false },
+    });
     const [first, second] = await hook.waitFor(2, 15_000);
     const gap = second!.receivedAtMs - first!.receivedAtMs;
     assert.ok(gap >= 2000 && gap < 2600, `retried after ${gap} ms, Retry-After said 2 s`);
@@ -190,9 +242,18 @@ describe('HTTP callbacks on one node', function () {
   });
 
   it('with expectBody "ok", a 2xx with another body is a failure', async () => {
-    const hook = await receiver((_r, index) => ({ status: 200, body: index === 0 ? 'fine' : 'ok\n' }));
+    const hook = await receiver((_r, index) => ({
+      status: 200,
+      body: index === 0 ? 'fine' : 'ok\n',
+    }));
     const id = `expect-${Date.now()}`;
-    await schedule({ id, delayMs: 0, payload: {}, callback: { url: hook.url, expectBody: 'ok', method: 'PUT' }, retry: { initialDelayMs: 200, jitter: false } });
+    await schedule({
+      id,
+      delayMs: 0,
+      payload: {},
+      callback: { url: hook.url, expectBody: 'ok', method: 'PUT' },
+      retry: { initialDelayMs: 200, jitter: false },
+    });
     const view = await until(id, (v) => v.state === 'delivered');
     assert.equal(view.targets[0]?.attempts, 2);
     assert.equal(hook.requests[0]?.method, 'PUT');
@@ -201,17 +262,34 @@ describe('HTTP callbacks on one node', function () {
   it('a receiver that does not answer within the timeout is retried', async () => {
     const hook = await receiver((_r, index) => (index === 0 ? 'hang' : { status: 204 }));
     const id = `timeout-${Date.now()}`;
-    await schedule({ id, delayMs: 0, payload: {}, callback: { url: hook.url, timeoutMs: 500 }, retry: { initialDelayMs: 100, jitter: false } });
+    await schedule({
+      id,
+      delayMs: 0,
+      payload: {},
+      callback: { url: hook.url, timeoutMs: 500 },
+      retry: { initialDelayMs: 100, jitter: false },
+    });
     const view = await until(id, (v) => v.state === 'delivered');
     assert.equal(view.targets[0]?.attempts, 2);
-    const log = await api<{ attempts: Array<{ error?: string }> }>(node.httpUrl, 'GET', `/v1/messages/${id}/attempts`, TOKEN);
+    const log = await api<{ attempts: Array<{ error?: string }> }>(
+      node.httpUrl,
+      'GET',
+      `/v1/messages/${id}/attempts`,
+      TOKEN,
+    );
     assert.match(log.body.attempts[0]?.error ?? '', /timed out/);
   });
 
   it('a cancel during a retry backoff means no further attempt', async () => {
     const hook = await receiver(() => ({ status: 500 }));
     const id = `cancel-${Date.now()}`;
-    await schedule({ id, delayMs: 0, payload: {}, callback: { url: hook.url }, retry: { strategy: 'fixed', initialDelayMs: 1500, jitter: false } });
+    await schedule({
+      id,
+      delayMs: 0,
+      payload: {},
+      callback: { url: hook.url },
+      retry: { strategy: 'fixed', initialDelayMs: 1500, jitter: false },
+    });
     await hook.waitFor(1, 10_000);
     const pending = await until(id, (v) => v.state === 'scheduled' && v.attempts === 1);
     assert.ok(pending.nextAttemptAt, 'a retry is pending');
@@ -239,7 +317,10 @@ describe('HTTP callbacks on one node', function () {
       });
       assert.equal(response.status, 201, JSON.stringify(response.body));
       const view = await until(id, (v) => v.state === 'failed');
-      assert.deepEqual(view.targets.map((t) => t.state), ['delivered', 'delivered', 'failed']);
+      assert.deepEqual(
+        view.targets.map((t) => t.state),
+        ['delivered', 'delivered', 'failed'],
+      );
       assert.equal(good.requests.length, 1, 'the delivered receiver is not called again');
       assert.equal(bad.requests.length, 2);
       await collector.waitFor(1, 10_000);
@@ -249,7 +330,10 @@ describe('HTTP callbacks on one node', function () {
       const replay = await api<View>(node.httpUrl, 'POST', `/v1/messages/${id}/retry`, TOKEN);
       assert.equal(replay.status, 200, JSON.stringify(replay.body));
       const after = await until(id, (v) => v.state === 'delivered');
-      assert.deepEqual(after.targets.map((t) => t.state), ['delivered', 'delivered', 'delivered']);
+      assert.deepEqual(
+        after.targets.map((t) => t.state),
+        ['delivered', 'delivered', 'delivered'],
+      );
       assert.equal(good.requests.length, 1);
       assert.equal(bad.requests.length, 3);
       const again = await api(node.httpUrl, 'POST', `/v1/messages/${id}/retry`, TOKEN);
@@ -264,12 +348,23 @@ describe('HTTP callbacks on one node', function () {
     const quick = await receiver();
     const stuckIds = Array.from({ length: 20 }, (_, i) => `stuck-${i}-${Date.now()}`);
     for (const id of stuckIds)
-      await schedule({ id, delayMs: 100, payload: {}, callback: { url: stuck.url, timeoutMs: 5000 }, retry: { maxAttempts: 1 } });
+      await schedule({
+        id,
+        delayMs: 100,
+        payload: {},
+        callback: { url: stuck.url, timeoutMs: 5000 },
+        retry: { maxAttempts: 1 },
+      });
     await stuck.waitFor(20, 10_000);
     const quickIds = Array.from({ length: 5 }, (_, i) => `quick-${i}-${Date.now()}`);
     const dues = new Map<string, number>();
     for (const id of quickIds) {
-      const response = await schedule({ id, delayMs: 100, payload: {}, callback: { url: quick.url } });
+      const response = await schedule({
+        id,
+        delayMs: 100,
+        payload: {},
+        callback: { url: quick.url },
+      });
       dues.set(id, Date.parse(response.body.deliverAt));
     }
     const requests = await quick.waitFor(5, 4000);
@@ -277,7 +372,10 @@ describe('HTTP callbacks on one node', function () {
     assert.ok(stuck.requests.length === 20);
     for (const request of requests) {
       const due = dues.get(String(request.headers['hourglass-id']))!;
-      assert.ok(request.receivedAtMs - due < 1000, `a quick callback came ${request.receivedAtMs - due} ms late`);
+      assert.ok(
+        request.receivedAtMs - due < 1000,
+        `a quick callback came ${request.receivedAtMs - due} ms late`,
+      );
     }
   });
 
@@ -288,12 +386,21 @@ describe('HTTP callbacks on one node', function () {
     const alerts = await receiver();
     try {
       const patch = await api(node.httpUrl, 'PATCH', '/v1/admin/apps/hooks', ADMIN, {
-        delivery: { deadLetterTopic: dlq, alerts: { afterAttempts: 2, url: `${alerts.url}/alerts` } },
+        delivery: {
+          deadLetterTopic: dlq,
+          alerts: { afterAttempts: 2, url: `${alerts.url}/alerts` },
+        },
       });
       assert.equal(patch.status, 200, JSON.stringify(patch.body));
       const hook = await receiver(() => ({ status: 500, body: 'down' }));
       const id = `dead-${Date.now()}`;
-      await schedule({ id, delayMs: 0, payload: { dead: 1 }, callback: { url: hook.url }, retry: { maxAttempts: 3, initialDelayMs: 100, jitter: false } });
+      await schedule({
+        id,
+        delayMs: 0,
+        payload: { dead: 1 },
+        callback: { url: hook.url },
+        retry: { maxAttempts: 3, initialDelayMs: 100, jitter: false },
+      });
       await until(id, (v) => v.state === 'failed');
       await collector.waitFor(1, 15_000);
       const record = collector.records[0];
@@ -303,19 +410,37 @@ describe('HTTP callbacks on one node', function () {
       assert.match(record?.headers['hourglass-failed-target'] ?? '', /^http:127\.0\.0\.1:/);
       assert.equal(record?.value.toString(), '{"dead":1}');
       const events = await alerts.waitFor(2, 10_000);
-      const types = events.map((event) => (JSON.parse(event.body.toString()) as { type: string }).type);
+      const types = events.map(
+        (event) => (JSON.parse(event.body.toString()) as { type: string }).type,
+      );
       assert.deepEqual(types.sort(), ['callback.failed', 'callback.retrying']);
-      assert.ok(events.every((event) => String(event.headers['webhook-signature']).startsWith('v1,')));
+      assert.ok(
+        events.every((event) => String(event.headers['webhook-signature']).startsWith('v1,')),
+      );
     } finally {
-      await api(node.httpUrl, 'PATCH', '/v1/admin/apps/hooks', ADMIN, { delivery: { deadLetterTopic: null, alerts: null } });
+      await api(node.httpUrl, 'PATCH', '/v1/admin/apps/hooks', ADMIN, {
+        delivery: { deadLetterTopic: null, alerts: null },
+      });
       await collector.stop();
     }
   });
 
   it('refuses callback URLs the SSRF guard denies at accept time', async () => {
-    for (const url of ['http://10.0.0.1/', 'http://169.254.169.254/latest', 'http://[::1]/', 'http://0x0a000001/', 'ftp://example.com/', 'http://user:pw@example.com/']) {
+    for (const url of [
+      'http://10.0.0.1/',
+      'http://169.254.169.254/latest',
+      'http://[::1]/',
+      'http://0x0a000001/',
+      'ftp://example.com/',
+      'http://user:pw@example.com/',
+    ]) {
       const response = await api<{ error: { code: string; details: Array<{ path: string }> } }>(
-        node.httpUrl, 'POST', '/v1/messages', TOKEN, { delayMs: 0, payload: {}, callback: { url } });
+        node.httpUrl,
+        'POST',
+        '/v1/messages',
+        TOKEN,
+        { delayMs: 0, payload: {}, callback: { url } },
+      );
       assert.equal(response.status, 400, `${url}: ${JSON.stringify(response.body)}`);
       assert.equal(response.body.error.code, 'invalid_request');
       assert.equal(response.body.error.details[0]?.path, 'callback/url');
@@ -348,8 +473,18 @@ describe('HTTP callbacks with the default SSRF guard (loopback not allowed)', fu
   });
 
   it('refuses literal private addresses at once, and a name resolving to 127.0.0.1 when connecting', async () => {
-    for (const url of ['http://10.0.0.1/', 'http://169.254.169.254/', 'http://[::1]/', 'http://0x7f000001/', `http://127.0.0.1:${hook.port}/`]) {
-      const response = await api(node.httpUrl, 'POST', '/v1/messages', TOKEN, { delayMs: 0, payload: {}, callback: { url } });
+    for (const url of [
+      'http://10.0.0.1/',
+      'http://169.254.169.254/',
+      'http://[::1]/',
+      'http://0x7f000001/',
+      `http://127.0.0.1:${hook.port}/`,
+    ]) {
+      const response = await api(node.httpUrl, 'POST', '/v1/messages', TOKEN, {
+        delayMs: 0,
+        payload: {},
+        callback: { url },
+      });
       assert.equal(response.status, 400, `${url} was accepted`);
     }
     const id = `rebind-${Date.now()}`;

@@ -19,7 +19,10 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
   try {
     await promise;
   } catch (error) {
-    assert.ok(error instanceof HourglassClientError, `expected a HourglassClientError: ${String(error)}`);
+    assert.ok(
+      error instanceof HourglassClientError,
+      `expected a HourglassClientError: ${String(error)}`,
+    );
     return error.code;
   }
   assert.fail('expected the call to fail');
@@ -61,7 +64,11 @@ describe('the SDK with HTTP callbacks (HTTP and gRPC transports, same node)', fu
           id,
           payload: { order: 42 },
           delayMs: 0,
-          callback: { url: sink.url(`/hook/${transport}`), name: 'order.timeout', expectBody: 'ok' },
+          callback: {
+            url: sink.url(`/hook/${transport}`),
+            name: 'order.timeout',
+            expectBody: 'ok',
+          },
           retry: { maxAttempts: 2, jitter: false },
         });
         assert.equal(created, true);

@@ -123,8 +123,11 @@ describe('scheduling with callbacks and targets', () => {
   });
 
   it('keeps an empty retry apart from none, and topic absent apart from given', () => {
-    const empty = prepareMessage({ id: 'r', topic: 't', payload: 1, delayMs: 0, retry: {} }, 'grpc');
-    assert.deepEqual(JSON.parse(messageJson(empty)).retry, {});
+    const empty = prepareMessage(
+      { id: 'r', topic: 't', payload: 1, delayMs: 0, retry: {} },
+      'grpc',
+    );
+    assert.deepEqual((JSON.parse(messageJson(empty)) as { retry: unknown }).retry, {});
     assert.deepEqual(grpcRequest(toScheduleRequestPb(empty)).retry, {});
     const none = prepareMessage(
       { id: 'r', payload: 1, delayMs: 0, callback: { url: 'https://x.example/' } },
@@ -336,7 +339,14 @@ describe('decoding messages with targets', () => {
         error: 'HTTP 503',
         response: 'busy',
       },
-      { target: 1, type: 'http', attempt: 1, at: '2030-01-01T00:00:01.000Z', durationMs: 10_000, error: 'timeout' },
+      {
+        target: 1,
+        type: 'http',
+        attempt: 1,
+        at: '2030-01-01T00:00:01.000Z',
+        durationMs: 10_000,
+        error: 'timeout',
+      },
     ];
     const expected = [
       {

@@ -3,7 +3,12 @@
  * sends"): the payload bytes or the seed's envelope, the message's and the callback's headers,
  * Hourglass's own, and the Standard Webhooks signature over exactly the bytes sent.
  */
-import type { ClaimedMessage, HttpCallRequest, HttpTargetSpec, OutboundRecord } from '@hourglass/core';
+import type {
+  ClaimedMessage,
+  HttpCallRequest,
+  HttpTargetSpec,
+  OutboundRecord,
+} from '@hourglass/core';
 import { isoTime, webhookHeaders } from '@hourglass/core';
 
 /** The due time the client asked for (a retry moves `deliverAtMs` on, not this). */
@@ -44,6 +49,7 @@ function bodyOf(message: ClaimedMessage, target: HttpTargetSpec): { body: Buffer
 export function callbackRequest(
   message: ClaimedMessage,
   target: HttpTargetSpec,
+  targetIndex: number,
   attempt: number,
   secrets: readonly string[],
   nowMs: number,
@@ -57,6 +63,9 @@ export function callbackRequest(
     'hourglass-app': message.app,
     'hourglass-deliver-at': isoTime(askedDueMs(message)),
     'hourglass-attempt': String(attempt),
+    // webhook-id is the message id (Standard Webhooks: stable across retries); a message with two
+    // callbacks to one receiver tells them apart by this.
+    'hourglass-target': String(targetIndex),
   };
   if (target.name !== null) headers['hourglass-callback-name'] = target.name;
   if (secrets.length > 0)

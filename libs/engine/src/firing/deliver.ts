@@ -40,16 +40,17 @@ export class Deliverer {
     leases: ReadonlyMap<number, number>,
   ): Promise<void> {
     const withTargets = held.filter((message) => message.targets);
-    const messages =
-      withTargets.length === 0 ? held : held.filter((message) => !message.targets);
+    const messages = withTargets.length === 0 ? held : held.filter((message) => !message.targets);
     if (this.parts.deps.ownershipConfirmed?.() ?? true) {
       // Not awaited: each of these settles when its own targets answered, and the next round
       // of delivery must not wait for a slow receiver.
       if (withTargets.length > 0)
         this.parts.background(
-          this.parts.targets.fire(withTargets, leases).catch((error: unknown) =>
-            this.parts.deps.logger.error({ err: error }, 'delivering to targets failed'),
-          ),
+          this.parts.targets
+            .fire(withTargets, leases)
+            .catch((error: unknown) =>
+              this.parts.deps.logger.error({ err: error }, 'delivering to targets failed'),
+            ),
         );
       if (messages.length === 0) return;
       const outcomes = await this.deliver(messages);
@@ -86,7 +87,9 @@ export class Deliverer {
         await Promise.all([
           withTargets.length > 0 ? this.parts.targets.fire(withTargets, leases, true) : undefined,
           plain.length > 0
-            ? this.deliver(plain).then((outcomes) => this.settleOutcomes(plain, leases, outcomes, true))
+            ? this.deliver(plain).then((outcomes) =>
+                this.settleOutcomes(plain, leases, outcomes, true),
+              )
             : undefined,
         ]);
       });

@@ -132,7 +132,10 @@ export class FailureNotices {
     for (const ok of results) {
       this.deps.metrics.alert(ok ? 'sent' : 'failed');
       if (!ok)
-        this.deps.logger.warn({ app: message.app, id: message.id, type }, 'an alert could not be sent');
+        this.deps.logger.warn(
+          { app: message.app, id: message.id, type },
+          'an alert could not be sent',
+        );
     }
   }
 }

@@ -75,7 +75,10 @@ export class SettleQueue {
     for (const [leases, list] of batches) void this.commit(list, leases);
   }
 
-  private async commit(list: readonly Pending[], leases: ReadonlyMap<number, number>): Promise<void> {
+  private async commit(
+    list: readonly Pending[],
+    leases: ReadonlyMap<number, number>,
+  ): Promise<void> {
     const settlements = list.map((pending) => pending.settlement);
     try {
       for (let attempt = 0; ; attempt++) {
@@ -106,7 +109,10 @@ export class SettleQueue {
     }
   }
 
-  private settled(settlements: readonly TargetSettlement[], leases: ReadonlyMap<number, number>): void {
+  private settled(
+    settlements: readonly TargetSettlement[],
+    leases: ReadonlyMap<number, number>,
+  ): void {
     this.deps.ledger.settle(settlements.map((s) => s.ref));
     const reach = this.deps.reach();
     let wheeled = false;

@@ -182,7 +182,12 @@ export class TargetFiring {
       outcomes = await this.parts.deps.delivery.deliver(records);
     } catch (error) {
       const text = error instanceof Error ? error.message : String(error);
-      outcomes = records.map(() => ({ kind: 'failed' as const, target: 'kafka', error: text, retriable: true }));
+      outcomes = records.map(() => ({
+        kind: 'failed' as const,
+        target: 'kafka',
+        error: text,
+        retriable: true,
+      }));
     }
     const durationMs = this.parts.deps.clock.now() - startedAt;
     items.forEach(({ message, index }, position) => {
@@ -216,7 +221,12 @@ export class TargetFiring {
     const { deps } = this.parts;
     const attempt = (statesOf(message)[index]?.attempts ?? 0) + 1;
     const startedAt = deps.clock.now();
-    const record = (error: string | null, status: number | null, durationMs: number, response: string | null): AttemptRecord => ({
+    const record = (
+      error: string | null,
+      status: number | null,
+      durationMs: number,
+      response: string | null,
+    ): AttemptRecord => ({
       target: index,
       attempt,
       atMs: startedAt,
@@ -229,7 +239,14 @@ export class TargetFiring {
       // Postgres is out: nothing was sent, so the attempt does not count.
       return {
         index,
-        result: { ok: false, outage: true, error: app.unavailable, status: null, retryAfterMs: null, gone: false },
+        result: {
+          ok: false,
+          outage: true,
+          error: app.unavailable,
+          status: null,
+          retryAfterMs: null,
+          gone: false,
+        },
         record: record(app.unavailable, null, 0, null),
       };
     }
@@ -241,7 +258,7 @@ export class TargetFiring {
         record: record(error, null, 0, null),
       };
     }
-    const request = callbackRequest(message, target, attempt, app.secrets, startedAt);
+    const request = callbackRequest(message, target, index, attempt, app.secrets, startedAt);
     const answer = await deps.http.call(request);
     deps.metrics.callbackAttempt(
       message.app,
@@ -320,7 +337,16 @@ export class TargetFiring {
       const target = message.targets?.[index];
       const state = states[index];
       if (target && state)
-        void this.notices.alert(type, message, index, target, state.attempts, state.lastError, app.config, app.secrets);
+        void this.notices.alert(
+          type,
+          message,
+          index,
+          target,
+          state.attempts,
+          state.lastError,
+          app.config,
+          app.secrets,
+        );
     }
     const outcome = messageOutcome(states, now);
     if (outcome.kind === 'delivered') deps.metrics.delivered([message], now);
@@ -328,7 +354,8 @@ export class TargetFiring {
     return {
       ref: { seq: message.seq, slot: message.slot },
       state: outcome.kind === 'pending' ? 'scheduled' : outcome.kind,
-      deliverAtMs: outcome.kind === 'pending' ? Math.max(outcome.nextAtMs, now) : message.deliverAtMs,
+      deliverAtMs:
+        outcome.kind === 'pending' ? Math.max(outcome.nextAtMs, now) : message.deliverAtMs,
       targetStates: states,
       countedAttempts: counted,
       lastError,
@@ -348,7 +375,22 @@ function keyOf(message: ClaimedMessage, index: number): string {
 function missing(index: number): AttemptOutcome {
   return {
     index,
-    result: { ok: false, outage: true, error: 'no outcome', status: null, retryAfterMs: null, gone: false },
-    record: { target: index, attempt: 0, atMs: 0, durationMs: 0, status: null, error: 'no outcome', response: null },
+    result: {
+      ok: false,
+      outage: true,
+      error: 'no outcome',
+      status: null,
+      retryAfterMs: null,
+      gone: false,
+    },
+    record: {
+      target: index,
+      attempt: 0,
+      atMs: 0,
+      durationMs: 0,
+      status: null,
+      error: 'no outcome',
+      response: null,
+    },
   };
 }

@@ -197,13 +197,14 @@ describe('gRPC exporter: HTTP callbacks, targets, attempts and retry', function 
       call<{ attempts?: AttemptPb[] }>(messages, 'ListAttempts', { id: 'cb-1' }),
     );
     assert.equal(attempts?.length, 1);
-    const [attempt] = attempts!;
-    assert.equal(attempt!.target ?? 0, 0);
-    assert.equal(attempt!.type, 'http');
-    assert.equal(attempt!.attempt, 1);
-    assert.equal(attempt!.status, 200);
-    assert.equal(attempt!.error, undefined);
-    assert.match(attempt!.at, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    const attempt = attempts[0];
+    assert.ok(attempt);
+    assert.equal(attempt.target ?? 0, 0);
+    assert.equal(attempt.type, 'http');
+    assert.equal(attempt.attempt, 1);
+    assert.equal(attempt.status, 200);
+    assert.equal(attempt.error, undefined);
+    assert.match(attempt.at, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
   });
 
   it('delivers a Kafka and an HTTP target of one targets list', async () => {
@@ -288,7 +289,11 @@ describe('gRPC exporter: HTTP callbacks, targets, attempts and retry', function 
       ['callback/url'],
     );
 
-    const nowhere = await call(messages, 'Schedule', { id: 'cb-none', payloadJson: '1', delayMs: 0 });
+    const nowhere = await call(messages, 'Schedule', {
+      id: 'cb-none',
+      payloadJson: '1',
+      delayMs: 0,
+    });
     assert.equal(nowhere.code, 'invalid_request');
     assert.deepEqual(
       nowhere.details?.map((d) => d.path),

@@ -187,10 +187,9 @@ describe('gRPC translation: callbacks, targets, retry', () => {
       'targets/0/type',
     ]);
     // An HttpTarget without a url.
-    assert.deepEqual(
-      refusal({ id: 'a', delayMs: 1, payloadJson: '1', callback: { name: 'n' } }),
-      ['callback/url'],
-    );
+    assert.deepEqual(refusal({ id: 'a', delayMs: 1, payloadJson: '1', callback: { name: 'n' } }), [
+      'callback/url',
+    ]);
     assert.deepEqual(
       refusal({
         id: 'a',
@@ -325,7 +324,14 @@ describe('gRPC translation: message views and attempts', () => {
         error: 'HTTP 503',
         response: 'busy',
       },
-      { target: 0, type: 'http', attempt: 2, at: '2030-01-01T00:00:20.000Z', durationMs: 10_000, error: 'timeout' },
+      {
+        target: 0,
+        type: 'http',
+        attempt: 2,
+        at: '2030-01-01T00:00:20.000Z',
+        durationMs: 10_000,
+        error: 'timeout',
+      },
     ];
     const decoded = responseOverTheWire('ListAttempts', { attempts: attempts.map(toAttemptPb) });
     assert.deepEqual(decoded.attempts, [

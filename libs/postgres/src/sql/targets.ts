@@ -8,7 +8,13 @@
  * first due time in `first_deliver_at`) and the attempt log rows, so the log never shows an
  * attempt the state does not, or the other way round.
  */
-import type { InsertContext, LoggedAttempt, MessageRef, TargetSettlement, TargetState } from '@hourglass/core';
+import type {
+  InsertContext,
+  LoggedAttempt,
+  MessageRef,
+  TargetSettlement,
+  TargetState,
+} from '@hourglass/core';
 import { leaseArrays } from '../rows';
 import type { Queryable } from './db';
 
