@@ -15,6 +15,7 @@
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { AbortedError, SetupError, errorText, log, sleep } from './common';
@@ -276,10 +277,18 @@ async function main(): Promise<number> {
   const arrivals: Arrivals = { kafka: rec.receipts, http: recv.receipts };
   const loadStartedAt = Date.now();
   load.start();
+  // This process's own stalls (load generator, consumer and receiver share its event loop) delay
+  // its receive times; the progress lines show the longest of each 10 s.
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+  let maxLoopDelayMs = 0;
   const progress = setInterval(() => {
     const acked = [...loadGen.messages.values()].filter((m) => m.ackedAt !== undefined).length;
+    const stallMs = Math.round(loopDelay.max / 1e6);
+    maxLoopDelayMs = Math.max(maxLoopDelayMs, stallMs);
+    loopDelay.reset();
     log(
-      `sent ${loadGen.messages.size}, acked ${acked}, received ${rec.receipts.size} by Kafka and ${recv.delivered.size} by callback, sending ${loadGen.inFlight}`,
+      `sent ${loadGen.messages.size}, acked ${acked}, received ${rec.receipts.size} by Kafka and ${recv.delivered.size} by callback, sending ${loadGen.inFlight}; longest stall ${stallMs} ms`,
     );
   }, 10_000);
   const records: FaultRecord[] = [];
@@ -318,6 +327,7 @@ async function main(): Promise<number> {
     await drain(loadGen, arrived);
   } finally {
     clearInterval(progress);
+    loopDelay.disable();
   }
 
   const windows = windowsOf(loadStartedAt, records);
@@ -352,6 +362,8 @@ async function main(): Promise<number> {
       /** Callbacks whose body was not the payload sent with their id. */
       callbackBodyMismatches: bodyMismatchIds.length,
       byVia: findings.byVia,
+      /** The longest stall of this process's event loop during the load (as in the progress lines). */
+      maxEventLoopStallMs: maxLoopDelayMs,
     },
     rows: findings.rows,
     missingIds: findings.missingIds,

@@ -109,7 +109,8 @@ function reservedKafkaHeader(lower: string): string | null {
   return lower.startsWith('hourglass-') ? 'names starting with "hourglass-" are reserved' : null;
 }
 
-function reservedCallbackHeader(lower: string): string | null {
+/** Why a header may not be sent with a callback (lower-case name), or null. */
+export function reservedCallbackHeader(lower: string): string | null {
   if (lower.startsWith('hourglass-')) return 'names starting with "hourglass-" are reserved';
   if (FORBIDDEN_CALLBACK_HEADERS.has(lower)) return `"${lower}" is set by Hourglass`;
   // HTTP header names are tokens.
@@ -206,6 +207,8 @@ function parseHttpTarget(
         path: `${path}expectBody`,
         message: `must be a string of 1-${MAX_EXPECT_BODY} characters`,
       });
+    else if (textProblem(value.expectBody) !== null)
+      problems.push({ path: `${path}expectBody`, message: textProblem(value.expectBody) as string });
     else expectBody = value.expectBody.trim();
   }
   if (problems.length > before) return null;
@@ -359,8 +362,9 @@ export function parseRetryStrategy(
 
 /** The canonical JSON of targets and retry, for the request fingerprint. */
 
+/** type/subtype with parameters; no control characters anywhere (it becomes a header value). */
 const CONTENT_TYPE =
-  /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\\]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
+  /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+([ \t]*;[ \t]*[A-Za-z0-9!#$&^_.+-]+=("[^"\\\x00-\x1f\x7f]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
 const MAX_CONTENT_TYPE = 256;
 
 export interface TargetFields {
@@ -439,6 +443,14 @@ export function parseTargetFields(
         message: 'must be a media type such as application/json',
       });
     else contentType = body.contentType;
+  }
+  // The message's own headers go to callbacks too, so they follow the callback header rules.
+  if (targets?.some((target) => target.type === 'http') && isPlainObject(body.headers)) {
+    for (const name of Object.keys(body.headers)) {
+      const problem = reservedCallbackHeader(name.toLowerCase());
+      if (problem !== null && !name.toLowerCase().startsWith('hourglass-'))
+        problems.push({ path: `${path}headers/${name}`, message: `${problem} (the message has a callback)` });
+    }
   }
   return { targets, retry, retryJson, contentType };
 }

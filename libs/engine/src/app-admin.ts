@@ -4,7 +4,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import type {
-  AppAlerts,
   AppDeliveryPatch,
   AppPatch,
   AppQuotas,
@@ -13,18 +12,13 @@ import type {
   AppStore,
   DueBucket,
   Publisher,
-  RetryStrategy,
 } from '@hourglass/core';
 import {
   AddressPolicy,
   DEFAULT_MAX_TOPIC_PARTITIONS,
-  DEFAULT_RETRY_STRATEGY,
   HourglassError,
   NO_QUOTAS,
-  callbackUrlProblem,
   newSigningSecret,
-  parseRetryStrategy,
-  RETRY_LIMITS,
   textProblem,
   topicNameProblem,
 } from '@hourglass/core';
@@ -33,6 +27,10 @@ import type { Clock } from '@hourglass/core';
 import type { AppIdentity, AttemptView, MessageView } from './service';
 import type { DbAppDirectory } from './apps';
 import { tokenDigest } from './apps';
+import type { AppDeliveryInput } from './app-delivery-input';
+import { parseDeliveryPatch } from './app-delivery-input';
+export type { AppDeliveryInput } from './app-delivery-input';
+export { MAX_CALLBACK_HOSTS, MAX_HOST_NAME_LENGTH } from './app-delivery-input';
 
 /** Tokens are 32 random bytes; the prefix makes a leaked one easy to recognise (secret scanners). */
 export const TOKEN_PREFIX = 'hg_';
@@ -65,38 +63,6 @@ export interface AppAdminDeps {
    * @default new AddressPolicy([]): public addresses only
    */
   callbackPolicy?: AddressPolicy;
-}
-
-/** Most entries of an app's callback host allowlist. */
-export const MAX_CALLBACK_HOSTS = 100;
-/** The longest host name DNS allows (RFC 1035), and so the longest allowlist entry. */
-export const MAX_HOST_NAME_LENGTH = 253;
-/** The highest `alerts.afterAttempts`: no target makes more attempts than this. */
-const MAX_ALERT_AFTER_ATTEMPTS = RETRY_LIMITS.maxAttempts;
-/**
- * An allowlist entry: a host name of letters, digits, `-` and `_` labels (1-63 each), or `*.`
- * and one, meaning any subdomain. Matched lower-cased against a callback URL's host
- * (core `hostAllowed`); an IPv4 literal is a host name by this rule, and matches only itself.
- */
-const HOST_ENTRY =
-  /^(\*\.)?[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/i;
-const DELIVERY_FIELDS = new Set(['callbackHosts', 'deadLetterTopic', 'alerts', 'retry']);
-const ALERT_FIELDS = new Set(['afterAttempts', 'url', 'topic']);
-
-/**
- * A change to an app's delivery settings as the admin sends it: absent fields stay, null clears.
- * `retry` may give any of its fields (the others come from the global default); host names may be
- * in any case (they are stored lower-cased).
- */
-export interface AppDeliveryInput {
-  readonly callbackHosts?: readonly string[] | null;
-  readonly deadLetterTopic?: string | null;
-  readonly alerts?: {
-    readonly afterAttempts: number;
-    readonly url?: string | null;
-    readonly topic?: string | null;
-  } | null;
-  readonly retry?: Partial<RetryStrategy> | null;
 }
 
 /** {@link AppAdmin.updateApp}'s change: the app's own fields and, optionally, its delivery settings. */
@@ -204,7 +170,7 @@ export class AppAdmin {
     const delivery =
       update.delivery === undefined
         ? undefined
-        : this.deliveryPatch(update.delivery, 'delivery/', problems);
+        : parseDeliveryPatch(update.delivery, 'delivery/', problems, this.callbackPolicy);
     refuseIfAny(problems);
     const patch: AppPatch = {
       ...(update.description !== undefined ? { description: update.description } : {}),
@@ -226,7 +192,7 @@ export class AppAdmin {
    */
   async setDelivery(name: string, input: AppDeliveryInput): Promise<AppRecord> {
     const problems: ErrorDetail[] = [];
-    const patch = this.deliveryPatch(input, 'delivery/', problems);
+    const patch = parseDeliveryPatch(input, 'delivery/', problems, this.callbackPolicy);
     refuseIfAny(problems);
     const app = await this.storeDelivery(name, patch);
     await this.invalidate(name);
@@ -351,93 +317,6 @@ export class AppAdmin {
     };
   }
 
-  /** Validates a delivery change; problems are added at `path` + field (`delivery/alerts/url`). */
-  private deliveryPatch(
-    input: AppDeliveryInput,
-    path: string,
-    problems: ErrorDetail[],
-  ): AppDeliveryPatch {
-    const value = input as Record<string, unknown>;
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      problems.push({ path: path.replace(/\/$/, ''), message: 'must be an object' });
-      return {};
-    }
-    unknownFields(value, DELIVERY_FIELDS, path, problems);
-    const patch: {
-      callbackHosts?: readonly string[] | null;
-      deadLetterTopic?: string | null;
-      alerts?: AppAlerts | null;
-      retry?: RetryStrategy | null;
-    } = {};
-    if (value.callbackHosts !== undefined)
-      patch.callbackHosts =
-        value.callbackHosts === null
-          ? null
-          : callbackHosts(value.callbackHosts, `${path}callbackHosts`, problems);
-    if (value.deadLetterTopic !== undefined) {
-      if (value.deadLetterTopic === null) patch.deadLetterTopic = null;
-      else {
-        const problem = topicNameProblem(value.deadLetterTopic);
-        if (problem !== null) problems.push({ path: `${path}deadLetterTopic`, message: problem });
-        else patch.deadLetterTopic = value.deadLetterTopic as string;
-      }
-    }
-    if (value.alerts !== undefined)
-      patch.alerts =
-        value.alerts === null ? null : this.alerts(value.alerts, `${path}alerts/`, problems);
-    if (value.retry !== undefined)
-      patch.retry =
-        value.retry === null
-          ? null
-          : parseRetryStrategy(value.retry, `${path}retry/`, DEFAULT_RETRY_STRATEGY, problems);
-    return patch;
-  }
-
-  private alerts(value: unknown, path: string, problems: ErrorDetail[]): AppAlerts | null {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      problems.push({ path: path.replace(/\/$/, ''), message: 'must be an object' });
-      return null;
-    }
-    const alerts = value as Record<string, unknown>;
-    const before = problems.length;
-    unknownFields(alerts, ALERT_FIELDS, path, problems);
-    const after = alerts.afterAttempts;
-    if (
-      typeof after !== 'number' ||
-      !Number.isSafeInteger(after) ||
-      after < 1 ||
-      after > MAX_ALERT_AFTER_ATTEMPTS
-    )
-      problems.push({
-        path: `${path}afterAttempts`,
-        message: `required; an integer from 1 to ${MAX_ALERT_AFTER_ATTEMPTS}`,
-      });
-    let url: string | null = null;
-    if (alerts.url !== undefined && alerts.url !== null) {
-      const problem =
-        typeof alerts.url === 'string'
-          ? callbackUrlProblem(alerts.url, this.callbackPolicy)
-          : 'must be a string';
-      if (problem !== null) problems.push({ path: `${path}url`, message: problem });
-      else url = alerts.url as string;
-    }
-    let topic: string | null = null;
-    if (alerts.topic !== undefined && alerts.topic !== null) {
-      const problem = topicNameProblem(alerts.topic);
-      if (problem !== null) problems.push({ path: `${path}topic`, message: problem });
-      else topic = alerts.topic as string;
-    }
-    if (problems.length > before) return null;
-    if (url === null && topic === null) {
-      problems.push({
-        path: path.replace(/\/$/, ''),
-        message: 'give "url", "topic" or both: where the alerts go',
-      });
-      return null;
-    }
-    return { afterAttempts: after as number, url, topic };
-  }
-
   /** Creates the topics the settings name (dead letters, alerts), then stores the change. */
   private async storeDelivery(name: string, patch: AppDeliveryPatch): Promise<AppRecord> {
     await this.getApp(name);
@@ -470,34 +349,6 @@ function adminView(app: string): AppIdentity {
   return { name: app, topics: new Set() };
 }
 
-/** The allowlist entries lower-cased and without duplicates, or null after adding problems. */
-function callbackHosts(value: unknown, path: string, problems: ErrorDetail[]): string[] | null {
-  if (!Array.isArray(value) || value.length > MAX_CALLBACK_HOSTS) {
-    problems.push({
-      path,
-      message: `must be an array of at most ${MAX_CALLBACK_HOSTS} host names`,
-    });
-    return null;
-  }
-  const hosts: string[] = [];
-  let ok = true;
-  value.forEach((entry: unknown, index) => {
-    // Checked as sent (ASCII only), then lower-cased: a few non-ASCII letters lower-case to ASCII.
-    const host =
-      typeof entry === 'string' && entry.length <= MAX_HOST_NAME_LENGTH && HOST_ENTRY.test(entry)
-        ? entry.toLowerCase()
-        : null;
-    if (host === null) {
-      problems.push({
-        path: `${path}/${index}`,
-        message: `must be a host name such as "example.com" or "*.example.com" (at most ${MAX_HOST_NAME_LENGTH} characters)`,
-      });
-      ok = false;
-    } else if (!hosts.includes(host)) hosts.push(host);
-  });
-  return ok ? hosts : null;
-}
-
 /** Kafka's refusal of a topic (details at `topic`) as the refusal of the field at `path`. */
 function renamedTopicRefusal(error: unknown, path: string): unknown {
   return error instanceof HourglassError && error.code === 'invalid_request'
@@ -507,20 +358,6 @@ function renamedTopicRefusal(error: unknown, path: string): unknown {
         error.details?.map((d) => (d.path === 'topic' ? { ...d, path } : d)),
       )
     : error;
-}
-
-function unknownFields(
-  value: Record<string, unknown>,
-  known: ReadonlySet<string>,
-  path: string,
-  problems: ErrorDetail[],
-): void {
-  for (const field of Object.keys(value))
-    if (!known.has(field))
-      problems.push({
-        path: `${path}${field}`,
-        message: `unknown field; allowed: ${[...known].join(', ')}`,
-      });
 }
 
 /** Text Postgres cannot store as sent (NUL, lone surrogates): the request's fault, not a failed statement. */

@@ -6,7 +6,8 @@
  * shape of a cached value changes: nodes of the old and new version then never read each other's
  * entries during a rolling upgrade (the old ones expire on their own).
  */
-export const CACHE_VERSION = 'v1';
+// v2: grants carry the app's delivery settings (callback host allowlist, issue 12).
+export const CACHE_VERSION = 'v2';
 
 export interface KeyScheme {
   /** Cached {@link TokenGrant} of a token hash. */

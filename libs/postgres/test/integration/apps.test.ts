@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict';
 import type { NewMessage } from '@hourglass/core';
-import { NO_QUOTAS } from '@hourglass/core';
+import { NO_DELIVERY_CONFIG, NO_QUOTAS } from '@hourglass/core';
 import type { TestDatabase } from '@hourglass/testkit';
 import { createTestDatabase } from '@hourglass/testkit';
 import { PgAppStore, PgMessageStore } from '../../src';
@@ -53,6 +53,7 @@ describe('PgAppStore', () => {
       quotas,
       topics: ['a', 'b'],
       tokens: [{ createdAtMs: T0, expiresAtMs: null }],
+      delivery: NO_DELIVERY_CONFIG,
     });
     assert.equal(
       await apps.createApp(

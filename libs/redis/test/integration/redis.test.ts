@@ -42,7 +42,7 @@ describe('RedisAdapter (quotas and the app cache)', () => {
 
   it('keys carry the prefix, the cache version and the cluster id', () => {
     assert.equal(adapter.keyScheme.token('abc'), `${prefix}${CACHE_VERSION}:c1:token:abc`);
-    assert.equal(CACHE_VERSION, 'v1');
+    assert.equal(CACHE_VERSION, 'v2');
   });
 
   describe('token bucket', () => {
