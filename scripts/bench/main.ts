@@ -350,6 +350,7 @@ async function benchCallbacks(r: SystemResult, bulkRate: number): Promise<void> 
       ...(args.profile ? { cpuProfDir: profileDir } : {}),
     });
   const receivers = new CallbackReceivers();
+  const started = Date.now();
   let system: HourglassSystem | undefined;
   try {
     await receivers.start();
@@ -376,6 +377,7 @@ async function benchCallbacks(r: SystemResult, bulkRate: number): Promise<void> 
   } finally {
     if (system) await stopSystem(system);
     await receivers.stop();
+    log(`HTTP callbacks: done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }
 }
 

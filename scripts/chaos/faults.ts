@@ -120,12 +120,12 @@ async function receiverOutage(ctx: FaultContext): Promise<FaultRecord> {
   if (!receiver) throw new Error('the receiver fault needs callbacks in the load');
   const outageMs = ctx.timing.receiverOutageMs;
   const startedAt = Date.now();
-  receiver.answerWith(503);
+  await receiver.answerWith(503);
   log(`receiver: answering 503 for ${seconds(outageMs)}`);
   try {
     await sleep(outageMs, ctx.abort);
   } finally {
-    receiver.answerWith(200);
+    await receiver.answerWith(200);
   }
   log(`receiver: answering 200 again`);
   return {

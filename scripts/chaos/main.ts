@@ -130,7 +130,8 @@ const settings = {
   rate,
   callbackShare,
   callbackRetry: CALLBACK_RETRY,
-  callbackTimeoutMs: 5_000,
+  /** The callbacks' timeout: the default (callbacks.defaultTimeoutMs), named. */
+  callbackTimeoutMs: 10_000,
   nodes: 3,
   delayMs: [1_000, 4_000],
   warmupMs: quick ? 10_000 : 20_000,
@@ -160,6 +161,7 @@ function onSignal(signal: NodeJS.Signals, code: number): void {
   if (firstSignalAt > 0) {
     log(`${signal} again: killing the nodes and exiting`);
     for (const node of cluster?.nodes ?? []) node.signal('SIGKILL');
+    receiver?.kill();
     process.exit(code);
   }
   firstSignalAt = Date.now();
@@ -174,6 +176,7 @@ function abortRun(code: number, why: string): void {
   setTimeout(() => {
     log('cleanup took over 60 s; killing the nodes');
     for (const node of cluster?.nodes ?? []) node.signal('SIGKILL');
+    receiver?.kill();
     process.exit(code);
   }, 60_000).unref();
 }
@@ -181,6 +184,7 @@ process.on('SIGINT', () => onSignal('SIGINT', 130));
 process.on('SIGTERM', () => onSignal('SIGTERM', 143));
 process.on('exit', () => {
   for (const node of cluster?.nodes ?? []) node.signal('SIGKILL');
+  receiver?.kill();
 });
 
 function pruneRuns(runsDir: string): void {
@@ -254,7 +258,7 @@ async function main(): Promise<number> {
   await receiver.start();
   const recv = receiver;
   log(
-    `callback receiver on ${recv.url}; ${Math.round(callbackShare * 100)} % of the load are callbacks to it`,
+    `callback receiver on ${recv.url} (pid ${recv.pid}); ${Math.round(callbackShare * 100)} % of the load are callbacks to it`,
   );
 
   load = new LoadGenerator(cluster.urls, APP_TOKEN, topic, runId, {
@@ -325,6 +329,7 @@ async function main(): Promise<number> {
       await sleep(Math.max(0, settleUntil - Date.now()), abort.signal);
     }
     await drain(loadGen, arrived);
+    await recv.flush();
   } finally {
     clearInterval(progress);
     loopDelay.disable();

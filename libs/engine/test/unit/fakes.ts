@@ -11,6 +11,9 @@ import type {
   ClaimRelease,
   AttemptRecord,
   ClaimedMessage,
+  HttpCallRequest,
+  HttpCallResult,
+  HttpCaller,
   LoggedAttempt,
   TargetSettlement,
   TargetState,
@@ -473,7 +476,9 @@ export class FakeStore implements MessageStore {
             attempts: row.attempts,
             payloadEncoding: m.payloadEncoding,
             targets: m.targets ?? null,
-            targetStates: m.targets ? (row.targetStates ?? m.targets.map(() => INITIAL_TARGET_STATE)) : null,
+            targetStates: m.targets
+              ? (row.targetStates ?? m.targets.map(() => INITIAL_TARGET_STATE))
+              : null,
             retry: m.retry ?? null,
             contentType: m.contentType ?? null,
             firstDeliverAtMs: row.firstDeliverAtMs ?? null,
@@ -522,7 +527,10 @@ export class FakeStore implements MessageStore {
       () => {
         const changed: number[] = [];
         const bySeq = new Map(settlements.map((s) => [s.ref.seq, s]));
-        for (const row of this.fenced(settlements.map((s) => s.ref), leases)) {
+        for (const row of this.fenced(
+          settlements.map((s) => s.ref),
+          leases,
+        )) {
           const settlement = bySeq.get(row.seq);
           if (!settlement) continue;
           if (row.state !== 'delivering' || row.claimedEpoch !== leases.get(row.message.slot))
@@ -704,7 +712,9 @@ export class FakeStore implements MessageStore {
     const m = row.message;
     return {
       targets: m.targets ?? null,
-      targetStates: m.targets ? (row.targetStates ?? m.targets.map(() => INITIAL_TARGET_STATE)) : null,
+      targetStates: m.targets
+        ? (row.targetStates ?? m.targets.map(() => INITIAL_TARGET_STATE))
+        : null,
       retry: m.retry ?? null,
       contentType: m.contentType ?? null,
       firstDeliverAtMs: row.firstDeliverAtMs ?? null,
@@ -890,5 +900,77 @@ export class TestLogger implements Logger {
   }
   error(obj: object, msg?: string): void {
     this.entries.push({ level: 'error', msg, obj });
+  }
+}
+
+/** One call the fake HTTP caller got, with when it was made. */
+export interface HttpCallMade {
+  readonly at: number;
+  readonly request: HttpCallRequest;
+}
+
+export type HttpScript = (
+  request: HttpCallRequest,
+  index: number,
+) => Partial<HttpCallResult> | 'hang';
+
+/**
+ * The HTTP caller port for engine unit tests: records every call and answers as `script` says
+ * (a success by default). `hang` keeps a call open until `releaseHung()`, like a receiver that
+ * does not answer.
+ */
+export class FakeHttpCaller implements HttpCaller {
+  readonly calls: HttpCallMade[] = [];
+  private hung: Array<() => void> = [];
+
+  constructor(
+    private readonly events: Events,
+    private script: HttpScript = () => ({}),
+  ) {}
+
+  answer(script: HttpScript): void {
+    this.script = script;
+  }
+
+  callsTo(url: string): HttpCallMade[] {
+    return this.calls.filter((call) => call.request.url === url);
+  }
+
+  releaseHung(): void {
+    for (const release of this.hung.splice(0)) release();
+  }
+
+  async call(request: HttpCallRequest): Promise<HttpCallResult> {
+    const index = this.calls.length;
+    this.calls.push({ at: Date.now(), request });
+    this.events.notify();
+    const reply = this.script(request, index);
+    if (reply === 'hang') {
+      await new Promise<void>((resolve) => this.hung.push(resolve));
+      return {
+        ok: false,
+        status: null,
+        durationMs: request.timeoutMs,
+        error: `timed out after ${request.timeoutMs} ms`,
+        retryAfterMs: null,
+        gone: false,
+        responseSnippet: null,
+      };
+    }
+    const ok = reply.ok ?? true;
+    return {
+      ok,
+      status: reply.status ?? (ok ? 200 : 500),
+      durationMs: reply.durationMs ?? 1,
+      error: ok ? null : (reply.error ?? `HTTP ${reply.status ?? 500}`),
+      retryAfterMs: reply.retryAfterMs ?? null,
+      gone: reply.gone ?? false,
+      responseSnippet: reply.responseSnippet ?? null,
+    };
+  }
+
+  stop(): Promise<void> {
+    this.releaseHung();
+    return Promise.resolve();
   }
 }

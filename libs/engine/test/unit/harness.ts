@@ -4,7 +4,7 @@
  * can share one FakeStore (and event hub), as nodes of one cluster share Postgres.
  */
 import assert from 'node:assert/strict';
-import type { NewMessage } from '@hourglass/core';
+import type { HttpCaller, NewMessage } from '@hourglass/core';
 import { systemClock } from '@hourglass/core';
 import type { AppIdentity, EngineOptions } from '../../src';
 import { DelayEngine, EngineMetrics, MessageService } from '../../src';
@@ -53,6 +53,10 @@ export interface HarnessDeps {
   ownershipConfirmed?: () => boolean;
   /** The `minEpoch` of the initial acquisition of `owned`. */
   minEpoch?: number;
+  /** The HTTP caller for callbacks (a fake: ./fakes.ts FakeHttpCaller). */
+  http?: HttpCaller;
+  /** The event hub to use (one the fake HTTP caller also notifies). */
+  events?: Events;
 }
 
 const harnesses: Harness[] = [];
@@ -62,7 +66,7 @@ export async function harness(
   owned: readonly number[] = OWNED,
   deps: HarnessDeps = {},
 ): Promise<Harness> {
-  const events = deps.shareStoreWith?.events ?? new Events();
+  const events = deps.shareStoreWith?.events ?? deps.events ?? new Events();
   const store = deps.shareStoreWith?.store ?? new FakeStore(events, SLOTS);
   const publisher = new FakePublisher(events);
   const logger = new TestLogger();
@@ -77,6 +81,7 @@ export async function harness(
       logger,
       metrics,
       ...(deps.ownershipConfirmed ? { ownershipConfirmed: deps.ownershipConfirmed } : {}),
+      ...(deps.http ? { http: deps.http } : {}),
       onSlotsFenced: (slots) => {
         fenced.push([...slots]);
         events.notify();
