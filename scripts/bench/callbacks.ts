@@ -22,6 +22,7 @@
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
+import pg from 'pg';
 import type {
   HangingCounts,
   QuickCounts,
@@ -82,6 +83,15 @@ export interface CallbackPhaseResult extends LatenessSummary {
   receiver: QuickCounts;
   /** The node's callback attempts during the phase, from its /metrics. */
   attempts: AttemptCounts;
+  /** Why attempts of the phase failed, from the node's attempt log (`message_attempts`). */
+  failures: FailureReason[];
+}
+
+export interface FailureReason {
+  receiver: 'quick' | 'hanging';
+  /** The attempt's error, host:port numbers replaced by `…`. */
+  error: string;
+  count: number;
 }
 
 export interface HangingResult {
@@ -227,6 +237,31 @@ async function attemptCounts(system: HourglassSystem): Promise<AttemptCounts> {
       if (key.includes(`result="${result}"`)) counts[result] += value;
   }
   return counts;
+}
+
+/**
+ * The failed attempts of a run by receiver and error, straight from the node's attempt log (one
+ * row per attempt of a message with targets, written when it settles).
+ */
+async function failureReasons(system: HourglassSystem, run: number): Promise<FailureReason[]> {
+  const client = new pg.Client({ connectionString: system.connectionString });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ kind: string; error: string; count: string }>(
+      `SELECT left(id, 1) AS kind, regexp_replace(error, ':[0-9]+', ':…', 'g') AS error, count(*) AS count
+         FROM message_attempts
+        WHERE app = 'bench' AND (id LIKE $1 OR id LIKE $2) AND error IS NOT NULL
+        GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8`,
+      [`c${run}-%`, `h${run}-%`],
+    );
+    return rows.map((row) => ({
+      receiver: row.kind === 'h' ? 'hanging' : 'quick',
+      error: row.error,
+      count: Number(row.count),
+    }));
+  } finally {
+    await client.end();
+  }
 }
 
 function minus(after: AttemptCounts, before: AttemptCounts): AttemptCounts {
@@ -378,6 +413,15 @@ export async function callbacks(
     }
     const summary = await receivers.summary(firstDue);
     const attempts = minus(await attemptCounts(system), before);
+    const failures =
+      attempts.failed + attempts.gone > 0
+        ? await bounded(failureReasons(system, run), 30_000, 'reading the attempt log').catch(
+            (error: unknown) => {
+              log(`callbacks ${plan.label}: ${String(error)}`);
+              return [];
+            },
+          )
+        : [];
     const result: CallbackPhaseResult = {
       rate: plan.rate,
       seconds: plan.seconds,
@@ -386,6 +430,7 @@ export async function callbacks(
       scheduledPerSec,
       receiver: summary.quick,
       attempts,
+      failures,
       ...summary.lateness,
     };
     if (!plan.last && (!complete || (hanging && !hanging.settled))) {

@@ -76,7 +76,11 @@ export const configSchema = z.strictObject({
     retry: z.strictObject({
       strategy: z.enum(['fixed', 'linear', 'exponential']),
       initialDelayMs: z.number().int().min(0),
-      maxDelayMs: z.number().int().min(0).max(30 * 86_400_000),
+      maxDelayMs: z
+        .number()
+        .int()
+        .min(0)
+        .max(30 * 86_400_000),
       maxAttempts: z.number().int().min(1).max(100),
       jitter: z.boolean(),
     }),

@@ -208,7 +208,10 @@ function parseHttpTarget(
         message: `must be a string of 1-${MAX_EXPECT_BODY} characters`,
       });
     else if (textProblem(value.expectBody) !== null)
-      problems.push({ path: `${path}expectBody`, message: textProblem(value.expectBody) as string });
+      problems.push({
+        path: `${path}expectBody`,
+        message: textProblem(value.expectBody) as string,
+      });
     else expectBody = value.expectBody.trim();
   }
   if (problems.length > before) return null;
@@ -363,7 +366,9 @@ export function parseRetryStrategy(
 /** The canonical JSON of targets and retry, for the request fingerprint. */
 
 /** type/subtype with parameters; no control characters anywhere (it becomes a header value). */
+// Control characters are excluded on purpose: the value becomes a header.
 const CONTENT_TYPE =
+  // eslint-disable-next-line no-control-regex
   /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+([ \t]*;[ \t]*[A-Za-z0-9!#$&^_.+-]+=("[^"\\\x00-\x1f\x7f]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
 const MAX_CONTENT_TYPE = 256;
 
@@ -449,7 +454,10 @@ export function parseTargetFields(
     for (const name of Object.keys(body.headers)) {
       const problem = reservedCallbackHeader(name.toLowerCase());
       if (problem !== null && !name.toLowerCase().startsWith('hourglass-'))
-        problems.push({ path: `${path}headers/${name}`, message: `${problem} (the message has a callback)` });
+        problems.push({
+          path: `${path}headers/${name}`,
+          message: `${problem} (the message has a callback)`,
+        });
     }
   }
   return { targets, retry, retryJson, contentType };
