@@ -17,6 +17,7 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { LatenessSummary } from './common';
 import { DeliveryTracker } from './common';
 
@@ -44,6 +45,10 @@ export interface QuickCounts {
   foreign: number;
   /** Requests with `hourglass-attempt` above 1 (retries of the current run). */
   retries: number;
+  /** The receivers' process during the run: CPU (share of one core) and event-loop delay. */
+  cpuShare?: number;
+  loopDelayP99Ms?: number;
+  loopDelayMaxMs?: number;
 }
 
 export type ReceiverReply =
@@ -66,6 +71,10 @@ let hangingSeen = new Set<number>();
 let hanging: HangingCounts = { reached: 0, aborted: 0, open: 0 };
 let connections = 0;
 let connectionsAtTrack = 0;
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+let cpuAtTrack = process.cpuUsage();
+let wallAtTrack = performance.now();
 
 /** `c12-345` → [12, 345] when the prefix matches, else undefined. */
 function parseId(id: string | string[] | undefined, prefix: string): [number, number] | undefined {
@@ -159,6 +168,9 @@ process.on('message', (command: ReceiverCommand) => {
         tracker = new DeliveryTracker(command.run, command.expected);
         quick = { connections: 0, foreign: 0, retries: 0 };
         connectionsAtTrack = connections;
+        loopDelay.reset();
+        cpuAtTrack = process.cpuUsage();
+        wallAtTrack = performance.now();
         hangingSeen = new Set();
         hanging = { reached: 0, aborted: 0, open: 0 };
         send({ id: command.id, type: 'ok' });
@@ -166,15 +178,24 @@ process.on('message', (command: ReceiverCommand) => {
       case 'status':
         send({ id: command.id, type: 'status', distinct: tracker.distinct, hanging });
         break;
-      case 'summary':
+      case 'summary': {
+        const cpu = process.cpuUsage(cpuAtTrack);
+        const wallMs = performance.now() - wallAtTrack;
         send({
           id: command.id,
           type: 'summary',
           lateness: tracker.summary(command.firstDueMs),
-          quick: { ...quick, connections: connections - connectionsAtTrack },
+          quick: {
+            ...quick,
+            connections: connections - connectionsAtTrack,
+            cpuShare: (cpu.user + cpu.system) / 1000 / Math.max(1, wallMs),
+            loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+            loopDelayMaxMs: loopDelay.max / 1e6,
+          },
           hanging,
         });
         break;
+      }
       case 'stop':
         send({ id: command.id, type: 'ok' });
         stop();

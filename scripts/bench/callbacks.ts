@@ -85,6 +85,8 @@ export interface CallbackPhaseResult extends LatenessSummary {
   attempts: AttemptCounts;
   /** Why attempts of the phase failed, from the node's attempt log (`message_attempts`). */
   failures: FailureReason[];
+  /** The node during the phase (its /metrics): CPU (share of one core), mean callback duration. */
+  node: { cpuShare: number; meanCallbackMs: number };
 }
 
 export interface FailureReason {
@@ -225,6 +227,37 @@ export class CallbackReceivers {
       await this.exited;
     }
   }
+}
+
+/** The node's CPU seconds and callback durations so far. */
+interface NodeSample {
+  atMs: number;
+  cpuSeconds: number;
+  durationSum: number;
+  durationCount: number;
+}
+
+async function nodeSample(system: HourglassSystem): Promise<NodeSample> {
+  const metrics = await system.metrics();
+  return {
+    atMs: Date.now(),
+    cpuSeconds:
+      metrics.get('hourglass_process_process_cpu_seconds_total') ??
+      metrics.get('process_cpu_seconds_total') ??
+      Number.NaN,
+    durationSum: metrics.get('hourglass_callback_duration_seconds_sum') ?? 0,
+    durationCount: metrics.get('hourglass_callback_duration_seconds_count') ?? 0,
+  };
+}
+
+function nodeDuring(before: NodeSample, after: NodeSample): CallbackPhaseResult['node'] {
+  const calls = after.durationCount - before.durationCount;
+  return {
+    cpuShare:
+      (after.cpuSeconds - before.cpuSeconds) / Math.max(0.001, (after.atMs - before.atMs) / 1000),
+    meanCallbackMs:
+      calls > 0 ? ((after.durationSum - before.durationSum) * 1000) / calls : Number.NaN,
+  };
 }
 
 /** The node's callback attempts of the bench app so far, by result. */
@@ -373,6 +406,7 @@ export async function callbacks(
     const scheduledPerSec = await scheduleWire(system, wire, `schedule ${plan.label}`);
     if (total >= 5000) bulkPerSec = scheduledPerSec;
     const scheduledAheadMs = firstDue - Date.now();
+    const nodeBefore = await nodeSample(system);
     if (scheduledAheadMs < 0)
       log(`callbacks ${plan.label}: scheduling overlapped firing by ${-scheduledAheadMs} ms`);
     const progress = new Progress(`callbacks ${plan.label}`, plan.quickCount);
@@ -412,6 +446,7 @@ export async function callbacks(
         );
     }
     const summary = await receivers.summary(firstDue);
+    const node = nodeDuring(nodeBefore, await nodeSample(system));
     const attempts = minus(await attemptCounts(system), before);
     const failures =
       attempts.failed + attempts.gone > 0
@@ -431,6 +466,7 @@ export async function callbacks(
       receiver: summary.quick,
       attempts,
       failures,
+      node,
       ...summary.lateness,
     };
     if (!plan.last && (!complete || (hanging && !hanging.settled))) {

@@ -180,6 +180,10 @@ function callbackPhaseCells(phase: CallbackPhaseResult | undefined): string {
   return `${figures}${overlap}`;
 }
 
+function pct(share: number): string {
+  return Number.isFinite(share) ? `${Math.round(share * 100)} %` : '—';
+}
+
 function attemptsNote(phase: CallbackPhaseResult): string {
   const a = phase.attempts;
   const parts = [
@@ -191,6 +195,15 @@ function attemptsNote(phase: CallbackPhaseResult): string {
   if (phase.receiver.retries > 0) parts.push(`${num(phase.receiver.retries)} retries arrived`);
   if (phase.early > 0) parts.push(`${num(phase.early)} early`);
   parts.push(`scheduled at ${num(phase.scheduledPerSec)}/s`);
+  if (phase.node)
+    parts.push(
+      `node CPU ${pct(phase.node.cpuShare)} of a core, mean callback ${phase.node.meanCallbackMs.toFixed(1)} ms`,
+    );
+  const r = phase.receiver;
+  if (r.cpuShare !== undefined)
+    parts.push(
+      `receiver CPU ${pct(r.cpuShare)}, loop delay p99 ${(r.loopDelayP99Ms ?? 0).toFixed(0)} ms / max ${(r.loopDelayMaxMs ?? 0).toFixed(0)} ms`,
+    );
   for (const failure of phase.failures ?? [])
     parts.push(
       `${num(failure.count)} × ${failure.receiver}: "${failure.error.slice(0, 120).replace(/[|\n]/g, ' ')}"`,

@@ -70,7 +70,7 @@ export interface Row {
   notAcknowledged: number;
   /** Failed request attempts (5xx, 429, connection errors, timeouts) made during the window. */
   failedRequests: number;
-  /** First receipt at the consumer − deliverAt. */
+  /** First receipt at the consumer (first request answered 2xx at the receiver) − deliverAt. */
   latenessMs: Spread | null;
   /** The broker's append time − deliverAt (Kafka rows only). */
   brokerLatenessMs: Spread | null;

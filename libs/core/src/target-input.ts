@@ -363,10 +363,7 @@ export function parseRetryStrategy(
   return { strategy, initialDelayMs, maxDelayMs, maxAttempts, jitter };
 }
 
-/** The canonical JSON of targets and retry, for the request fingerprint. */
-
 /** type/subtype with parameters; no control characters anywhere (it becomes a header value). */
-// Control characters are excluded on purpose: the value becomes a header.
 const CONTENT_TYPE =
   // eslint-disable-next-line no-control-regex
   /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+([ \t]*;[ \t]*[A-Za-z0-9!#$&^_.+-]+=("[^"\\\x00-\x1f\x7f]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;

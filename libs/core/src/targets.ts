@@ -70,6 +70,7 @@ export interface TargetLimits {
   readonly policy: AddressPolicy;
 }
 
+/** The canonical JSON of targets and retry, for the request fingerprint. */
 export function canonicalTargetsJson(
   targets: readonly TargetSpec[],
   retry: RetryStrategy | null,

@@ -1,4 +1,5 @@
 /** Mapping between the table's compact encodings and the core's types. */
+import { INITIAL_TARGET_STATE } from '@hourglass/core';
 import type { ClaimRow } from './sql/claims';
 import type {
   ClaimedMessage,
@@ -107,17 +108,9 @@ export function targetExtras(message: {
   contentType?: string | null;
 }): string | null {
   if (!message.targets) return null;
-  const initial: TargetState = {
-    status: 'pending',
-    attempts: 0,
-    nextAttemptAtMs: null,
-    lastError: null,
-    lastStatus: null,
-    finishedAtMs: null,
-  };
   return JSON.stringify({
     t: message.targets,
-    s: message.targets.map(() => initial),
+    s: message.targets.map(() => INITIAL_TARGET_STATE),
     r: message.retry ?? null,
     c: message.contentType ?? null,
   });

@@ -48,19 +48,26 @@ import type {
 import { leaseArrays } from '../rows';
 import type { Queryable } from './db';
 
-/** `$1` seqs and `$2` their slots (the refs), `$3`/`$4` the leases' slots and epochs, `$5` now. */
-const REFS_AND_FENCE = `
-WITH refs AS (
-  SELECT r.seq, r.slot FROM unnest($1::bigint[], $2::int[]) AS r(seq, slot)
-),
-fence AS MATERIALIZED (
+/**
+ * The fence CTE (see "The fence" above): the `slot_epochs` rows of the slots in a `refs` CTE whose
+ * epoch is the caller's lease (`$3`/`$4`: the leases' slots and epochs), locked FOR SHARE in
+ * ascending slot order. Every fenced write of the firing path starts with it.
+ */
+export const FENCE_CTE = `fence AS MATERIALIZED (
   SELECT e.slot, e.epoch
   FROM slot_epochs e
   JOIN unnest($3::int[], $4::bigint[]) AS l(slot, epoch) ON l.slot = e.slot
   WHERE e.slot IN (SELECT slot FROM refs) AND e.epoch = l.epoch
   ORDER BY e.slot
   FOR SHARE OF e
+)`;
+
+/** `$1` seqs and `$2` their slots (the refs), `$3`/`$4` the leases' slots and epochs, `$5` now. */
+const REFS_AND_FENCE = `
+WITH refs AS (
+  SELECT r.seq, r.slot FROM unnest($1::bigint[], $2::int[]) AS r(seq, slot)
 ),
+${FENCE_CTE},
 -- The refs of fenced slots. Joining messages to this (and not to fence by slot) leaves the planner
 -- one sensible path, a probe of messages_seq_idx per ref: fence's row estimate is poor (often 1),
 -- and joined by slot it would scan every due message of the slots through messages_due_idx,

@@ -16,6 +16,7 @@ import type {
   TargetState,
 } from '@hourglass/core';
 import { leaseArrays } from '../rows';
+import { FENCE_CTE } from './claims';
 import type { Queryable } from './db';
 
 const STATE_CODE = { scheduled: 0, delivered: 2, failed: 4 } as const;
@@ -26,14 +27,7 @@ WITH refs AS (
   FROM unnest($1::bigint[], $2::int[], $6::smallint[], $7::bigint[], $8::text[], $9::int[], $10::text[])
        AS r(seq, slot, state, deliver_at, states, counted, last_error)
 ),
-fence AS MATERIALIZED (
-  SELECT e.slot, e.epoch
-  FROM slot_epochs e
-  JOIN unnest($3::int[], $4::bigint[]) AS l(slot, epoch) ON l.slot = e.slot
-  WHERE e.slot IN (SELECT slot FROM refs) AND e.epoch = l.epoch
-  ORDER BY e.slot
-  FOR SHARE OF e
-),
+${FENCE_CTE},
 fenced AS MATERIALIZED (
   SELECT r.*, f.epoch FROM refs r JOIN fence f ON f.slot = r.slot
 ),

@@ -117,6 +117,7 @@ describe('PgMessageStore (postgres)', () => {
         { version: 2, name: '002_apps' },
         { version: 3, name: '003_seq' },
         { version: 4, name: '004_owner_revision' },
+        { version: 5, name: '005_targets' },
       ]);
       const epochs = await admin(
         'SELECT count(*)::int AS n, max(slot) AS top FROM slot_epochs',
@@ -147,6 +148,7 @@ describe('PgMessageStore (postgres)', () => {
           'app_topics',
           'apps',
           'cluster_meta',
+          'message_attempts',
           'messages',
           'schema_migrations',
           'slot_epochs',
@@ -276,6 +278,11 @@ describe('PgMessageStore (postgres)', () => {
           attempts: 0,
           lastError: null,
           fingerprint: c.fingerprint,
+          targets: null,
+          targetStates: null,
+          retry: null,
+          contentType: null,
+          firstDeliverAtMs: null,
         },
       );
       assert.equal(outcomes[2]!.message.createdAtMs, stored.createdAtMs);
@@ -470,6 +477,12 @@ describe('PgMessageStore (postgres)', () => {
           headers: due.headers,
           deliverAtMs: T0,
           attempts: 0,
+          payloadEncoding: 'json',
+          targets: null,
+          targetStates: null,
+          retry: null,
+          contentType: null,
+          firstDeliverAtMs: null,
         },
       ]);
       // A row being delivered is never taken again, not even under the epoch that claimed it: a
