@@ -85,8 +85,18 @@ export interface CallbackPhaseResult extends LatenessSummary {
   attempts: AttemptCounts;
   /** Why attempts of the phase failed, from the node's attempt log (`message_attempts`). */
   failures: FailureReason[];
-  /** The node during the phase (its /metrics): CPU (share of one core), mean callback duration. */
-  node: { cpuShare: number; meanCallbackMs: number };
+  /**
+   * The node during the phase (its /metrics): CPU (share of one core), mean callback duration
+   * (from sending to the end of the answer, waiting for one of the host's pooled connections
+   * included), and its event-loop delay: the highest per-second p99 and the maximum, sampled
+   * every second (prom-client resets its histogram at each scrape).
+   */
+  node: {
+    cpuShare: number;
+    meanCallbackMs: number;
+    loopDelayP99Ms?: number;
+    loopDelayMaxMs?: number;
+  };
 }
 
 export interface FailureReason {
@@ -124,8 +134,13 @@ export interface CallbackResult {
   targets: typeof CALLBACK_TARGETS;
   alone?: CallbackPhaseResult;
   withHanging?: CallbackPhaseResult & { hanging: HangingResult };
-  /** p99 with the hanging receiver − p99 without it, at the quick receiver (ms). */
+  /**
+   * p99 with the hanging receiver − p99 without it, at the quick receiver (ms). Over the
+   * callbacks that arrived in time: biased low when a phase did not complete (see below).
+   */
   p99DifferenceMs?: number;
+  /** Both phases had every callback in time (else the p99s leave the missing ones out). */
+  p99DifferenceComplete?: boolean;
   burst?: CallbackBurstResult;
   /** Things worth knowing about the run (e.g. the node restarted after an incomplete phase). */
   notes: string[];
@@ -247,6 +262,33 @@ async function nodeSample(system: HourglassSystem): Promise<NodeSample> {
       Number.NaN,
     durationSum: metrics.get('hourglass_callback_duration_seconds_sum') ?? 0,
     durationCount: metrics.get('hourglass_callback_duration_seconds_count') ?? 0,
+  };
+}
+
+/** Samples the node's event-loop delay every second until stopped. */
+function sampleLoopDelay(system: HourglassSystem): () => { p99Ms: number; maxMs: number } {
+  let p99Ms = 0;
+  let maxMs = 0;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void system
+      .metrics()
+      .then((metrics) => {
+        const p99 = metrics.get('hourglass_process_nodejs_eventloop_lag_p99_seconds');
+        const max = metrics.get('hourglass_process_nodejs_eventloop_lag_max_seconds');
+        if (p99 !== undefined) p99Ms = Math.max(p99Ms, p99 * 1000);
+        if (max !== undefined) maxMs = Math.max(maxMs, max * 1000);
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        busy = false;
+      });
+  }, 1000);
+  return () => {
+    clearInterval(timer);
+    return { p99Ms, maxMs };
   };
 }
 
@@ -407,6 +449,7 @@ export async function callbacks(
     if (total >= 5000) bulkPerSec = scheduledPerSec;
     const scheduledAheadMs = firstDue - Date.now();
     const nodeBefore = await nodeSample(system);
+    const stopSampling = sampleLoopDelay(system);
     if (scheduledAheadMs < 0)
       log(`callbacks ${plan.label}: scheduling overlapped firing by ${-scheduledAheadMs} ms`);
     const progress = new Progress(`callbacks ${plan.label}`, plan.quickCount);
@@ -446,7 +489,12 @@ export async function callbacks(
         );
     }
     const summary = await receivers.summary(firstDue);
-    const node = nodeDuring(nodeBefore, await nodeSample(system));
+    const lag = stopSampling();
+    const node = {
+      ...nodeDuring(nodeBefore, await nodeSample(system)),
+      loopDelayP99Ms: lag.p99Ms,
+      loopDelayMaxMs: lag.maxMs,
+    };
     const attempts = minus(await attemptCounts(system), before);
     const failures =
       attempts.failed + attempts.gone > 0
@@ -498,8 +546,8 @@ export async function callbacks(
   const withHanging = await runPhase(steadyPlan('with hanging', settings.seconds, hangingCount));
   if (withHanging.hanging)
     into.withHanging = { ...withHanging.result, hanging: withHanging.hanging };
-  if (into.alone.complete && withHanging.result.complete)
-    into.p99DifferenceMs = withHanging.result.p99Ms - into.alone.p99Ms;
+  into.p99DifferenceMs = withHanging.result.p99Ms - into.alone.p99Ms;
+  into.p99DifferenceComplete = into.alone.complete && withHanging.result.complete;
 
   const burst = await runPhase({
     label: `burst of ${settings.burstCount}`,

@@ -197,7 +197,10 @@ function attemptsNote(phase: CallbackPhaseResult): string {
   parts.push(`scheduled at ${num(phase.scheduledPerSec)}/s`);
   if (phase.node)
     parts.push(
-      `node CPU ${pct(phase.node.cpuShare)} of a core, mean callback ${phase.node.meanCallbackMs.toFixed(1)} ms`,
+      `node CPU ${pct(phase.node.cpuShare)} of a core, mean callback ${phase.node.meanCallbackMs.toFixed(1)} ms` +
+        (phase.node.loopDelayMaxMs === undefined
+          ? ''
+          : `, loop delay p99 ${(phase.node.loopDelayP99Ms ?? 0).toFixed(0)} ms / max ${phase.node.loopDelayMaxMs.toFixed(0)} ms`),
     );
   const r = phase.receiver;
   if (r.cpuShare !== undefined)
@@ -247,7 +250,7 @@ export function renderCallbacks(c: CallbackResult, errors: readonly string[] = [
   );
   const d = c.p99DifferenceMs;
   lines.push(
-    `| p99 with − without the hanging receiver | | ${d === undefined ? '—' : `**${d >= 0 ? '+' : ''}${num(d)} ms** (${num(h?.p99Ms)} vs ${num(a?.p99Ms)})`} | | ${d === undefined ? '' : against('difference', d, t.hangingP99DifferenceMs)} | |`,
+    `| p99 with − without the hanging receiver | | ${d === undefined ? '—' : `**${d >= 0 ? '+' : ''}${num(d)} ms** (${num(h?.p99Ms)} vs ${num(a?.p99Ms)})${c.p99DifferenceComplete === false ? ', over the callbacks that arrived in time (a phase was incomplete)' : ''}`} | | ${d === undefined ? '' : against('difference', d, t.hangingP99DifferenceMs)} | |`,
   );
   const b = c.burst;
   const burstAfter = !b

@@ -4,6 +4,8 @@
  * most once per `ttlMs` per app and node. A rotation reaches every node within `ttlMs`, well
  * inside the rotation's grace period (during which both secrets sign). An app without a secret
  * (created before secrets existed) gets one here, stored, so every node signs with the same.
+ * While Postgres cannot be read, the last copy is used, however old: a rotation keeps the
+ * previous secret valid for its grace period, so a stale copy still signs acceptably.
  */
 import { randomBytes } from 'node:crypto';
 import type { AppDeliveryConfig, AppStore, Clock } from '@hourglass/core';
@@ -45,7 +47,14 @@ export class CachedAppDelivery implements AppDeliverySource {
     if (cached && now - cached.atMs < this.ttlMs) return Promise.resolve(cached);
     let loading = this.loading.get(app);
     if (!loading) {
-      loading = this.load(app, now).finally(() => this.loading.delete(app));
+      loading = this.load(app, now)
+        // Postgres out: the last copy still signs (callbacks need not wait for Postgres). With no
+        // copy at all the callback's attempt waits, uncounted, for Postgres to answer.
+        .catch((error: unknown) => {
+          if (cached) return cached;
+          throw error;
+        })
+        .finally(() => this.loading.delete(app));
       this.loading.set(app, loading);
     }
     return loading;

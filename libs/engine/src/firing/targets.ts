@@ -51,7 +51,8 @@ export interface TargetFiringParts {
 interface AttemptOutcome {
   readonly index: number;
   readonly result: AttemptResult;
-  readonly record: AttemptRecord;
+  /** null when nothing was sent (no attempt to log). */
+  readonly record: AttemptRecord | null;
 }
 
 /** What the app's settings give a round: its secrets and config, or an outage reason. */
@@ -247,7 +248,7 @@ export class TargetFiring {
           retryAfterMs: null,
           gone: false,
         },
-        record: record(app.unavailable, null, 0, null),
+        record: null,
       };
     }
     if (!deps.http) {
@@ -359,7 +360,7 @@ export class TargetFiring {
       targetStates: states,
       countedAttempts: counted,
       lastError,
-      attempts: outcomes.map((outcome) => outcome.record),
+      attempts: outcomes.flatMap((outcome) => (outcome.record ? [outcome.record] : [])),
     };
   }
 }
