@@ -71,7 +71,8 @@ let hangingSeen = new Set<number>();
 let hanging: HangingCounts = { reached: 0, aborted: 0, open: 0 };
 let connections = 0;
 let connectionsAtTrack = 0;
-const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+const LOOP_RESOLUTION_MS = 10;
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
 loopDelay.enable();
 let cpuAtTrack = process.cpuUsage();
 let wallAtTrack = performance.now();
@@ -189,8 +190,9 @@ process.on('message', (command: ReceiverCommand) => {
             ...quick,
             connections: connections - connectionsAtTrack,
             cpuShare: (cpu.user + cpu.system) / 1000 / Math.max(1, wallMs),
-            loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
-            loopDelayMaxMs: loopDelay.max / 1e6,
+            // The histogram holds whole sampling intervals: the delay is what exceeds 10 ms.
+            loopDelayP99Ms: Math.max(0, loopDelay.percentile(99) / 1e6 - LOOP_RESOLUTION_MS),
+            loopDelayMaxMs: Math.max(0, loopDelay.max / 1e6 - LOOP_RESOLUTION_MS),
           },
           hanging,
         });

@@ -278,8 +278,9 @@ function sampleLoopDelay(system: HourglassSystem): () => { p99Ms: number; maxMs:
       .then((metrics) => {
         const p99 = metrics.get('hourglass_process_nodejs_eventloop_lag_p99_seconds');
         const max = metrics.get('hourglass_process_nodejs_eventloop_lag_max_seconds');
-        if (p99 !== undefined) p99Ms = Math.max(p99Ms, p99 * 1000);
-        if (max !== undefined) maxMs = Math.max(maxMs, max * 1000);
+        // prom-client's histogram holds whole 10 ms sampling intervals: the delay is the excess.
+        if (p99 !== undefined) p99Ms = Math.max(p99Ms, p99 * 1000 - 10);
+        if (max !== undefined) maxMs = Math.max(maxMs, max * 1000 - 10);
       })
       .catch(() => undefined)
       .finally(() => {
