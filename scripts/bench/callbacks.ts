@@ -518,6 +518,14 @@ export async function callbacks(
       node,
       ...summary.lateness,
     };
+    if (!complete) {
+      // What the node said (it runs at `warn`): e.g. a dependency that went away mid-phase.
+      const tail = system.nodeOutput.trim().split('\n').filter(Boolean).slice(-3);
+      if (tail.length > 0)
+        into.notes.push(
+          `${plan.label}: the node's last log lines: ${tail.join(' ⏎ ').slice(0, 600)}`,
+        );
+    }
     if (!plan.last && (!complete || (hanging && !hanging.settled))) {
       into.notes.push(
         `${plan.label}: ${complete ? 'hanging callbacks still under way' : `incomplete (${summary.lateness.distinct} of ${plan.quickCount})`}; the node was restarted before the next phase`,

@@ -263,7 +263,7 @@ export function renderCallbacks(c: CallbackResult, errors: readonly string[] = [
   );
   if (c.notes.length > 0) {
     lines.push('');
-    lines.push(`Notes: ${c.notes.join('; ')}.`);
+    lines.push(`Notes: ${c.notes.map((note) => note.replace(/[|\n]/g, ' ')).join('; ')}.`);
   }
   if (errors.length > 0) {
     lines.push('');
