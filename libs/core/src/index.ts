@@ -2,6 +2,8 @@ export * from './errors';
 export * from './ids';
 export * from './message';
 export * from './ports';
+export * from './app-ports';
+export * from './http-ports';
 export * from './slots';
 export * from './state-machine';
 export * from './time';
