@@ -19,3 +19,4 @@ export { collectKafka, createTopics, deleteTopics, kafkaClient } from './kafka';
 export { TcpProxy } from './tcp-proxy';
 export type { ReceivedRequest, ReceiverAnswer, Responder, TestReceiver } from './receiver';
 export { startReceiver } from './receiver';
+export { pollUntil } from './poll';

@@ -12,6 +12,7 @@ import {
   createTopics,
   etcdPrefix,
   randomTopicName,
+  pollUntil,
   serviceUrls,
   startReceiver,
 } from '@hourglass/testkit';
@@ -99,18 +100,20 @@ describe('callback retries through kill -9 of the owning node', function () {
     const [first] = await receiver.waitFor(1, 15_000);
     assert.equal(first?.headers['hourglass-attempt'], '1');
     // The first attempt's failure is settled (and its next attempt time written) before the kill.
-    const deadline = Date.now() + 10_000;
-    let nextAttemptAt: number | undefined;
-    while (nextAttemptAt === undefined && Date.now() < deadline) {
-      const current = await api<{ nextAttemptAt?: string }>(
-        cluster.node(survivor).url,
-        'GET',
-        `/v1/messages/${id}`,
-        APP_TOKEN,
-      );
-      if (current.body.nextAttemptAt) nextAttemptAt = Date.parse(current.body.nextAttemptAt);
-      else await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    const written = await pollUntil(
+      () =>
+        api<{ nextAttemptAt?: string }>(
+          cluster.node(survivor).url,
+          'GET',
+          `/v1/messages/${id}`,
+          APP_TOKEN,
+        ),
+      (response) => response.body.nextAttemptAt !== undefined,
+      10_000,
+    );
+    const nextAttemptAt = written.body.nextAttemptAt
+      ? Date.parse(written.body.nextAttemptAt)
+      : undefined;
     assert.ok(nextAttemptAt, 'the retry was written to Postgres');
     await cluster.node(owner).stop('SIGKILL');
     const [, second] = await receiver.waitFor(2, 30_000);
@@ -131,16 +134,12 @@ describe('callback retries through kill -9 of the owning node', function () {
     );
     assert.equal(after.slots[slot]?.owner, survivor);
     // Delivered, as the survivor's store shows.
-    for (const started = Date.now(); Date.now() - started < 10_000;) {
-      const state = await api<{ state: string }>(
-        cluster.node(survivor).url,
-        'GET',
-        `/v1/messages/${id}`,
-        APP_TOKEN,
-      );
-      if (state.body.state === 'delivered') return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    assert.fail('the message was not delivered by the survivor');
+    const delivered = await pollUntil(
+      () =>
+        api<{ state: string }>(cluster.node(survivor).url, 'GET', `/v1/messages/${id}`, APP_TOKEN),
+      (response) => response.body.state === 'delivered',
+      10_000,
+    );
+    assert.equal(delivered.body.state, 'delivered', 'the message was delivered by the survivor');
   });
 });

@@ -11,6 +11,7 @@ import {
   createTopics,
   randomTopicName,
   serviceUrls,
+  pollUntil,
   startReceiver,
 } from '@hourglass/testkit';
 import type { TestReceiver } from '@hourglass/testkit';
@@ -76,19 +77,19 @@ describe('HTTP callbacks on one node', function () {
   const get = (id: string) => api<View>(node.httpUrl, 'GET', `/v1/messages/${id}`, TOKEN);
 
   /** Polls the message until `done` holds (state changes have no event to await from outside). */
+  /** The message once `done` holds (state changes in Postgres have no event to await). */
   async function until(
     id: string,
     done: (view: View) => boolean,
     timeoutMs = 20_000,
   ): Promise<View> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { body } = await get(id);
-      if (done(body)) return body;
-      if (Date.now() > deadline)
-        throw new Error(`message ${id} never got there: ${JSON.stringify(body)}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    const { body } = await pollUntil(
+      () => get(id),
+      (response) => done(response.body),
+      timeoutMs,
+    );
+    assert.ok(done(body), `message ${id} never got there: ${JSON.stringify(body)}`);
+    return body;
   }
 
   it('calls back at the due time, never early, with the payload, headers and a valid signature', async () => {
@@ -496,13 +497,11 @@ describe('HTTP callbacks with the default SSRF guard (loopback not allowed)', fu
       retry: { maxAttempts: 1 },
     });
     assert.equal(accepted.status, 201, JSON.stringify(accepted.body));
-    const deadline = Date.now() + 10_000;
-    let view: View | undefined;
-    while (Date.now() < deadline) {
-      view = (await api<View>(node.httpUrl, 'GET', `/v1/messages/${id}`, TOKEN)).body;
-      if (view.state === 'failed') break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    const { body: view } = await pollUntil(
+      () => api<View>(node.httpUrl, 'GET', `/v1/messages/${id}`, TOKEN),
+      (response) => response.body.state === 'failed',
+      10_000,
+    );
     assert.equal(view?.state, 'failed');
     assert.match(view?.targets[0]?.lastError ?? '', /loopback/);
     assert.equal(hook.requests.length, 0, 'the receiver on loopback was never called');

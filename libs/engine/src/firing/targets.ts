@@ -373,6 +373,7 @@ function keyOf(message: ClaimedMessage, index: number): string {
   return `${message.seq}:${index}`;
 }
 
+/** A Kafka target the port gave no outcome for: an outage, retried uncounted; nothing to log. */
 function missing(index: number): AttemptOutcome {
   return {
     index,
@@ -384,14 +385,6 @@ function missing(index: number): AttemptOutcome {
       retryAfterMs: null,
       gone: false,
     },
-    record: {
-      target: index,
-      attempt: 0,
-      atMs: 0,
-      durationMs: 0,
-      status: null,
-      error: 'no outcome',
-      response: null,
-    },
+    record: null,
   };
 }
