@@ -30,6 +30,8 @@ export interface BenchSystem {
   scheduleBatch(run: number, messages: readonly BenchMessage[]): Promise<void>;
   /** One single add. */
   scheduleOne(run: number, message: BenchMessage): Promise<void>;
+  /** One single add through gRPC, for a system that serves gRPC (Hourglass; the peers do not). */
+  scheduleOneGrpc?(run: number, message: BenchMessage): Promise<void>;
   /** Where deliveries go: the consumer calls it with the run, the number and the due time. */
   onDeliver: (run: number, n: number, dueMs: number, receivedMs: number) => void;
   /** Resident and heap memory of the process holding the messages, when that is a process of ours. */
@@ -62,6 +64,8 @@ export interface LatenessSummary {
 export class DeliveryTracker {
   private readonly seen: Uint8Array;
   private readonly lateness: Float64Array;
+  /** Lateness of message n (its first arrival), NaN until it arrived: for the lateness over time. */
+  private readonly latenessByN: Float64Array;
   private count = 0;
   private distinctCount = 0;
   private lastReceivedMs = 0;
@@ -73,6 +77,12 @@ export class DeliveryTracker {
   ) {
     this.seen = new Uint8Array(expected);
     this.lateness = new Float64Array(expected);
+    this.latenessByN = new Float64Array(expected).fill(Number.NaN);
+  }
+
+  /** The lateness of message `n`'s first arrival (ms), NaN when it has not arrived. */
+  latenessOf(n: number): number {
+    return this.latenessByN[n] ?? Number.NaN;
   }
 
   get distinct(): number {
@@ -85,6 +95,7 @@ export class DeliveryTracker {
     this.lastReceivedMs = Math.max(this.lastReceivedMs, receivedMs);
     if (this.seen[n] === 1) return; // a duplicate (at-least-once); lateness counts the first
     this.seen[n] = 1;
+    this.latenessByN[n] = receivedMs - dueMs;
     this.lateness[this.distinctCount++] = receivedMs - dueMs;
     if (this.distinctCount === this.expected) this.waiter?.();
   }

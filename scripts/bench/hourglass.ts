@@ -11,14 +11,9 @@
  * Deliveries are measured at a real kafkajs consumer in the bench process; a message's run and
  * number travel in its id (`r<run>-<n>`), its due time in the `hourglass-deliver-at` header.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import type { Consumer } from 'kafkajs';
+import { HourglassClient } from '@hourglass/client';
 import {
   createTestDatabase,
   createTopics,
@@ -30,10 +25,14 @@ import {
 } from '@hourglass/testkit';
 import type { TestDatabase } from '@hourglass/testkit';
 import pg from 'pg';
-import { stringify } from 'yaml';
 import { freePort } from '../../apps/node/test/support/harness';
 import type { BenchMessage, BenchSystem } from './common';
 import { bounded, sleep } from './common';
+import type { FireStages, GcMemory } from './node-process';
+import { HttpClient, NodeProcess, scrapeFireStages, scrapeMetrics } from './node-process';
+
+export type { FireStages, GcMemory } from './node-process';
+export { scrapeFireStages, scrapeMetrics } from './node-process';
 
 const SLOTS = 256;
 /** Every node of the bench uses these partitions; the consumer reads them all. */
@@ -52,218 +51,6 @@ export interface HourglassOptions {
   consumer?: boolean;
 }
 
-const repoRoot = resolve(__dirname, '../..');
-
-/** What scripts/bench/gc-on-signal.ts prints after a forced GC: `<marker> <n> <memoryUsage JSON>`. */
-const GC_REPORT = /^hourglass-bench-gc (\d+) (\{.*\})$/;
-
-/** The node's memory right after forced full GCs (process.memoryUsage(), bytes). */
-export interface GcMemory {
-  rss: number;
-  heapUsed: number;
-  external: number;
-  arrayBuffers: number;
-}
-
-/**
- * One node process: `node [--cpu-prof] --expose-gc --require tsx/cjs --require
- * scripts/bench/gc-on-signal.ts apps/node/src/main.ts` with a YAML file layered over
- * config/default.yaml. Like the test harness's ChildNode, but it can pass V8 flags (`--cpu-prof`
- * is not allowed in NODE_OPTIONS). The GC hook only acts on SIGUSR2 ({@link NodeProcess.gcMemory}).
- */
-class NodeProcess {
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> | undefined;
-  private output = '';
-  private stderrLine = '';
-  private readonly gcReports = new Map<number, GcMemory>();
-  private gcRequests = 0;
-  readonly url: string;
-
-  constructor(
-    private readonly config: Record<string, unknown>,
-    readonly port: number,
-    private readonly execArgv: string[],
-  ) {
-    this.url = `http://127.0.0.1:${port}`;
-  }
-
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  /** The last few kB the node printed (warnings and errors: the bench runs it at `warn`). */
-  get lastOutput(): string {
-    return this.output;
-  }
-
-  async start(timeoutMs: number): Promise<void> {
-    const dir = mkdtempSync(join(tmpdir(), 'hourglass-bench-'));
-    const file = join(dir, 'node.yaml');
-    writeFileSync(
-      file,
-      stringify({ ...this.config, http: { host: '127.0.0.1', port: this.port } }),
-    );
-    const child = spawn(
-      process.execPath,
-      [
-        ...this.execArgv,
-        '--expose-gc',
-        '--require',
-        'tsx/cjs',
-        '--require',
-        './scripts/bench/gc-on-signal.ts',
-        'apps/node/src/main.ts',
-      ],
-      {
-        cwd: repoRoot,
-        env: { ...process.env, HOURGLASS_CONFIG: file },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    this.child = child;
-    const keep = (chunk: Buffer): void => {
-      this.output = (this.output + chunk.toString()).slice(-4000);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    child.stderr?.on('data', (chunk: Buffer) => {
-      const lines = (this.stderrLine + chunk.toString()).split('\n');
-      this.stderrLine = lines.pop() ?? '';
-      for (const line of lines) {
-        const match = GC_REPORT.exec(line);
-        if (match) this.gcReports.set(Number(match[1]), JSON.parse(match[2]!) as GcMemory);
-      }
-    });
-    let gone = false;
-    this.exited = new Promise((resolveExit) =>
-      child.once('exit', () => {
-        gone = true;
-        rmSync(dir, { recursive: true, force: true });
-        resolveExit();
-      }),
-    );
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (gone)
-        throw new Error(
-          `node exited before it was ready: ${this.output.trim().split('\n').slice(-3).join(' | ')}`,
-        );
-      try {
-        if ((await fetch(`${this.url}/readyz`)).status === 200) return;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline)
-        throw new Error(`node not ready after ${timeoutMs} ms: ${this.output.slice(-500)}`);
-      await sleep(100);
-    }
-  }
-
-  /** Forces full GCs in the node (SIGUSR2, see gc-on-signal.ts) and returns its memory after them. */
-  async gcMemory(timeoutMs = 10_000): Promise<GcMemory> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) throw new Error('the node is not running');
-    const n = ++this.gcRequests;
-    child.kill('SIGUSR2');
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const report = this.gcReports.get(n);
-      if (report) return report;
-      if (Date.now() > deadline) throw new Error('the node printed no memory report after SIGUSR2');
-      await sleep(20);
-    }
-  }
-
-  /** SIGTERM (graceful: a CPU profile is written on exit), SIGKILL after `graceMs`. */
-  async stop(graceMs = 20_000): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    try {
-      await bounded(this.exited ?? Promise.resolve(), graceMs, 'stopping a node');
-    } catch {
-      child.kill('SIGKILL');
-      await this.exited;
-    }
-  }
-}
-
-/** A keep-alive HTTP client: one socket per concurrent request, reused (no connect per call). */
-class HttpClient {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 128 });
-
-  post(
-    baseUrl: string,
-    path: string,
-    token: string,
-    body: unknown,
-  ): Promise<{ status: number; text: string }> {
-    const payload = Buffer.from(JSON.stringify(body));
-    const url = new URL(path, baseUrl);
-    return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          agent: this.agent,
-          host: url.hostname,
-          port: url.port,
-          path: url.pathname,
-          method: 'POST',
-          headers: {
-            authorization: `Bearer ${token}`,
-            'content-type': 'application/json',
-            'content-length': payload.length,
-          },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-          );
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(payload);
-    });
-  }
-
-  close(): void {
-    this.agent.destroy();
-  }
-}
-
-export async function scrapeMetrics(baseUrl: string): Promise<Map<string, number>> {
-  const response = await fetch(`${baseUrl}/metrics`);
-  const text = await response.text();
-  const values = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line.length === 0) continue;
-    const space = line.lastIndexOf(' ');
-    values.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return values;
-}
-
-/** Per fire stage (claim, produce, mark): statements or requests, messages, and seconds spent. */
-export type FireStages = Record<string, { calls: number; messages: number; seconds: number }>;
-
-/** Sums the nodes' `hourglass_fire_stage_*` metrics. */
-export async function scrapeFireStages(baseUrls: readonly string[]): Promise<FireStages> {
-  const stages: FireStages = {};
-  for (const url of baseUrls) {
-    const metrics = await scrapeMetrics(url);
-    for (const stage of ['claim', 'produce', 'mark']) {
-      const entry = (stages[stage] ??= { calls: 0, messages: 0, seconds: 0 });
-      entry.calls += metrics.get(`hourglass_fire_stage_seconds_count{stage="${stage}"}`) ?? 0;
-      entry.seconds += metrics.get(`hourglass_fire_stage_seconds_sum{stage="${stage}"}`) ?? 0;
-      entry.messages += metrics.get(`hourglass_fire_stage_messages_total{stage="${stage}"}`) ?? 0;
-    }
-  }
-  return stages;
-}
-
 export class HourglassSystem implements BenchSystem {
   readonly system = 'Hourglass';
   readonly variant: string;
@@ -275,6 +62,9 @@ export class HourglassSystem implements BenchSystem {
   private readonly http = new HttpClient();
   private db: TestDatabase | undefined;
   private nodes: NodeProcess[] = [];
+  /** One SDK client per node over its gRPC listener, made on the first gRPC call. */
+  private grpcClients: HourglassClient[] | undefined;
+  private nextGrpc = 0;
   private consumer: Consumer | undefined;
   private nextNode = 0;
   private stopped: Promise<void> | undefined;
@@ -440,6 +230,27 @@ export class HourglassSystem implements BenchSystem {
       throw new Error(`single: HTTP ${response.status} ${response.text.slice(0, 200)}`);
   }
 
+  /**
+   * One single add through gRPC (`hourglass.v1.Messages/Schedule`), with the SDK's gRPC transport
+   * as an application would use it (`new HourglassClient({ grpc: 'host:port' })`: one HTTP/2
+   * channel per node, calls multiplexed on it), round-robin over the nodes like the HTTP adds.
+   * Retries are off so a failure counts, as it does over HTTP.
+   */
+  async scheduleOneGrpc(run: number, message: BenchMessage): Promise<void> {
+    this.grpcClients ??= this.nodes.map((node) => {
+      if (!node.grpcAddress) throw new Error('the node has no gRPC address');
+      return new HourglassClient({ grpc: node.grpcAddress }, { token: this.token, retries: 0 });
+    });
+    const client = this.grpcClients[this.nextGrpc++ % this.grpcClients.length];
+    if (!client) throw new Error('Hourglass is not started');
+    await client.schedule({
+      id: `r${run}-${message.n}`,
+      topic: this.topic,
+      payload: { n: message.n },
+      deliverAt: message.dueMs,
+    });
+  }
+
   /** The first node's memory right after forced full GCs (live memory, without garbage). */
   gcMemory(): Promise<GcMemory> {
     const node = this.nodes[0];
@@ -473,6 +284,7 @@ export class HourglassSystem implements BenchSystem {
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.http.close();
+      for (const client of this.grpcClients ?? []) client.close();
       await this.consumer?.disconnect().catch(() => undefined);
       // SIGTERM: graceful, so a --cpu-prof profile is written on exit. Bounded: a node that hangs
       // is killed.

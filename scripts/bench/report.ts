@@ -1,16 +1,14 @@
 /**
- * The results of one bench run: the markdown table (printed and saved as table.md), results.json
- * and chart.svg (hand-drawn SVG: no charting dependency).
+ * The results of one bench run: what results.json holds and the markdown table (printed and saved
+ * as table.md); chart.svg is drawn by chart.ts, lateness-over-time.svg by timeline.ts.
  */
-import type {
-  BurstResult,
-  MemoryResult,
-  ScaleResult,
-  SteadyResult,
-  ThroughputResult,
-} from './scenarios';
+import type { ScaleResult } from './scale';
+import type { BurstResult, MemoryResult, SteadyResult, ThroughputResult } from './scenarios';
 import type { CallbackPhaseResult, CallbackResult } from './callbacks';
 import type { FireStages } from './hourglass';
+import type { IngestResult } from './ingest';
+import { renderIngestLines } from './ingest';
+import { renderTimelineLines } from './timeline';
 
 export interface SystemResult {
   system: string;
@@ -30,6 +28,8 @@ export interface SystemResult {
   scale?: ScaleResult;
   /** Scenario 6: HTTP callbacks (Hourglass single node only). */
   callbacks?: CallbackResult;
+  /** Scenario 7: firing while the same node ingests (Hourglass single node only). */
+  ingest?: IngestResult;
 }
 
 export interface RunReport {
@@ -83,23 +83,57 @@ export function renderTable(report: RunReport): string {
   const burstCount = report.results.find((r) => r.burst)?.burst?.messages;
   const lines: string[] = [];
   const ran = (report.settings.scenarios as number[] | undefined) ?? [1, 2, 3];
-  // The systems table holds scenarios 1–3; a run of only 4, 5 or 6 has nothing to put in it.
+  // The systems table holds scenarios 1–3; a run of only 4–7 has nothing to put in it.
   const systemsTable = [1, 2, 3].some((scenario) => ran.includes(scenario));
   if (systemsTable)
     lines.push(
-      `| system | variant | durability | bulk add (msg/s) | single add (msg/s) | ${int.format(steadyRate)} msg/s: p50 / p99 / max lateness (ms) | ${peak === null ? 'highest rate' : `${int.format(peak)} msg/s`}: p50 / p99 / max (ms) | burst of ${num(burstCount)}: all delivered after | burst p99 (ms) |`,
+      `| system | variant | durability | bulk add (msg/s) | single add (msg/s) | single add (gRPC) (msg/s) | ${int.format(steadyRate)} msg/s: p50 / p99 / max lateness (ms) | ${peak === null ? 'highest rate' : `${int.format(peak)} msg/s`}: p50 / p99 / max (ms) | burst of ${num(burstCount)}: all delivered after | burst p99 (ms) |`,
     );
-  if (systemsTable) lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  if (systemsTable) lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of systemsTable ? report.results : []) {
     if (r.status === 'n/a' && !r.throughput) {
-      lines.push(`| ${r.system} | ${r.variant} | — | ${r.note ?? 'not available'} | | | | | |`);
+      lines.push(`| ${r.system} | ${r.variant} | — | ${r.note ?? 'not available'} | | | | | | |`);
       continue;
     }
     const [burstAfter, burstP99] = burstCell(r.burst);
     const errors = r.errors.length > 0 ? ` **errors: ${r.errors.join('; ')}**` : '';
+    // Peers have no gRPC API: their cell stays "—".
     lines.push(
-      `| ${r.system} | ${r.variant} | ${r.durability} | ${num(r.throughput?.bulkPerSec)} | ${num(r.throughput?.singlePerSec)} | ${lateness(r.steady)} | ${lateness(r.peak)} | ${burstAfter} | ${burstP99}${errors} |`,
+      `| ${r.system} | ${r.variant} | ${r.durability} | ${num(r.throughput?.bulkPerSec)} | ${num(r.throughput?.singlePerSec)} | ${num(r.throughput?.singleGrpcPerSec)} | ${lateness(r.steady)} | ${lateness(r.peak)} | ${burstAfter} | ${burstP99}${errors} |`,
     );
+  }
+  const grpc = report.results.filter((r) => r.throughput?.singleGrpcPerSec !== undefined);
+  if (systemsTable && grpc.length > 0) {
+    const share = (value: number | undefined): string =>
+      value === undefined ? '—' : `${Math.round(value * 100)} %`;
+    lines.push(
+      '',
+      `Single adds, the bench process's own CPU (the 32 callers; share of one core) over HTTP / gRPC (SDK, grpc-js): ${grpc
+        .map(
+          (r) =>
+            `${r.system} ${r.variant} ${share(r.throughput?.singleClientCpuShare)} / ${share(r.throughput?.singleGrpcClientCpuShare)}`,
+        )
+        .join('; ')}.`,
+    );
+  }
+  const withIngest = report.results.find((r) => r.ingest);
+  if (withIngest?.ingest) {
+    if (lines.length > 0) lines.push('');
+    const errors = withIngest.errors.filter((error) => error.startsWith('ingest:'));
+    lines.push(...renderIngestLines(withIngest.ingest, withIngest.steady, errors));
+  } else {
+    const failed = report.results.find((r) => r.errors.some((e) => e.startsWith('ingest:')));
+    if (failed) {
+      if (lines.length > 0) lines.push('');
+      lines.push(
+        `Firing while ingesting (scenario 7): **${failed.errors.filter((e) => e.startsWith('ingest:')).join('; ')}**`,
+      );
+    }
+  }
+  const timeline = renderTimelineLines(report);
+  if (timeline.length > 0) {
+    if (lines.length > 0) lines.push('');
+    lines.push(...timeline);
   }
   const memory = report.results.find((r) => r.memory)?.memory;
   if (memory) {
@@ -270,94 +304,4 @@ export function renderCallbacks(c: CallbackResult, errors: readonly string[] = [
     lines.push(`**Errors: ${errors.join('; ')}**`);
   }
   return lines;
-}
-
-function escapeXml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-/**
- * Two horizontal bar charts: lateness at the steady rate (p50 and p99, log scale: the systems
- * differ by orders of magnitude) and bulk scheduling throughput (linear).
- */
-export function renderChart(report: RunReport): string {
-  const rows = report.results.filter((r) => r.throughput || r.steady);
-  const labelWidth = 330;
-  const chartWidth = 420;
-  const rowHeight = 34;
-  const top = 70;
-  const height = top + rows.length * rowHeight + 60;
-  const width = labelWidth + chartWidth * 2 + 80;
-  const out: string[] = [];
-  out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
-  );
-  out.push(`<rect width="100%" height="100%" fill="white"/>`);
-  const steadyRate = rows.find((r) => r.steady)?.steady?.rate ?? 2000;
-  out.push(
-    `<text x="10" y="20" font-size="15" font-weight="bold">Hourglass bench (${report.mode}, ${escapeXml(report.startedAt)}, ${report.machine.cpus} cores)</text>`,
-  );
-
-  // Lateness panel (log10 scale from 1 ms to the largest p99).
-  const x0 = labelWidth;
-  const maxLate = Math.max(
-    10,
-    ...rows.map((r) => (r.steady ? r.steady.p99Ms : 0)).filter((v) => Number.isFinite(v)),
-  );
-  const logMax = Math.log10(maxLate * 1.2);
-  const scaleLate = (ms: number): number =>
-    (Math.max(0, Math.log10(Math.max(1, ms))) / logMax) * (chartWidth - 20);
-  out.push(
-    `<text x="${x0}" y="45" font-weight="bold">lateness at ${int.format(steadyRate)} msg/s (ms, log scale): p50 dark, p99 light</text>`,
-  );
-  // Throughput panel.
-  const x1 = labelWidth + chartWidth + 40;
-  const maxTp = Math.max(1, ...rows.map((r) => r.throughput?.bulkPerSec ?? 0));
-  out.push(`<text x="${x1}" y="45" font-weight="bold">bulk scheduling (msg/s)</text>`);
-
-  rows.forEach((r, i) => {
-    const y = top + i * rowHeight;
-    const hourglass = r.system === 'Hourglass';
-    out.push(
-      `<text x="10" y="${y + 16}"${hourglass ? ' font-weight="bold"' : ''}>${escapeXml(`${r.system} ${r.variant}`)}</text>`,
-    );
-    const s = r.steady;
-    if (s && Number.isFinite(s.p99Ms)) {
-      const p99w = scaleLate(s.p99Ms);
-      const p50w = scaleLate(s.p50Ms);
-      out.push(
-        `<rect x="${x0}" y="${y + 2}" width="${p99w.toFixed(1)}" height="22" fill="${hourglass ? '#f5b971' : '#a9c4e8'}"/>`,
-      );
-      out.push(
-        `<rect x="${x0}" y="${y + 7}" width="${p50w.toFixed(1)}" height="12" fill="${hourglass ? '#d9770b' : '#2f6db5'}"/>`,
-      );
-      const flag = s.complete ? '' : ' (incomplete)';
-      out.push(
-        `<text x="${x0 + p99w + 4}" y="${y + 17}">${int.format(s.p50Ms)} / ${int.format(s.p99Ms)}${flag}</text>`,
-      );
-    } else {
-      out.push(`<text x="${x0}" y="${y + 17}" fill="#888">n/a</text>`);
-    }
-    const tp = r.throughput?.bulkPerSec;
-    if (tp !== undefined) {
-      const w = (tp / maxTp) * (chartWidth - 80);
-      out.push(
-        `<rect x="${x1}" y="${y + 4}" width="${w.toFixed(1)}" height="18" fill="${hourglass ? '#d9770b' : '#2f6db5'}"/>`,
-      );
-      out.push(`<text x="${x1 + w + 4}" y="${y + 17}">${int.format(tp)}</text>`);
-    } else {
-      out.push(`<text x="${x1}" y="${y + 17}" fill="#888">n/a</text>`);
-    }
-  });
-  // Log axis ticks.
-  const axisY = top + rows.length * rowHeight + 10;
-  for (let decade = 1; decade <= maxLate * 1.2; decade *= 10) {
-    const x = x0 + scaleLate(decade);
-    out.push(`<line x1="${x}" y1="${top - 5}" x2="${x}" y2="${axisY}" stroke="#ddd"/>`);
-    out.push(
-      `<text x="${x}" y="${axisY + 14}" text-anchor="middle" fill="#555">${int.format(decade)}</text>`,
-    );
-  }
-  out.push('</svg>');
-  return out.join('\n');
 }

@@ -1,11 +1,12 @@
 /**
- * The five scenarios of issue 5, each against any {@link BenchSystem}. Every wait is bounded:
+ * Scenarios 1–4 of issue 5, each against any {@link BenchSystem} (5, scale, is in scale.ts). Every wait is bounded:
  * a system that cannot keep up is reported as incomplete, never waited on forever.
  */
-import pg from 'pg';
 import type { BenchMessage, BenchSystem, LatenessSummary } from './common';
 import { DeliveryTracker, Progress, log, runConcurrently, sleep } from './common';
 import type { HourglassSystem } from './hourglass';
+import type { LatenessTimeline } from './timeline';
+import { latenessTimeline } from './timeline';
 
 const DAY_MS = 86_400_000;
 const BATCH = 1000;
@@ -21,9 +22,16 @@ const SINGLE_CONCURRENCY = 32;
 let leadBaseMs = 3000;
 /** How long the memory scenario lets the node settle before and after (ms). */
 let settleMs = 5000;
-export function setTiming(options: { leadBaseMs: number; settleMs: number }): void {
-  leadBaseMs = options.leadBaseMs;
-  settleMs = options.settleMs;
+/** Width of the lateness-over-time buckets (ms); 0: 1 s for runs of 10 s or more, else 250 ms. */
+let timelineBucketMs = 0;
+export function setTiming(options: {
+  leadBaseMs?: number;
+  settleMs?: number;
+  timelineBucketMs?: number;
+}): void {
+  leadBaseMs = options.leadBaseMs ?? leadBaseMs;
+  settleMs = options.settleMs ?? settleMs;
+  timelineBucketMs = options.timelineBucketMs ?? timelineBucketMs;
 }
 
 let runCounter = 0;
@@ -64,12 +72,21 @@ export interface ThroughputResult {
   bulkPerSec: number;
   singleMessages: number;
   singlePerSec: number;
+  /** Single adds through gRPC, same count and callers (systems that serve gRPC: Hourglass). */
+  singleGrpcPerSec?: number;
+  /**
+   * The bench process's CPU during the HTTP and the gRPC singles (share of one core): what the
+   * callers themselves cost on the same cores, so a client-bound rate shows as such.
+   */
+  singleClientCpuShare?: number;
+  singleGrpcClientCpuShare?: number;
 }
 
 /**
  * Messages due a day ahead (nothing fires meanwhile). Bulk: batches of 1000 from 4 concurrent
- * callers. Single: one message per call from 32 concurrent callers. Rate = messages / wall time
- * from the first call to the last acknowledgement.
+ * callers. Single: one message per call from 32 concurrent callers, over HTTP, then (a system
+ * with {@link BenchSystem.scheduleOneGrpc}) over gRPC. Rate = messages / wall time from the first
+ * call to the last acknowledgement.
  */
 export async function throughput(
   system: BenchSystem,
@@ -83,8 +100,23 @@ export async function throughput(
   await scheduleAll(system, bulkRun, bulk, 'bulk add');
   const bulkSeconds = (performance.now() - started) / 1000;
 
+  // One unmeasured call per caller first, over each transport: connections and the gRPC client's
+  // .proto loading are not counted in the rate.
+  const warm = (add: (run: number, message: BenchMessage) => Promise<void>): Promise<void> => {
+    const warmRun = nextRun();
+    return runConcurrently(SINGLE_CONCURRENCY, SINGLE_CONCURRENCY, (n) =>
+      add(warmRun, { n, dueMs: base + n }),
+    );
+  };
+  await warm((run, message) => system.scheduleOne(run, message));
+
+  const cpuShare = (since: NodeJS.CpuUsage, seconds: number): number => {
+    const used = process.cpuUsage(since);
+    return Math.round(((used.user + used.system) / 1e6 / seconds) * 100) / 100;
+  };
   const singleRun = nextRun();
   const progress = new Progress('single add', singleCount);
+  let cpu = process.cpuUsage();
   started = performance.now();
   await runConcurrently(singleCount, SINGLE_CONCURRENCY, async (n) => {
     await system.scheduleOne(singleRun, { n, dueMs: base + n });
@@ -92,12 +124,30 @@ export async function throughput(
   });
   progress.finish();
   const singleSeconds = (performance.now() - started) / 1000;
-  return {
+  const result: ThroughputResult = {
     bulkMessages: bulkCount,
     bulkPerSec: Math.round(bulkCount / bulkSeconds),
     singleMessages: singleCount,
     singlePerSec: Math.round(singleCount / singleSeconds),
+    singleClientCpuShare: cpuShare(cpu, singleSeconds),
   };
+  const grpc = system.scheduleOneGrpc?.bind(system);
+  if (grpc) {
+    await warm(grpc);
+    const grpcRun = nextRun();
+    const grpcProgress = new Progress('single add (gRPC)', singleCount);
+    cpu = process.cpuUsage();
+    started = performance.now();
+    await runConcurrently(singleCount, SINGLE_CONCURRENCY, async (n) => {
+      await grpc(grpcRun, { n, dueMs: base + n });
+      grpcProgress.add(1);
+    });
+    grpcProgress.finish();
+    const grpcSeconds = (performance.now() - started) / 1000;
+    result.singleGrpcPerSec = Math.round(singleCount / grpcSeconds);
+    result.singleGrpcClientCpuShare = cpuShare(cpu, grpcSeconds);
+  }
+  return result;
 }
 
 // --- 2. firing lateness at a steady due rate --------------------------------------------------
@@ -108,12 +158,67 @@ export interface SteadyResult extends LatenessSummary {
   complete: boolean;
   /** How far ahead of the first due time scheduling finished (negative: it overlapped firing). */
   scheduledAheadMs: number;
+  /** p50/p99/max lateness per bucket of due time, so a stall shows (lateness-over-time.svg). */
+  timeline?: LatenessTimeline;
+}
+
+/** A steady run whose messages are all scheduled and whose deliveries are being tracked. */
+export interface ScheduledSteady {
+  rate: number;
+  seconds: number;
+  messages: BenchMessage[];
+  tracker: DeliveryTracker;
+  firstDueMs: number;
+  lastDueMs: number;
+  scheduledAheadMs: number;
 }
 
 /**
- * `rate × seconds` messages due evenly over `seconds`, all scheduled before the first is due (the
- * lead is sized from the system's bulk rate measured in scenario 1), so accepting does not
- * compete with firing. Waits until the last due time plus `graceMs`.
+ * Schedules `rate × seconds` messages due evenly over `seconds`, all before the first is due (the
+ * lead is sized from the system's bulk rate measured in scenario 1), and starts tracking them.
+ */
+export async function scheduleSteady(
+  system: BenchSystem,
+  rate: number,
+  seconds: number,
+  bulkPerSec: number,
+): Promise<ScheduledSteady> {
+  const count = Math.max(1, Math.round(rate * seconds));
+  const run = nextRun();
+  const leadMs = schedulingLeadMs(count, bulkPerSec);
+  const firstDueMs = Date.now() + leadMs;
+  const messages = Array.from({ length: count }, (_, n) => ({
+    n,
+    dueMs: firstDueMs + Math.floor((n * 1000) / rate),
+  }));
+  const tracker = new DeliveryTracker(run, count);
+  system.onDeliver = (r, n, due, received) => tracker.record(r, n, due, received);
+  await scheduleAll(system, run, messages, `schedule ${rate}/s×${seconds}s`);
+  const scheduledAheadMs = firstDueMs - Date.now();
+  const lastDueMs = messages[messages.length - 1]?.dueMs ?? firstDueMs;
+  return { rate, seconds, messages, tracker, firstDueMs, lastDueMs, scheduledAheadMs };
+}
+
+/** Waits for a scheduled steady run until its last due time plus `graceMs`; its figures. */
+export async function awaitSteady(run: ScheduledSteady, graceMs: number): Promise<SteadyResult> {
+  const { rate, seconds, tracker, firstDueMs, scheduledAheadMs } = run;
+  const progress = new Progress(`delivered ${rate}/s`, tracker.expected);
+  const complete = await tracker.waitAll(run.lastDueMs + graceMs, progress);
+  progress.finish(complete ? '' : 'INCOMPLETE');
+  const bucketMs = timelineBucketMs > 0 ? timelineBucketMs : seconds >= 10 ? 1000 : 250;
+  return {
+    rate,
+    seconds,
+    complete,
+    scheduledAheadMs,
+    ...tracker.summary(firstDueMs),
+    timeline: latenessTimeline(tracker, run.messages, firstDueMs, bucketMs),
+  };
+}
+
+/**
+ * Scenario 2's steady run: {@link scheduleSteady}, so accepting does not compete with firing,
+ * then {@link awaitSteady}.
  */
 export async function steady(
   system: BenchSystem,
@@ -122,23 +227,7 @@ export async function steady(
   bulkPerSec: number,
   graceMs: number,
 ): Promise<SteadyResult> {
-  const count = Math.max(1, Math.round(rate * seconds));
-  const run = nextRun();
-  const leadMs = schedulingLeadMs(count, bulkPerSec);
-  const firstDue = Date.now() + leadMs;
-  const messages = Array.from({ length: count }, (_, n) => ({
-    n,
-    dueMs: firstDue + Math.floor((n * 1000) / rate),
-  }));
-  const tracker = new DeliveryTracker(run, count);
-  system.onDeliver = (r, n, due, received) => tracker.record(r, n, due, received);
-  await scheduleAll(system, run, messages, `schedule ${rate}/s×${seconds}s`);
-  const scheduledAheadMs = firstDue - Date.now();
-  const lastDue = messages[messages.length - 1]?.dueMs ?? firstDue;
-  const progress = new Progress(`delivered ${rate}/s`, count);
-  const complete = await tracker.waitAll(lastDue + graceMs, progress);
-  progress.finish(complete ? '' : 'INCOMPLETE');
-  return { rate, seconds, complete, scheduledAheadMs, ...tracker.summary(firstDue) };
+  return awaitSteady(await scheduleSteady(system, rate, seconds, bulkPerSec), graceMs);
 }
 
 // --- 3. burst ---------------------------------------------------------------------------------
@@ -255,64 +344,5 @@ export async function memory(
     rssAfterGcBytes: liveAfter.rss,
     rssAfterGcBytesPerMessage: Math.round((liveAfter.rss - before.rssBytes) / held),
     payloadBytesPerMessage: Buffer.byteLength(JSON.stringify({ n: count - 1 })),
-  };
-}
-
-// --- 5. scale ---------------------------------------------------------------------------------
-
-export interface ScaleResult {
-  pending: number;
-  /** How the pending rows were put there. */
-  filledBy: string;
-  fillSeconds: number;
-  throughput: ThroughputResult;
-  steady: SteadyResult;
-}
-
-/**
- * `pending` far-future messages (a year ahead) written straight into the node's `messages` table
- * with one server-side INSERT … SELECT per million rows (through the HTTP API this would take
- * hours on this machine), then scenario 1 and a steady 2,000/s firing on top of them.
- */
-export async function scale(
-  system: HourglassSystem,
-  pending: number,
-  throughputCounts: { bulk: number; single: number },
-  steadySeconds: number,
-  graceMs: number,
-): Promise<ScaleResult> {
-  const client = new pg.Client({ connectionString: system.connectionString });
-  await client.connect();
-  const started = performance.now();
-  const progress = new Progress('fill pending rows', pending);
-  try {
-    const chunk = 1_000_000;
-    const base = Date.now() + 365 * DAY_MS;
-    for (let from = 0; from < pending; from += chunk) {
-      const to = Math.min(pending, from + chunk);
-      // slot = g mod 256 rather than the real hash: these rows never come near the horizon, so no
-      // loader ever reads them; they only have to be there, in the table and its indexes.
-      await client.query(
-        `INSERT INTO messages (app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, fingerprint)
-         SELECT 'bench', 'pending-' || g, g % 256, 'bench.pending', NULL, '\\x7b226e223a317d'::bytea, 0, '{}'::jsonb, $3::bigint + g, 'bench'
-         FROM generate_series($1::bigint, $2::bigint - 1) AS g`,
-        [from, to, base],
-      );
-      progress.update(to);
-    }
-    await client.query('ANALYZE messages');
-  } finally {
-    progress.finish();
-    await client.end();
-  }
-  const fillSeconds = (performance.now() - started) / 1000;
-  const tp = await throughput(system, throughputCounts.bulk, throughputCounts.single);
-  const st = await steady(system, 2000, steadySeconds, tp.bulkPerSec, graceMs);
-  return {
-    pending,
-    filledBy: 'server-side INSERT … SELECT generate_series (not the HTTP API)',
-    fillSeconds,
-    throughput: tp,
-    steady: st,
   };
 }

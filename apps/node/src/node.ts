@@ -180,6 +180,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       sweepIntervalMs: config.core.sweepIntervalMs,
       sweepGraceMs: config.core.sweepGraceMs,
       overdueLoadLimit: config.core.overdueLoadLimit,
+      groupCommit: config.postgres.groupCommit,
       maxTargetMessagesInFlight: config.callbacks.maxMessagesInFlight,
     },
   );
@@ -335,7 +336,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       extraRoutes: (app) => app.use(adminClusterRouter({ cluster, apps })),
     });
     try {
-      server = await listen(http.app, config.http.host, config.http.port);
+      server = await listen(http.handler, config.http.host, config.http.port);
     } catch (error) {
       throw new ListenError('HTTP', config.http.host, config.http.port, error);
     }

@@ -25,6 +25,11 @@ export const configSchema = z.strictObject({
     url: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL'),
     poolSize: z.number().int().min(2).max(500),
     statementTimeoutMs: z.number().int().min(100),
+    groupCommit: z.strictObject({
+      windowMs: z.number().min(0).max(50),
+      maxMessages: z.number().int().min(1).max(10_000),
+      maxInFlight: z.number().int().min(1).max(64),
+    }),
   }),
   kafka: z.strictObject({
     brokers: z.array(hostPort).min(1),

@@ -30,6 +30,7 @@ import type { EngineDeps, EngineOptions, ResolvedOptions } from './options';
 import { WHEEL_SLACK_MS, resolveOptions } from './options';
 import { SlotLoader } from './slots/loader';
 import { Sweeper } from './slots/sweep';
+import { GroupCommit } from './group-commit';
 
 export type { AppDeliverySource, EngineDeps, EngineOptions } from './options';
 
@@ -50,6 +51,7 @@ export class DelayEngine implements SlotEngine {
   private readonly targets: TargetFiring;
   private readonly loader: SlotLoader;
   private readonly sweeper: Sweeper;
+  private readonly inserts: GroupCommit<NewMessage, InsertOutcome>;
   private timers: NodeJS.Timeout[] = [];
   private running = false;
   private stopping = false;
@@ -126,6 +128,11 @@ export class DelayEngine implements SlotEngine {
       backfilling: this.loader.backfilling,
       wake,
     });
+    this.inserts = new GroupCommit(
+      (messages) => this.insertNow(messages),
+      this.options.groupCommit,
+      (flush) => deps.metrics.insertGroup(flush.messages, flush.waitedMs),
+    );
     deps.metrics.observeEngine(() => ({
       wheelSize: this.wheel.size,
       ownedSlots: this.leases.size,
@@ -210,13 +217,23 @@ export class DelayEngine implements SlotEngine {
   }
 
   /** Persists a batch and wheels what this node may fire itself. Outcomes are in input order. */
-  async insert(messages: readonly NewMessage[]): Promise<InsertOutcome[]> {
+  /**
+   * Persists new messages and wheels those this node fires; resolves after the commit. Small
+   * inserts arriving together share one statement and one commit (./group-commit.ts).
+   */
+  insert(messages: readonly NewMessage[]): Promise<InsertOutcome[]> {
+    return this.inserts.submit(messages);
+  }
+
+  private async insertNow(messages: readonly NewMessage[]): Promise<InsertOutcome[]> {
     const now = this.deps.clock.now();
     const ownedEpochs = new Map(this.leases);
+    const started = performance.now();
     const outcomes = await this.deps.store.insertBatch(messages, {
       ownedEpochs,
       hintBeforeMs: now + this.options.horizonMs + WHEEL_SLACK_MS / 2,
     });
+    this.deps.metrics.inserted(performance.now() - started);
     let wheeled = false;
     const reach = this.loader.reach();
     for (const outcome of outcomes) {

@@ -34,6 +34,9 @@ export class EngineMetrics {
   private readonly deadLettersTotal: Counter<'app' | 'result'>;
   private readonly alertsTotal: Counter<'result'>;
   private readonly callbackLateness: Histogram;
+  private readonly insertGroupMessages: Histogram;
+  private readonly insertGroupWait: Histogram;
+  private readonly insertSeconds: Histogram;
   private snapshot: () => EngineSnapshot = () => ({
     wheelSize: 0,
     ownedSlots: 0,
@@ -164,6 +167,24 @@ export class EngineMetrics {
       labelNames: ['stage'],
       registers,
     });
+    this.insertGroupMessages = new Histogram({
+      name: 'hourglass_insert_group_messages',
+      help: 'Messages per grouped insert statement (group commit of small schedules).',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
+      registers,
+    });
+    this.insertGroupWait = new Histogram({
+      name: 'hourglass_insert_group_wait_seconds',
+      help: 'How long the oldest member of a group waited before its insert statement was sent.',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],
+      registers,
+    });
+    this.insertSeconds = new Histogram({
+      name: 'hourglass_insert_seconds',
+      help: 'Duration of one insert statement and its commit (single schedules grouped, or a batch).',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
     const read = (pick: (s: EngineSnapshot) => number) =>
       function (this: Gauge) {
         this.set(pick(self.snapshot()));
@@ -290,5 +311,14 @@ export class EngineMetrics {
   fireStage(stage: 'claim' | 'produce' | 'mark', ms: number, messages: number): void {
     this.stageSeconds.observe({ stage }, ms / 1000);
     this.stageMessages.inc({ stage }, messages);
+  }
+
+  inserted(ms: number): void {
+    this.insertSeconds.observe(ms / 1000);
+  }
+
+  insertGroup(messages: number, waitedMs: number): void {
+    this.insertGroupMessages.observe(messages);
+    this.insertGroupWait.observe(waitedMs / 1000);
   }
 }

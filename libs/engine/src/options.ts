@@ -7,6 +7,7 @@ import type {
   Logger,
   MessageStore,
 } from '@hourglass/core';
+import type { GroupCommitOptions } from './group-commit';
 import type { EngineMetrics } from './metrics';
 
 export interface EngineOptions {
@@ -50,6 +51,8 @@ export interface EngineOptions {
    * are. @default 20000
    */
   maxTargetMessagesInFlight?: number;
+  /** Group commit of small inserts (./group-commit.ts). @default its own defaults */
+  groupCommit?: GroupCommitOptions;
 }
 
 export type ResolvedOptions = Required<EngineOptions>;
@@ -63,6 +66,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     overdueLoadLimit: 50_000,
     stopMarkTimeoutMs: 30_000,
     maxTargetMessagesInFlight: 20_000,
+    groupCommit: {},
     ...stripUndefined(options),
   } as ResolvedOptions;
 }

@@ -2,23 +2,20 @@
  * The HTTP v1 exporter. It only translates: requests into {@link MessageService} calls and
  * {@link HourglassError}s into statuses through ERROR_TABLE, with one error body shape.
  */
-import { randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
-import type { ErrorCode } from '@hourglass/core';
+import type { RequestListener, Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { Logger } from '@hourglass/core';
-import {
-  BODY_DEPTH_ALLOWANCE,
-  DEFAULT_MAX_PAYLOAD_DEPTH,
-  HourglassError,
-  isHourglassError,
-} from '@hourglass/core';
+import { BODY_DEPTH_ALLOWANCE, DEFAULT_MAX_PAYLOAD_DEPTH, HourglassError } from '@hourglass/core';
 import type { AppAdmin, AppDirectory, AppIdentity, MessageService } from '@hourglass/engine';
 import { bearerToken } from '@hourglass/engine';
 import type { NextFunction, Request, Response } from 'express';
 import express from 'express';
 import type { Registry } from 'prom-client';
 import { ROUTER_OPTIONS, adminGate, adminRouter, refuseUnmatched } from './admin';
-import { bodyParserError, jsonBody, requireJson } from './body';
+import { jsonBody, requireJson } from './body';
+import { FastSchedule } from './fast-schedule';
+import type { ErrorReply } from './replies';
+import { errorReply, hourglassErrorReply, scheduleBatchReply } from './replies';
 import { OpenApiValidator, openApiDocument } from './openapi';
 
 export interface ReadinessCheck {
@@ -45,14 +42,23 @@ let validator: OpenApiValidator | undefined;
 
 export interface HttpApi {
   app: express.Express;
+  /**
+   * The server's request listener: the schedule routes directly (fast-schedule.ts), everything
+   * else through {@link app}.
+   */
+  handler: RequestListener;
   /** While draining, every new request gets 503 `shutting_down`. */
   setDraining(draining: boolean): void;
 }
 
+function sendReply(res: Response, reply: ErrorReply): void {
+  if (reply.retryAfterSeconds !== undefined)
+    res.setHeader('Retry-After', String(reply.retryAfterSeconds));
+  res.status(reply.status).json(reply.body);
+}
+
 function sendError(res: Response, error: HourglassError): void {
-  if (error.retryAfterSeconds !== undefined)
-    res.setHeader('Retry-After', String(Math.ceil(error.retryAfterSeconds)));
-  res.status(error.spec.http).json(error.toBody());
+  sendReply(res, hourglassErrorReply(error));
 }
 
 type Authed = Request & { hourglassApp?: AppIdentity };
@@ -139,10 +145,9 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   });
 
   // Deep enough for any payload the core accepts inside a batch; see BODY_DEPTH_ALLOWANCE.
-  const json = jsonBody({
-    limit: options.maxRequestBytes,
-    maxDepth: (service.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH) + BODY_DEPTH_ALLOWANCE,
-  });
+  const bodyDepth =
+    (service.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH) + BODY_DEPTH_ALLOWANCE;
+  const json = jsonBody({ limit: options.maxRequestBytes, maxDepth: bodyDepth });
 
   const authenticate = async (req: Authed, _res: Response, next: NextFunction): Promise<void> => {
     const token = bearerToken(req.headers.authorization);
@@ -178,14 +183,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
 
   const v1 = express.Router(ROUTER_OPTIONS);
   v1.post('/messages/batch', authenticate, requireJson, json, async (req: Authed, res) => {
-    const results = await service.scheduleBatch(caller(req), req.body);
-    res.status(200).json({
-      results: results.map((result) =>
-        result.ok
-          ? { status: result.created ? 201 : 200, message: result.message }
-          : { status: result.error.spec.http, ...result.error.toBody() },
-      ),
-    });
+    res.status(200).json(scheduleBatchReply(await service.scheduleBatch(caller(req), req.body)));
   });
   v1.post('/messages', authenticate, requireJson, json, async (req: Authed, res) => {
     const { created, message } = await service.schedule(caller(req), req.body);
@@ -219,30 +217,23 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   // Express recognises error handlers by their four parameters.
   app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
     if (res.headersSent) return;
-    const known = isHourglassError(error) ? error : bodyParserError(error);
-    if (known) {
-      if (known.cause !== undefined) {
-        // A dependency refused (503): the reason is for the operator, not the client.
-        const reason = known.cause instanceof Error ? known.cause.message : 'no detail';
-        logger.debug({ code: known.code, reason, method: req.method, path: req.path }, 'refused');
-      }
-      sendError(res, known);
-      return;
-    }
-    const status = (error as { status?: unknown }).status;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      // Any other client error raised by express itself (e.g. a malformed URL escape).
-      const code: ErrorCode = status === 404 ? 'route_not_found' : 'invalid_request';
-      sendError(res, new HourglassError(code, (error as Error).message));
-      return;
-    }
-    const incident = randomUUID();
-    logger.error({ err: error, incident, method: req.method, path: req.path }, 'unhandled error');
-    sendError(res, new HourglassError('internal', `internal error; incident ${incident}`));
+    sendReply(res, errorReply(error, logger, req.method, req.path));
   });
 
+  const direct = new FastSchedule({
+    service,
+    apps,
+    logger,
+    maxRequestBytes: options.maxRequestBytes,
+    maxDepth: bodyDepth,
+  });
   return {
     app,
+    handler: (req, res) => {
+      const route = draining ? null : direct.route(req);
+      if (route) direct.handle(req, res, route);
+      else app(req, res);
+    },
     setDraining(value: boolean) {
       draining = value;
     },
@@ -250,9 +241,9 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
 }
 
 /** Listens and resolves once bound. */
-export function listen(app: express.Express, host: string, port: number): Promise<Server> {
+export function listen(handler: RequestListener, host: string, port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host);
+    const server = createServer(handler).listen(port, host);
     server.once('listening', () => resolve(server));
     server.once('error', reject);
     server.keepAliveTimeout = 65_000;
