@@ -83,6 +83,11 @@ export class HourglassSystem implements BenchSystem {
     return this.nodes.map((node) => node.lastOutput).join('\n');
   }
 
+  /** The nodes' HTTP base URLs (the retention bench calls the admin API). */
+  get nodeUrls(): string[] {
+    return this.nodes.map((node) => node.url);
+  }
+
   /** Pids of the node processes (for profiles and RSS). */
   get pids(): number[] {
     return this.nodes.map((node) => node.pid ?? 0);

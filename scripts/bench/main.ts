@@ -7,6 +7,7 @@
  *   npm run bench -- --scale         adds scenario 5 (10 million pending; long)
  *   npm run bench -- --scenarios callbacks   only scenario 6 (HTTP callbacks, single node)
  *   npm run bench -- --scenarios ingest      only scenario 7 (firing while ingesting)
+ *   npm run bench -- --scenarios retention   only scenario 8 (retention while firing)
  *   npm run bench -- --only hourglass,bullmq-tuned --profile
  *   npm run bench -- --compare bench-results/A bench-results/B   B against A (compare.ts)
  */
@@ -23,6 +24,7 @@ import { renderTable } from './report';
 import { renderChart } from './chart';
 import { scale } from './scale';
 import { burst, memory, setTiming, steady, throughput } from './scenarios';
+import { benchRetention } from './retention';
 import type { SteadyResult } from './scenarios';
 import { SUSTAINED_P99_MS, benchOptions } from './settings';
 import { benchCallbacks, runIngest } from './single-node';
@@ -284,6 +286,16 @@ async function main(): Promise<void> {
   }
   if (scenarios.has(6))
     await benchCallbacks(options, single(), single().throughput?.bulkPerSec ?? 5000);
+  if (scenarios.has(8)) {
+    log(`── retention (Hourglass single node, ${settings.retentionRows} finished rows)`);
+    const r = single();
+    try {
+      r.retention = await benchRetention(settings.retentionRows, settings.steadySeconds);
+    } catch (error) {
+      r.status = 'error';
+      r.errors.push(`retention: ${errorText(error)}`);
+    }
+  }
 
   report.finishedAt = new Date().toISOString();
   report.machine.loadAverageEnd = loadavg().map((load) => Math.round(load * 100) / 100);

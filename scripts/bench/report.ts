@@ -5,6 +5,7 @@
 import type { ScaleResult } from './scale';
 import type { BurstResult, MemoryResult, SteadyResult, ThroughputResult } from './scenarios';
 import type { CallbackPhaseResult, CallbackResult } from './callbacks';
+import type { RetentionBenchResult } from './retention';
 import type { FireStages } from './hourglass';
 import type { IngestResult } from './ingest';
 import { renderIngestLines } from './ingest';
@@ -30,6 +31,8 @@ export interface SystemResult {
   callbacks?: CallbackResult;
   /** Scenario 7: firing while the same node ingests (Hourglass single node only). */
   ingest?: IngestResult;
+  /** Scenario 8: retention of finished rows while firing (Hourglass single node only). */
+  retention?: RetentionBenchResult;
 }
 
 export interface RunReport {
@@ -155,6 +158,15 @@ export function renderTable(report: RunReport): string {
       `Scale (Hourglass single node with ${num(scale.pending)} messages pending, filled by ${scale.filledBy} in ${scale.fillSeconds.toFixed(0)} s): ` +
         `bulk add ${num(scale.throughput.bulkPerSec)} msg/s, single add ${num(scale.throughput.singlePerSec)} msg/s, ` +
         `firing ${num(scale.steady.rate)} msg/s: p50 / p99 / max ${lateness(scale.steady)} ms.`,
+    );
+  }
+  const withRetention = report.results.find((r) => r.retention);
+  if (withRetention?.retention) {
+    lines.push(
+      '',
+      'Retention (scenario 8; Hourglass single node): the job removes finished rows while the steady rate fires.',
+      '',
+      withRetention.retention.table,
     );
   }
   const withCallbacks = report.results.find((r) => r.callbacks);

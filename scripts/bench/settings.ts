@@ -15,8 +15,9 @@ export const SCENARIO_NAMES: Record<string, number> = {
   scale: 5,
   callbacks: 6,
   ingest: 7,
+  retention: 8,
 };
-const LAST_SCENARIO = 7;
+const LAST_SCENARIO = 8;
 
 /** The steady run at the peak rate counts as sustained under this p99. */
 export const SUSTAINED_P99_MS = 100;
@@ -48,6 +49,7 @@ export function benchOptions(argv: readonly string[]) {
       'ingest-rate': { type: 'string' },
       'ingest-fire-rate': { type: 'string' },
       'ingest-seconds': { type: 'string' },
+      'retention-rows': { type: 'string' },
       'bucket-ms': { type: 'string' },
       profile: { type: 'boolean', default: false },
       out: { type: 'string' },
@@ -88,18 +90,27 @@ export function benchOptions(argv: readonly string[]) {
     ingestFireRate: Number(args['ingest-fire-rate'] ?? (quick ? 200 : 2000)),
     ingestSeconds: Number(args['ingest-seconds'] ?? steadySeconds),
     ingestRate: Number(args['ingest-rate'] ?? (quick ? 2000 : 20_000)),
+    /**
+     * Scenario 8, retention: finished rows the job removes while the steady rate fires (issue 14's
+     * target is 10 million: `--scale`).
+     */
+    retentionRows: Number(
+      args['retention-rows'] ?? (quick ? 20_000 : args.scale ? 10_000_000 : 1_000_000),
+    ),
     /** Lateness-over-time bucket width (ms); 0: 1 s for runs of 10 s or more, else 250 ms. */
     timelineBucketMs: Number(args['bucket-ms'] ?? 0),
   };
   const scenarios = new Set(
-    (args.scenarios ?? (args.scale ? '1,2,3,4,5,6,7' : '1,2,3,4,6,7')).split(',').map((name) => {
-      const number = SCENARIO_NAMES[name.trim()] ?? Number(name);
-      if (!Number.isInteger(number) || number < 1 || number > LAST_SCENARIO)
-        throw new Error(
-          `--scenarios: unknown scenario "${name}" (1–${LAST_SCENARIO} or ${Object.keys(SCENARIO_NAMES).join(', ')})`,
-        );
-      return number;
-    }),
+    (args.scenarios ?? (args.scale ? '1,2,3,4,5,6,7,8' : '1,2,3,4,6,7,8'))
+      .split(',')
+      .map((name) => {
+        const number = SCENARIO_NAMES[name.trim()] ?? Number(name);
+        if (!Number.isInteger(number) || number < 1 || number > LAST_SCENARIO)
+          throw new Error(
+            `--scenarios: unknown scenario "${name}" (1–${LAST_SCENARIO} or ${Object.keys(SCENARIO_NAMES).join(', ')})`,
+          );
+        return number;
+      }),
   );
   const resultsDir = resolve(
     args.out ?? join('bench-results', new Date().toISOString().replace(/[:.]/g, '-')),

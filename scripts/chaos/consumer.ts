@@ -1,7 +1,7 @@
 /**
  * Records every record on the run's topic, from its beginning: its `hourglass-id`, its
- * `hourglass-deliver-at`, the broker's append time (the topic uses LogAppendTime) and the time
- * this process received it.
+ * `hourglass-deliver-at`, the broker's append time (the topic uses LogAppendTime), the time
+ * this process received it, and the version its payload names (a rescheduled message's `v`).
  *
  * A record is identified by partition and offset, so re-reading one after a consumer restart or a
  * rebalance (uncommitted offsets are read again) is not mistaken for a duplicate delivery: only
@@ -24,6 +24,19 @@ export interface Receipt {
   deliverAt: number;
   partition: number;
   offset: string;
+  /** The payload's `v` (2 for the moved version of a rescheduled message), 1 when it has none. */
+  version: number;
+}
+
+/** The `v` of a record's JSON payload; 1 without one (the load's first version carries none). */
+function versionOf(value: Buffer | null): number {
+  if (!value) return 1;
+  try {
+    const v = (JSON.parse(value.toString()) as { v?: unknown } | null)?.v;
+    return typeof v === 'number' ? v : 1;
+  } catch {
+    return 1;
+  }
 }
 
 export class Recorder {
@@ -97,6 +110,7 @@ export class Recorder {
             deliverAt: Number(headers['hourglass-deliver-at']?.toString() ?? 'NaN'),
             partition: batch.partition,
             offset: message.offset,
+            version: versionOf(message.value),
           };
           const list = this.receipts.get(id);
           if (list) list.push(receipt);

@@ -1,6 +1,6 @@
 /**
  * Admin calls the suite makes through the nodes: granting the run's topic to the app, and, for a
- * missing or early message, what the cluster says about it (GET /v1/messages/{id}, and for a
+ * missing or early message (or a moved one delivered in a version it must not be), what the cluster says about it (GET /v1/messages/{id}, and for a
  * callback GET /v1/messages/{id}/attempts) and the node log lines naming it, kept in the result
  * next to what the client and the consumer or the receiver saw.
  */
@@ -45,7 +45,7 @@ type Answer = { node: string; status: number; body: unknown } | { error: string 
 
 export interface Evidence {
   id: string;
-  problem: 'missing' | 'early';
+  problem: 'missing' | 'early' | 'old version';
   via: Via | undefined;
   sent: SentMessage | undefined;
   /** Kafka records, or callback requests (a refused one with `accepted: false`). */
@@ -85,8 +85,9 @@ async function ask(cluster: Cluster, token: string, path: string): Promise<Answe
 function logLinesOf(cluster: Cluster, ids: readonly string[]): Map<string, string[]> {
   const lines = new Map<string, string[]>(ids.map((id) => [id, []]));
   if (ids.length === 0) return lines;
-  // Ids are chaos-<run>-<seq> and chaos-<run>-cb<seq>: the whole id, not followed by a digit.
-  const pattern = /chaos-[0-9a-z]+-[0-9a-f]+-(?:cb)?\d+/g;
+  // Ids are chaos-<run>-<seq>, chaos-<run>-cb<seq>, chaos-<run>-mv<seq> and occurrences
+  // chaos-<run>-s<n>:<revision>:<ms>: the whole id, not followed by a digit.
+  const pattern = /chaos-[0-9a-z]+-[0-9a-f]+-(?:(?:cb|mv)?\d+|s\d+:\d+:\d+)/g;
   for (const node of cluster.nodes) {
     let text: string;
     try {
@@ -114,6 +115,7 @@ export async function collectEvidence(
   const wanted = [
     ...findings.missingIds.map((id) => ({ id, problem: 'missing' as const })),
     ...findings.earlyIds.map((id) => ({ id, problem: 'early' as const })),
+    ...findings.oldVersionIds.map((id) => ({ id, problem: 'old version' as const })),
   ].slice(0, MAX_EVIDENCE);
   const logLines = logLinesOf(
     cluster,

@@ -13,11 +13,19 @@
  * receiver instead of the topic: `callback: {url}` with a retry strategy that outlasts every
  * fault (`callbackRetry`). Their ids end in `-cb<seq>` instead of `-<seq>`.
  *
+ * A share of the Kafka messages (`rescheduleShare`, spread evenly over them; ids `-mv<seq>`) is
+ * moved with a PATCH right after its POST was acknowledged, retried the same way
+ * (./reschedule.ts). The requests themselves go through ./requests.ts.
+ *
  * At most `concurrency` requests are in flight at once; a message waiting for its turn waits
  * its backoff first. If more than `maxPending` messages are unacknowledged at once, new ones
  * are not generated (counted as `shed`), which bounds memory whatever the cluster does.
  */
 import { log } from './common';
+import { reschedule } from './reschedule';
+import type { Move } from './reschedule';
+import { RetryingClient } from './requests';
+import type { AttemptLog } from './requests';
 
 export interface LoadOptions {
   rate: number;
@@ -34,6 +42,8 @@ export interface LoadOptions {
   callbackRetry: Readonly<Record<string, unknown>>;
   /** The callback's `timeoutMs`. */
   callbackTimeoutMs: number;
+  /** 0–1: the share of the Kafka messages moved with a PATCH once acknowledged (reschedule.ts). */
+  rescheduleShare: number;
 }
 
 /** How a message is delivered: a Kafka record on the run's topic, or an HTTP callback. */
@@ -42,21 +52,14 @@ export type Via = 'kafka' | 'http';
 /** Rejections logged one by one; after that, only counted. */
 const MAX_REJECTIONS_LOGGED = 20;
 
-/** One attempt that did not get a 2xx answer: when, which node, what came back. */
-export interface FailedAttempt {
-  at: number;
-  node: number;
-  error: string;
-}
+export type { FailedAttempt } from './requests';
 
-export interface SentMessage {
+export interface SentMessage extends AttemptLog {
   id: string;
   via: Via;
   /** When the client generated it (first attempt started at or after this). */
   createdAt: number;
   delayMs: number;
-  attempts: number;
-  failures: FailedAttempt[];
   /** When the 2xx answer arrived, and its status and due time. */
   ackedAt?: number;
   ackStatus?: number;
@@ -65,54 +68,50 @@ export interface SentMessage {
   /** A non-retriable answer (4xx other than 408/429): never acknowledged. */
   rejected?: string;
   gaveUp?: boolean;
-}
-
-class Semaphore {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-  constructor(private readonly limit: number) {}
-
-  async acquire(): Promise<void> {
-    if (this.active < this.limit) {
-      this.active++;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.active--;
-  }
+  /** Present for the rescheduled share: the PATCH that moves it once acknowledged. */
+  move?: Move;
+  /** Set for an expected occurrence of a recurring schedule (recurring.ts): the schedule's id. */
+  occurrenceOf?: string;
 }
 
 export class LoadGenerator {
   readonly messages = new Map<string, SentMessage>();
   shed = 0;
   rejections = 0;
-  private readonly semaphore: Semaphore;
+  /** The client every request goes through (the schedules' too): one limit on requests in flight. */
+  readonly client: RetryingClient;
   private readonly tasks = new Set<Promise<void>>();
   private readonly abort = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private generated = 0;
-  private nextNode = 0;
+  private kafkaGenerated = 0;
   private startedAt = 0;
   private pending = 0;
   private stoppedAt: number | undefined;
 
   constructor(
-    private readonly urls: readonly string[],
-    private readonly token: string,
+    urls: readonly string[],
+    token: string,
     private readonly topic: string,
     private readonly runId: string,
     private readonly options: LoadOptions,
   ) {
-    this.semaphore = new Semaphore(options.concurrency);
+    this.client = new RetryingClient(
+      urls,
+      token,
+      options.concurrency,
+      options.requestTimeoutMs,
+      this.abort.signal,
+    );
   }
 
   get inFlight(): number {
     return this.pending;
+  }
+
+  /** When the load stopped generating messages (undefined while it runs). */
+  get stoppedGeneratingAt(): number | undefined {
+    return this.stoppedAt;
   }
 
   start(): void {
@@ -143,6 +142,21 @@ export class LoadGenerator {
     await Promise.allSettled([...this.tasks]);
   }
 
+  /** Runs `work` as one of the load's tasks: {@link settle} and {@link cancel} wait for it. */
+  track(work: Promise<void>): void {
+    this.pending++;
+    const task = work.finally(() => {
+      this.pending--;
+      this.tasks.delete(task);
+    });
+    this.tasks.add(task);
+  }
+
+  /** Whether the n-th message (from 0) of a kind falls in `share`: spread evenly over the sequence. */
+  private static inShare(n: number, share: number): boolean {
+    return Math.floor((n + 1) * share) > Math.floor(n * share);
+  }
+
   private tick(): void {
     const target = Math.floor(((Date.now() - this.startedAt) * this.options.rate) / 1000);
     // After a stall of the event loop, catch up by at most one second's worth.
@@ -153,25 +167,24 @@ export class LoadGenerator {
         this.shed++;
         continue;
       }
-      const { minDelayMs, maxDelayMs, callbackShare } = this.options;
-      // The callback share, spread evenly: seq is a callback when it crosses the next multiple.
-      const via: Via =
-        Math.floor((seq + 1) * callbackShare) > Math.floor(seq * callbackShare) ? 'http' : 'kafka';
+      const { minDelayMs, maxDelayMs, callbackShare, rescheduleShare } = this.options;
+      const via: Via = LoadGenerator.inShare(seq, callbackShare) ? 'http' : 'kafka';
+      const moved =
+        via === 'kafka' && LoadGenerator.inShare(this.kafkaGenerated++, rescheduleShare);
       const message: SentMessage = {
-        id: via === 'http' ? `chaos-${this.runId}-cb${seq}` : `chaos-${this.runId}-${seq}`,
+        id:
+          via === 'http'
+            ? `chaos-${this.runId}-cb${seq}`
+            : `chaos-${this.runId}-${moved ? 'mv' : ''}${seq}`,
         via,
         createdAt: Date.now(),
         delayMs: minDelayMs + Math.floor(Math.random() * (maxDelayMs - minDelayMs + 1)),
         attempts: 0,
         failures: [],
+        ...(moved ? { move: { attempts: 0, failures: [] } } : {}),
       };
       this.messages.set(message.id, message);
-      this.pending++;
-      const task = this.send(message).finally(() => {
-        this.pending--;
-        this.tasks.delete(task);
-      });
-      this.tasks.add(task);
+      this.track(this.send(message));
     }
     if (target > this.generated) this.generated = target;
   }
@@ -189,56 +202,28 @@ export class LoadGenerator {
           }
         : { id: message.id, topic: this.topic, key: message.id, payload, delayMs: message.delayMs },
     );
-    let backoffMs = 100;
-    for (;;) {
-      if (this.abort.signal.aborted || Date.now() - message.createdAt > this.options.giveUpMs) {
-        message.gaveUp = true;
-        return;
-      }
-      await this.semaphore.acquire();
-      const node = this.nextNode++ % this.urls.length;
-      const at = Date.now();
-      message.attempts++;
-      let error: string;
-      try {
-        const response = await fetch(`${this.urls[node]}/v1/messages`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
-          body,
-          signal: AbortSignal.any([
-            AbortSignal.timeout(this.options.requestTimeoutMs),
-            this.abort.signal,
-          ]),
-        });
-        const text = await response.text();
-        if (response.status === 200 || response.status === 201) {
-          const stored = JSON.parse(text) as { deliverAt: string };
-          message.ackedAt = Date.now();
-          message.ackStatus = response.status;
-          message.ackNode = node;
-          message.dueMs = Date.parse(stored.deliverAt);
-          return;
-        }
-        error = `${response.status} ${text.slice(0, 160)}`;
-        if (response.status < 500 && response.status !== 408 && response.status !== 429) {
-          message.rejected = error;
-          if (++this.rejections <= MAX_REJECTIONS_LOGGED) {
-            log(
-              `message ${message.id} rejected by node ${node + 1}: ${error}${this.rejections === MAX_REJECTIONS_LOGGED ? ' (further rejections are only counted)' : ''}`,
-            );
-          }
-          return;
-        }
-      } catch (caught) {
-        const cause = (caught as { cause?: { code?: string } }).cause;
-        error =
-          cause?.code ?? (caught instanceof Error ? `${caught.name}: ${caught.message}` : 'error');
-      } finally {
-        this.semaphore.release();
-      }
-      message.failures.push({ at, node, error });
-      await new Promise((resolve) => setTimeout(resolve, backoffMs));
-      backoffMs = Math.min(backoffMs * 2, 1000);
+    const giveUpAt = message.createdAt + this.options.giveUpMs;
+    const answer = await this.client.send('POST', '/v1/messages', body, message, giveUpAt);
+    if (answer.kind === 'gave-up') {
+      message.gaveUp = true;
+      return;
+    }
+    const { status, text, node } = answer;
+    if (status === 200 || status === 201) {
+      const stored = JSON.parse(text) as { deliverAt: string };
+      message.ackedAt = Date.now();
+      message.ackStatus = status;
+      message.ackNode = node;
+      message.dueMs = Date.parse(stored.deliverAt);
+      // Right after the acknowledgement, as a client changing its mind would.
+      if (message.move) await reschedule(this.client, message, giveUpAt);
+      return;
+    }
+    message.rejected = `${status} ${text.slice(0, 160)}`;
+    if (++this.rejections <= MAX_REJECTIONS_LOGGED) {
+      log(
+        `message ${message.id} rejected by node ${node + 1}: ${message.rejected}${this.rejections === MAX_REJECTIONS_LOGGED ? ' (further rejections are only counted)' : ''}`,
+      );
     }
   }
 }

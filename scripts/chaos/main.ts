@@ -8,147 +8,54 @@
  *   npm run chaos -- --quick               short outages and lower load (≈ 3 minutes)
  *   npm run chaos -- --only kill,kafka --rate 100 --callbacks-share 0.25
  *
- * Exits 0 when every acknowledged message was received and none early; 1 on a missing or early
- * message; 2 on bad usage; 3 when a node or a service could not be started (or the run timed
- * out); 130/143 on SIGINT/SIGTERM.
+ * The load: Kafka messages, a share of them moved by a PATCH once acknowledged (reschedule.ts),
+ * HTTP callbacks, and recurring schedules whose occurrences are judged like messages
+ * (recurring.ts); options in settings.ts.
+ *
+ * Exits 0 when every acknowledged message (and every occurrence) was received and none early;
+ * 1 on a missing or early one, a moved message delivered in a version it must not be, or a stray
+ * occurrence; 2 on bad usage; 3 when a node or a service could not be started (or the run timed
+ * out); 130/143 on SIGINT/SIGTERM. Duplicates are reported, never fatal (at-least-once delivery).
  */
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
-import { parse as parseYaml } from 'yaml';
 import { AbortedError, SetupError, errorText, log, sleep } from './common';
 import { ADMIN_TOKEN, Cluster } from './cluster';
 import { Recorder } from './consumer';
 import { CallbackReceiver } from './receiver';
 import type { CallbackReceipt } from './receiver';
-import { FAULT_NAMES, runFault } from './faults';
-import type { FaultName, FaultRecord, FaultTiming } from './faults';
+import { runFault } from './faults';
+import type { FaultRecord } from './faults';
+import type { RowKind } from './judge';
+import { drain } from './drain';
 import { LoadGenerator } from './load';
-import type { SentMessage, Via } from './load';
-import { analyse, messagesCsv, renderTable, windowsOf } from './report';
-import type { Arrivals } from './report';
-import { chaosServices, createRunTopic, freshDatabase, repoRoot } from './services';
+import type { SentMessage } from './load';
+import { RecurringSchedules } from './recurring';
+import { analyse, windowsOf } from './report';
+import type { Arrivals, Totals } from './report';
+import { chaosServices, createRunTopic, freshDatabase } from './services';
+import { messagesCsv, renderTable } from './table';
 import { collectEvidence, grantTopic } from './evidence';
+import {
+  CALLBACK_RETRY,
+  callbackShare,
+  faults,
+  kinds,
+  leaseTtlSeconds,
+  rate,
+  rescheduleShare,
+  scheduleCount,
+  settings,
+  timing,
+  vias,
+} from './settings';
 
 const APP = 'demo';
 const APP_TOKEN = 'demo-token';
 const PARTITIONS = 4;
 const KEEP_RUNS = 5;
-/**
- * The retry of every callback message: every 500 ms, 100 attempts (the most allowed), so a
- * callback keeps being retried for 50 s, through any fault of the quick run and past the
- * receiver's own outage.
- */
-const CALLBACK_RETRY = {
-  strategy: 'fixed',
-  initialDelayMs: 500,
-  maxAttempts: 100,
-  jitter: false,
-} as const;
-
-function usage(code: number): never {
-  process.stderr.write(
-    'usage: npm run chaos -- [--quick] [--only kill,stop,kafka,postgres,etcd,receiver] [--rate N] [--callbacks-share 0-1]\n',
-  );
-  process.exit(code);
-}
-
-let args;
-try {
-  args = parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      only: { type: 'string' },
-      rate: { type: 'string' },
-      'callbacks-share': { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  }).values;
-} catch (error) {
-  process.stderr.write(`chaos: ${errorText(error)}\n`);
-  usage(2);
-}
-if (args.help) usage(0);
-const quick = args.quick === true;
-const callbackShare = Number(args['callbacks-share'] ?? 0.5);
-if (!(callbackShare >= 0 && callbackShare <= 1)) {
-  process.stderr.write(
-    `chaos: --callbacks-share wants a number from 0 to 1, got ${args['callbacks-share']}\n`,
-  );
-  usage(2);
-}
-/** The ways of delivering the load uses, in the order of their rows in the table. */
-const vias: Via[] = [
-  ...(callbackShare < 1 ? (['kafka'] as const) : []),
-  ...(callbackShare > 0 ? (['http'] as const) : []),
-];
-const faults: FaultName[] = [];
-// Without callbacks in the load, the receiver fault has nothing to act on; --quick leaves it out
-// unless --only names it (its window adds 15 s to a run CI keeps under 3 minutes).
-const defaultFaults = FAULT_NAMES.filter(
-  (name) => name !== 'receiver' || (vias.includes('http') && !quick),
-);
-for (const name of (args.only ?? defaultFaults.join(',')).split(',').map((s) => s.trim())) {
-  if (!(FAULT_NAMES as readonly string[]).includes(name)) {
-    process.stderr.write(`chaos: unknown fault '${name}' (expected ${FAULT_NAMES.join(', ')})\n`);
-    usage(2);
-  }
-  if (name === 'receiver' && !vias.includes('http')) {
-    process.stderr.write(`chaos: the receiver fault needs callbacks (--callbacks-share > 0)\n`);
-    usage(2);
-  }
-  if (!faults.includes(name as FaultName)) faults.push(name as FaultName);
-}
-faults.sort((a, b) => FAULT_NAMES.indexOf(a) - FAULT_NAMES.indexOf(b));
-const rate = Number(args.rate ?? (quick ? 40 : 200));
-if (!Number.isInteger(rate) || rate < 1 || rate > 5000) {
-  process.stderr.write(`chaos: --rate wants an integer 1-5000, got ${args.rate}\n`);
-  usage(2);
-}
-
-/** cluster.leaseTtlSeconds of config/default.yaml: the nodes are given exactly that. */
-function defaultLeaseTtl(): number {
-  const config = parseYaml(readFileSync(resolve(repoRoot, 'config/default.yaml'), 'utf8')) as {
-    cluster?: { leaseTtlSeconds?: number };
-  };
-  const ttl = config.cluster?.leaseTtlSeconds;
-  if (typeof ttl !== 'number' || ttl <= 0)
-    throw new SetupError('no cluster.leaseTtlSeconds in config/default.yaml');
-  return ttl;
-}
-
-const leaseTtlSeconds = defaultLeaseTtl();
-const timing: FaultTiming = {
-  killDownMs: 5_000,
-  stopMs: leaseTtlSeconds * 1000 + 3_000,
-  outageMs: quick
-    ? { kafka: 5_000, postgres: 5_000, etcd: 5_000 }
-    : { kafka: 30_000, postgres: 15_000, etcd: 60_000 },
-  receiverOutageMs: 5_000,
-};
-const settings = {
-  mode: quick ? 'quick' : 'full',
-  faults,
-  rate,
-  callbackShare,
-  callbackRetry: CALLBACK_RETRY,
-  /** The callbacks' timeout: the default (callbacks.defaultTimeoutMs), named. */
-  callbackTimeoutMs: 10_000,
-  nodes: 3,
-  delayMs: [1_000, 4_000],
-  warmupMs: quick ? 10_000 : 20_000,
-  settleMs: quick ? 10_000 : 20_000,
-  drainMs: 60_000,
-  leaseTtlSeconds,
-  timing,
-  concurrency: 64,
-  requestTimeoutMs: 5_000,
-  giveUpMs: quick ? 60_000 : 120_000,
-  /** The whole run is aborted (exit 3) after this long. */
-  runTimeoutMs: quick ? 10 * 60_000 : 25 * 60_000,
-};
 
 const abort = new AbortController();
 let abortCode = 0;
@@ -196,32 +103,6 @@ function pruneRuns(runsDir: string): void {
   for (const old of runs.slice(0, Math.max(0, runs.length - KEEP_RUNS))) {
     rmSync(resolve(runsDir, old), { recursive: true, force: true });
   }
-}
-
-async function drain(
-  loadGen: LoadGenerator,
-  arrived: (message: SentMessage) => boolean,
-): Promise<void> {
-  loadGen.stopGenerating();
-  log(`load stopped; waiting for the ${loadGen.inFlight} message(s) still being sent`);
-  if (!(await loadGen.settle(settings.giveUpMs + 10_000))) await loadGen.cancel();
-  const acked = [...loadGen.messages.values()].filter((m) => m.dueMs !== undefined);
-  const lastDue = acked.reduce((max, m) => Math.max(max, m.dueMs ?? 0), Date.now());
-  const deadline = lastDue + settings.drainMs;
-  let outstanding = acked.filter((m) => !arrived(m));
-  let lastLog = 0;
-  while (outstanding.length > 0 && Date.now() < deadline) {
-    if (Date.now() - lastLog > 5_000) {
-      log(
-        `waiting for ${outstanding.length} acknowledged message(s) to arrive (at most ${Math.ceil((deadline - Date.now()) / 1000)} s more)`,
-      );
-      lastLog = Date.now();
-    }
-    await sleep(250, abort.signal);
-    outstanding = outstanding.filter((m) => !arrived(m));
-  }
-  // Duplicates produced late would still be on their way: a last short look.
-  await sleep(2_000, abort.signal);
 }
 
 async function main(): Promise<number> {
@@ -280,6 +161,7 @@ async function main(): Promise<number> {
     callbackUrl: recv?.url ?? '',
     callbackRetry: CALLBACK_RETRY,
     callbackTimeoutMs: settings.callbackTimeoutMs,
+    rescheduleShare,
   });
   const loadGen = load;
   const rec = recorder;
@@ -290,6 +172,11 @@ async function main(): Promise<number> {
     `received ${rec.receipts.size} by Kafka${recv ? ` and ${recv.delivered.size} by callback` : ''}`;
   const loadStartedAt = Date.now();
   load.start();
+  const recurring =
+    scheduleCount > 0
+      ? new RecurringSchedules(loadGen.client, topic, runId, scheduleCount)
+      : undefined;
+  if (recurring) loadGen.track(recurring.create(settings.giveUpMs));
   // This process's own stalls (load generator, consumer and receiver share its event loop) delay
   // its receive times; the progress lines show the longest of each 10 s.
   const loopDelay = monitorEventLoopDelay({ resolution: 20 });
@@ -309,16 +196,45 @@ async function main(): Promise<number> {
     log(`warm-up: ${settings.warmupMs / 1000} s of load without a fault`);
     await sleep(settings.warmupMs, abort.signal);
     // A cluster that delivers nothing at all (one way) is not worth putting through faults.
-    const silent = (): Via[] =>
-      vias.filter((via) => (via === 'http' ? recv?.delivered.size : rec.receipts.size) === 0);
+    const silent = (): string[] => kinds.flatMap((kind) => silence(kind));
+    const silence = (kind: RowKind): string[] => {
+      switch (kind) {
+        case 'kafka':
+          return rec.receipts.size === 0 ? ['nothing was delivered by Kafka'] : [];
+        case 'http':
+          return (recv?.delivered.size ?? 0) === 0 ? ['nothing was delivered by callback'] : [];
+        case 'moved':
+          return [...loadGen.messages.values()].some((m) => m.move?.outcome === 'moved')
+            ? []
+            : ['no PATCH of a message was acknowledged'];
+        case 'recurring': {
+          const missing = recurring?.unacknowledged ?? [];
+          if (missing.length > 0) return [`schedules not created (${missing.join('; ')})`];
+          return recurring?.occurrencesIn(rec.receipts)
+            ? []
+            : ['no occurrence of a schedule arrived'];
+        }
+      }
+    };
     for (let waited = 0; silent().length > 0; waited += 500) {
       if (waited >= 20_000) {
         throw new SetupError(
-          `nothing was delivered by ${silent().join(' or ')} during the warm-up (${loadGen.messages.size} sent, ${loadGen.rejections} rejected); see the node logs in ${runDir}`,
+          `during the warm-up: ${silent().join('; ')} (${loadGen.messages.size} sent, ${loadGen.rejections} rejected); see the node logs in ${runDir}`,
         );
       }
       await sleep(500, abort.signal);
     }
+    // A node that exited by itself (the kill fault restarts its own) is noted in its window.
+    const exited = new Set<string>();
+    const noteExits = (record: FaultRecord | undefined): void => {
+      for (const node of cluster?.nodes ?? []) {
+        if (node.running || exited.has(node.name)) continue;
+        exited.add(node.name);
+        const note = `${node.name} exited by itself (code ${node.exitCode}), not restarted`;
+        log(`${note}; see ${node.logFile}`);
+        record?.notes.push(note);
+      }
+    };
     for (const name of faults) {
       log(`fault ${name}: starting`);
       const record = await runFault(name, { cluster, receiver: recv, timing, abort: abort.signal });
@@ -336,8 +252,14 @@ async function main(): Promise<number> {
       const settleLeft = Math.max(0, Math.round((settleUntil - Date.now()) / 1000));
       log(`fault ${name}: over; settling ${settleLeft} s more`);
       await sleep(Math.max(0, settleUntil - Date.now()), abort.signal);
+      noteExits(record);
     }
-    await drain(loadGen, arrived);
+    await drain(loadGen, arrived, (until) => recurring?.expected(until) ?? [], {
+      giveUpMs: settings.giveUpMs,
+      drainMs: settings.drainMs,
+      abort: abort.signal,
+    });
+    noteExits(records.at(-1));
     await recv?.flush();
   } finally {
     clearInterval(progress);
@@ -345,14 +267,23 @@ async function main(): Promise<number> {
   }
 
   const windows = windowsOf(loadStartedAt, records);
-  const findings = analyse(windows, loadGen.messages, arrivals, vias, loadStartedAt);
+  // The load's messages and, judged alike, the occurrences due before the load stopped.
+  const messages = new Map(loadGen.messages);
+  for (const m of recurring?.expected(loadGen.stoppedGeneratingAt ?? Date.now()) ?? [])
+    messages.set(m.id, m);
+  const findings = analyse(windows, messages.values(), arrivals, kinds, loadStartedAt);
+  const strayIds = recurring?.strays(rec.receipts) ?? [];
   const table = renderTable(findings.rows);
-  const bad = findings.missingIds.length + findings.earlyIds.length;
+  const bad =
+    findings.missingIds.length +
+    findings.earlyIds.length +
+    findings.oldVersionIds.length +
+    strayIds.length;
   const bodyMismatchIds = [...(recv?.receipts ?? new Map<string, CallbackReceipt[]>())]
     .filter(([id, got]) => got.some((r) => r.bodyId !== id))
     .map(([id]) => id);
   const evidence =
-    bad > 0 ? await collectEvidence(cluster, APP_TOKEN, findings, loadGen.messages, arrivals) : [];
+    bad > 0 ? await collectEvidence(cluster, APP_TOKEN, findings, messages, arrivals) : [];
   const report = {
     runId,
     startedAt: new Date(loadStartedAt).toISOString(),
@@ -376,16 +307,22 @@ async function main(): Promise<number> {
       /** Callbacks whose body was not the payload sent with their id. */
       callbackBodyMismatches: bodyMismatchIds.length,
       byVia: findings.byVia,
+      byKind: findings.byKind,
+      /** Occurrence ids of the run's schedules that none of them has (fail the run). */
+      strayOccurrences: strayIds.length,
       /** The longest stall of this process's event loop during the load (as in the progress lines). */
       maxEventLoopStallMs: maxLoopDelayMs,
     },
     rows: findings.rows,
     missingIds: findings.missingIds,
     earlyIds: findings.earlyIds,
+    oldVersionIds: findings.oldVersionIds,
+    strayIds: strayIds.slice(0, 100),
+    schedules: recurring?.schedules ?? [],
     duplicateIds: findings.duplicateIds,
     /** Every receipt of the first 100 duplicated messages: which offsets or attempts, when. */
     duplicates: findings.duplicateIds.slice(0, 100).map((id) => {
-      const via = loadGen.messages.get(id)?.via ?? 'kafka';
+      const via = messages.get(id)?.via ?? 'kafka';
       return { id, via, receipts: arrivals[via].get(id) ?? [] };
     }),
     dueMismatchIds: findings.dueMismatchIds,
@@ -395,32 +332,43 @@ async function main(): Promise<number> {
   const json = JSON.stringify(report, null, 2);
   writeFileSync(resolve(runDir, 'result.json'), json);
   writeFileSync(resolve(runDir, 'table.md'), `${table}\n`);
-  writeFileSync(resolve(runDir, 'messages.csv'), messagesCsv(loadGen.messages, arrivals));
+  writeFileSync(resolve(runDir, 'messages.csv'), messagesCsv(messages.values(), arrivals));
   writeFileSync(resolve(services.stateDir, 'last-result.json'), json);
   process.stdout.write(`\n${table}\n\n`);
   const t = report.totals;
-  const { kafka: k, http: h } = findings.byVia;
+  const NAMES: Record<RowKind, string> = {
+    kafka: 'Kafka',
+    moved: 'moved by PATCH',
+    recurring: 'occurrences of schedules',
+    http: 'HTTP callback',
+  };
+  const byWay = (pick: (f: Totals) => number): string =>
+    kinds.map((kind) => `${pick(findings.byKind[kind])} ${NAMES[kind]}`).join(', ');
   process.stdout.write(
-    `${t.generated} messages generated (${t.shed} shed), ${t.acknowledged} acknowledged` +
+    `${t.generated} messages generated (${t.shed} shed), ${t.acknowledged} acknowledged (${byWay((f) => f.acknowledged)}), ` +
       (recv
-        ? ` (${k.acknowledged} Kafka, ${h.acknowledged} HTTP callback), ${t.receivedRecords} records and ${t.callbackRequests} callback requests received (${t.callbackRequestsRefused} of them answered 503)`
-        : `, ${t.receivedRecords} records received`) +
+        ? `${t.receivedRecords} records and ${t.callbackRequests} callback requests received (${t.callbackRequestsRefused} of them answered 503)`
+        : `${t.receivedRecords} records received`) +
       `${t.receivedNotAcknowledged > 0 ? `, ${t.receivedNotAcknowledged} received but never acknowledged` : ''}` +
       `${findings.dueMismatchIds.length > 0 ? `, ${findings.dueMismatchIds.length} with a deliver-at header other than the acknowledged deliverAt` : ''}` +
       `${bodyMismatchIds.length > 0 ? `, ${bodyMismatchIds.length} callback(s) with a body other than the payload sent` : ''}.\n` +
       `Result: ${resolve(runDir, 'result.json')}; node logs: ${runDir}\n`,
   );
-  const byWay = (pick: (f: typeof k) => number): string =>
-    vias
-      .map((via) => `${pick(findings.byVia[via])} ${via === 'http' ? 'HTTP' : 'Kafka'}`)
-      .join(', ');
   if (bad > 0) {
+    const moved = kinds.includes('moved')
+      ? `, ${findings.oldVersionIds.length} moved message(s) delivered a version they must not have`
+      : '';
+    const strays = kinds.includes('recurring')
+      ? `, ${strayIds.length} occurrence(s) no schedule has`
+      : '';
     log(
-      `FAILED: ${findings.missingIds.length} missing (${byWay((f) => f.missing)}), ${findings.earlyIds.length} early (${byWay((f) => f.early)}) (ids and GET /v1/messages/{id} of each in result.json)`,
+      `FAILED: ${findings.missingIds.length} missing (${byWay((f) => f.missing)}), ${findings.earlyIds.length} early (${byWay((f) => f.early)})${moved}${strays} (ids and GET /v1/messages/{id} of each in result.json)`,
     );
     return 1;
   }
-  log(`ok: every acknowledged message was received (${byWay((f) => f.acknowledged)}), none early`);
+  log(
+    `ok: every acknowledged message was received (${byWay((f) => f.acknowledged)}), none early${kinds.includes('moved') ? ', no moved message in a version it must not have' : ''}${kinds.includes('recurring') ? ', no stray occurrence' : ''}`,
+  );
   return 0;
 }
 

@@ -6,12 +6,16 @@
  *   <fault>    from the start of the fault to the start of the next one (the fault itself, then
  *              the settle period after it); the last fault's window runs to the end of the run
  *
- * Each window has one row per way of delivering in the run: Kafka records (`kill`) and HTTP
- * callbacks (`kill (http)`), judged alike: missing, early, duplicates, lateness, recovery. A
- * callback request the receiver answered with a failure (the `receiver` fault) is an attempt,
- * not a delivery: it counts for the early check only.
+ * Each window has one row per kind of message in the run: Kafka records (`kill`), Kafka messages
+ * moved by a PATCH (`kill (moved)`), occurrences of recurring schedules (`kill (recurring)`) and
+ * HTTP callbacks (`kill (http)`), judged alike: missing, early, duplicates, lateness, recovery;
+ * a moved message also by which version arrived (./judge.ts). A callback request the receiver
+ * answered with a failure (the `receiver` fault) is an attempt, not a delivery: it counts for the
+ * early check only.
  */
 import type { FaultRecord } from './faults';
+import { expectationOf, kindOf, viaOf } from './judge';
+import type { RowKind } from './judge';
 import type { SentMessage, Via } from './load';
 
 /**
@@ -28,15 +32,18 @@ export interface Arrival {
   attempt?: number;
   /** false: the receiver answered with a failure, so this was a failed attempt, not a delivery. */
   accepted?: boolean;
+  /** The payload's version (Kafka records): 2 for the moved version of a rescheduled message. */
+  version?: number;
 }
 
 /** What arrived, by message id, for each way of delivering. */
 export type Arrivals = Readonly<Record<Via, ReadonlyMap<string, readonly Arrival[]>>>;
 
 const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
-const num = (value: number): string => (Number.isFinite(value) ? int.format(value) : '—');
+export const num = (value: number): string => (Number.isFinite(value) ? int.format(value) : '—');
 
-const deliveries = (got: readonly Arrival[]): Arrival[] => got.filter((a) => a.accepted !== false);
+export const deliveries = (got: readonly Arrival[]): Arrival[] =>
+  got.filter((a) => a.accepted !== false);
 
 export interface Window {
   name: string;
@@ -56,6 +63,7 @@ export interface Spread {
 
 export interface Row {
   window: string;
+  kind: RowKind;
   via: Via;
   description: string;
   /** Seconds since the load started: window start, fault end, window end. */
@@ -66,6 +74,11 @@ export interface Row {
   missing: number;
   early: number;
   duplicates: number;
+  /**
+   * Moved rows only: messages of which a version was delivered that must never be (the old one
+   * after a 200 to the PATCH, the new one after a refusal, or both).
+   */
+  oldVersion?: number;
   /** Messages generated for this window that never got a 2xx (gave up, rejected). */
   notAcknowledged: number;
   /** Failed request attempts (5xx, 429, connection errors, timeouts) made during the window. */
@@ -121,7 +134,7 @@ function spread(values: number[]): Spread | null {
   return { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN };
 }
 
-function firstReceipt(receipts: readonly Arrival[]): Arrival | undefined {
+export function firstReceipt(receipts: readonly Arrival[]): Arrival | undefined {
   let first: Arrival | undefined;
   for (const receipt of receipts)
     if (!first || receipt.receivedAt < first.receivedAt) first = receipt;
@@ -132,50 +145,64 @@ export interface Findings {
   rows: Row[];
   missingIds: string[];
   earlyIds: string[];
+  /** Moved messages that delivered a version they must not have (see Row.oldVersion). */
+  oldVersionIds: string[];
   duplicateIds: string[];
   /** Acknowledged messages whose `hourglass-deliver-at` differs from the acknowledged deliverAt. */
   dueMismatchIds: string[];
   /** Received, but never acknowledged to the client (its attempts failed, yet one committed). */
   receivedNotAcknowledged: number;
-  /** The same figures by way of delivering. */
-  byVia: Record<
-    Via,
-    {
-      acknowledged: number;
-      missing: number;
-      early: number;
-      duplicates: number;
-      receivedNotAcknowledged: number;
-    }
-  >;
+  /** The same figures by way of delivering (moved and recurring messages are Kafka ones). */
+  byVia: Record<Via, Totals>;
+  /** ... and by kind of message (the rows). */
+  byKind: Record<RowKind, Totals>;
 }
 
+export interface Totals {
+  acknowledged: number;
+  missing: number;
+  early: number;
+  duplicates: number;
+  oldVersion: number;
+  receivedNotAcknowledged: number;
+}
+
+const ROW_LABEL: Record<RowKind, string> = {
+  kafka: '',
+  moved: ' (moved)',
+  recurring: ' (recurring)',
+  http: ' (http)',
+};
+
 /**
- * `vias`: the ways of delivering the run used, in the order of their rows within a window.
+ * `kinds`: the kinds of message the run had, in the order of their rows within a window.
  */
 export function analyse(
   windows: readonly Window[],
-  messages: ReadonlyMap<string, SentMessage>,
+  messages: Iterable<SentMessage>,
   arrivals: Arrivals,
-  vias: readonly Via[],
+  kinds: readonly RowKind[],
   loadStartedAt: number,
 ): Findings {
   const rel = (t: number): number => Math.round((t - loadStartedAt) / 100) / 10;
-  const zero = (): Findings['byVia']['kafka'] => ({
+  const zero = (): Totals => ({
     acknowledged: 0,
     missing: 0,
     early: 0,
     duplicates: 0,
+    oldVersion: 0,
     receivedNotAcknowledged: 0,
   });
   const findings: Findings = {
     rows: [],
     missingIds: [],
     earlyIds: [],
+    oldVersionIds: [],
     duplicateIds: [],
     dueMismatchIds: [],
     receivedNotAcknowledged: 0,
     byVia: { kafka: zero(), http: zero() },
+    byKind: { kafka: zero(), moved: zero(), recurring: zero(), http: zero() },
   };
   interface Tally {
     w: Window;
@@ -185,15 +212,19 @@ export function analyse(
     recoveryDone: number;
     brokerRecoveryDone: number;
     recoveryBroken: boolean;
+    /** Moved rows: how their PATCHes ended. */
+    outcomes: Map<string, number>;
   }
   const perWindow = windows.map((w) =>
-    vias.map((via): Tally => ({
+    kinds.map((kind): Tally => ({
       w,
       late: [],
       broker: [],
+      outcomes: new Map(),
       row: {
-        window: via === 'kafka' ? w.name : `${w.name} (${via})`,
-        via,
+        window: `${w.name}${ROW_LABEL[kind]}`,
+        kind,
+        via: viaOf(kind),
         description: w.description,
         fromS: rel(w.start),
         faultEndS: rel(w.faultEnd),
@@ -206,73 +237,90 @@ export function analyse(
         failedRequests: 0,
         latenessMs: null,
         brokerLatenessMs: null,
-        ...(via === 'http' ? { refusedAttempts: 0, maxAttempt: 0 } : {}),
+        ...(kind === 'http' ? { refusedAttempts: 0, maxAttempt: 0 } : {}),
+        ...(kind === 'moved' ? { oldVersion: 0 } : {}),
         // The fault's notes go with its first row.
-        notes: via === vias[0] ? [...w.notes] : [],
+        notes: kind === kinds[0] ? [...w.notes] : [],
       },
       recoveryDone: w.faultEnd,
       brokerRecoveryDone: w.faultEnd,
       recoveryBroken: false,
     })),
   );
-  const find = (t: number, via: Via): Tally | undefined => {
+  const find = (t: number, kind: RowKind): Tally | undefined => {
     const index = windows.findIndex((w) => t >= w.start && t < w.end);
     const slots = index >= 0 ? perWindow[index] : t < loadStartedAt ? perWindow[0] : undefined;
-    return slots?.find((slot) => slot.row.via === via);
+    return slots?.find((slot) => slot.row.kind === kind);
   };
 
-  for (const message of messages.values()) {
-    const totals = findings.byVia[message.via];
-    for (const failure of message.failures) {
-      const slot = find(failure.at, message.via);
+  for (const message of messages) {
+    const kind = kindOf(message);
+    const counters = [findings.byVia[message.via], findings.byKind[kind]];
+    const count = (field: keyof Totals): void => {
+      for (const totals of counters) totals[field]++;
+    };
+    for (const failure of [...message.failures, ...(message.move?.failures ?? [])]) {
+      const slot = find(failure.at, kind);
       if (slot) slot.row.failedRequests++;
     }
     const got = arrivals[message.via].get(message.id) ?? [];
     const delivered = deliveries(got);
-    if (message.ackedAt === undefined || message.dueMs === undefined) {
-      const slot = find(message.createdAt + message.delayMs, message.via);
+    const { ackedAt, dueMs } = message;
+    if (ackedAt === undefined || dueMs === undefined) {
+      const slot = find(message.createdAt + message.delayMs, kind);
       if (slot) slot.row.notAcknowledged++;
       if (delivered.length > 0) {
         findings.receivedNotAcknowledged++;
-        totals.receivedNotAcknowledged++;
+        count('receivedNotAcknowledged');
       }
       continue;
     }
-    const due = message.dueMs;
-    const slot = find(due, message.via);
+    const expected = expectationOf({ ...message, ackedAt, dueMs }, delivered);
+    const due = expected.dueMs;
+    const slot = find(due, kind);
     if (!slot) continue;
     const row = slot.row;
     row.acknowledged++;
-    totals.acknowledged++;
+    count('acknowledged');
+    if (message.move?.outcome !== undefined) {
+      const outcome = `${message.move.outcome} (${message.move.answer ?? '?'})`;
+      slot.outcomes.set(outcome, (slot.outcomes.get(outcome) ?? 0) + 1);
+    }
     if (row.refusedAttempts !== undefined) row.refusedAttempts += got.length - delivered.length;
-    const inRecovery = due <= slot.w.faultEnd && message.ackedAt <= slot.w.faultEnd;
+    const inRecovery = due <= slot.w.faultEnd && expected.ackedAt <= slot.w.faultEnd;
     // Any arrival before the due time is early, a refused attempt too: it reached the receiver.
-    if (got.some((r) => Math.min(r.receivedAt, r.appendedAt ?? Infinity) < due)) {
+    if (got.some((r) => Math.min(r.receivedAt, r.appendedAt ?? Infinity) < expected.dueOf(r))) {
       row.early++;
-      totals.early++;
+      count('early');
       findings.earlyIds.push(message.id);
     }
-    if (got.some((r) => r.deliverAt !== due)) findings.dueMismatchIds.push(message.id);
+    if (got.some((r) => r.deliverAt !== expected.dueOf(r)))
+      findings.dueMismatchIds.push(message.id);
+    if (row.oldVersion !== undefined && expected.wrongVersion(delivered)) {
+      row.oldVersion++;
+      count('oldVersion');
+      findings.oldVersionIds.push(message.id);
+    }
     const first = firstReceipt(delivered);
     if (!first) {
       row.missing++;
-      totals.missing++;
+      count('missing');
       findings.missingIds.push(message.id);
       if (inRecovery) slot.recoveryBroken = true;
       continue;
     }
     if (delivered.length > 1) {
       row.duplicates++;
-      totals.duplicates++;
+      count('duplicates');
       findings.duplicateIds.push(message.id);
     }
     if (row.maxAttempt !== undefined) {
       for (const r of delivered) row.maxAttempt = Math.max(row.maxAttempt, r.attempt ?? 0);
     }
-    slot.late.push(first.receivedAt - due);
+    slot.late.push(first.receivedAt - expected.dueOf(first));
     const appended = delivered.flatMap((r) => (r.appendedAt === undefined ? [] : [r.appendedAt]));
     const appendedAt = appended.length > 0 ? Math.min(...appended) : undefined;
-    if (appendedAt !== undefined) slot.broker.push(appendedAt - due);
+    if (appendedAt !== undefined) slot.broker.push(appendedAt - expected.dueOf(first));
     if (inRecovery) {
       slot.recoveryDone = Math.max(slot.recoveryDone, first.receivedAt);
       if (appendedAt !== undefined)
@@ -295,69 +343,11 @@ export function analyse(
       row.notes.push(`receiver refused ${num(row.refusedAttempts)} attempt(s)`);
     if (row.maxAttempt !== undefined && row.maxAttempt > 1)
       row.notes.push(`delivered at attempt ≤ ${num(row.maxAttempt)}`);
+    if (slot.outcomes.size > 0) {
+      const outcomes = [...slot.outcomes].sort(([a], [b]) => a.localeCompare(b));
+      row.notes.push(`PATCH ${outcomes.map(([o, n]) => `${o}: ${num(n)}`).join(', ')}`);
+    }
     findings.rows.push(row);
   }
   return findings;
-}
-
-function spreadCell(value: Spread | null, full = true): string {
-  if (!value) return '—';
-  return full
-    ? `${num(value.p50)} / ${num(value.p99)} / ${num(value.max)}`
-    : `${num(value.p99)} / ${num(value.max)}`;
-}
-
-function recoveryCell(row: Row): string {
-  if (row.recoveryMs === undefined) return '—';
-  if (row.recoveryMs === null) return '**never**';
-  return `${num(row.recoveryMs)} / ${row.via === 'kafka' ? num(row.brokerRecoveryMs ?? NaN) : '—'}`;
-}
-
-export function renderTable(rows: readonly Row[]): string {
-  const lines = [
-    '| window | fault | due in (s) | acked | missing | early | duplicates | lateness p50 / p99 / max (ms) | at broker p99 / max (ms) | recovery: received / broker (ms) | failed requests | not acked | notes |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-  ];
-  for (const r of rows) {
-    const span = `${r.fromS.toFixed(1)}–${r.toS === null ? 'end' : r.toS.toFixed(1)}`;
-    const bold = (n: number): string => (n > 0 ? `**${num(n)}**` : num(n));
-    lines.push(
-      `| ${r.window} | ${r.via === 'kafka' ? r.description : ''} | ${span} | ${num(r.acknowledged)} | ${bold(r.missing)} | ${bold(r.early)} | ${num(r.duplicates)} | ${spreadCell(r.latenessMs)} | ${spreadCell(r.brokerLatenessMs, false)} | ${recoveryCell(r)} | ${num(r.failedRequests)} | ${num(r.notAcknowledged)} | ${r.notes.join('; ')} |`,
-    );
-  }
-  return lines.join('\n');
-}
-
-/**
- * One line per message, times in epoch ms (empty when it never happened): for plotting lateness
- * over time, or for following one message. `receipts` counts deliveries (records; callback
- * requests answered 2xx), `refused` the callback requests the receiver answered with a failure.
- */
-export function messagesCsv(
-  messages: ReadonlyMap<string, SentMessage>,
-  arrivals: Arrivals,
-): string {
-  const lines = ['id,created,attempts,acked,status,due,received,appended,receipts,via,refused'];
-  for (const m of messages.values()) {
-    const all = arrivals[m.via].get(m.id) ?? [];
-    const got = deliveries(all);
-    const first = firstReceipt(got);
-    const appended = got.flatMap((r) => (r.appendedAt === undefined ? [] : [r.appendedAt]));
-    lines.push(
-      [
-        m.id,
-        m.createdAt,
-        m.attempts,
-        m.ackedAt ?? '',
-        m.ackStatus ?? (m.rejected ? 'rejected' : m.gaveUp ? 'gave-up' : ''),
-        m.dueMs ?? '',
-        first?.receivedAt ?? '',
-        appended.length > 0 ? Math.min(...appended) : '',
-        got.length,
-        m.via,
-        all.length - got.length,
-      ].join(','),
-    );
-  }
-  return `${lines.join('\n')}\n`;
 }

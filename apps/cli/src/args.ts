@@ -14,6 +14,10 @@ import {
   scheduleBody,
 } from './flags';
 import type { Values } from './flags';
+import { DEBOUNCE_FLAGS, debounceField } from './debounce';
+import { UPDATE_FLAGS, updateRequest } from './update';
+import type { Follow } from './search';
+import { BULK_CANCEL_FLAGS, LIST_FLAGS, bulkCancelCall, isBulkCancel, listCall } from './search';
 import { DEFAULT_ADMIN_TOKEN, DEFAULT_URL, UsageError } from './usage';
 
 export { DEFAULT_ADMIN_TOKEN, DEFAULT_URL, USAGE, UsageError } from './usage';
@@ -31,12 +35,16 @@ export interface Command {
   readonly path: string;
   readonly body?: Record<string, unknown>;
   /**
-   * The token to send instead of the admin token: an app token, for the one command that is not
-   * an admin call (`messages schedule`: the admin token cannot publish).
+   * The token to send instead of the admin token: an app token, for the commands that are not
+   * admin calls (`messages schedule` and `messages update`: the admin token cannot publish).
    */
   readonly appToken?: string;
+  /** Request headers besides authorization and content-type (`If-Match`). */
+  readonly headers?: Readonly<Record<string, string>>;
   /** How to print the response for humans. */
   readonly view: View;
+  /** Calls that may continue with another (`messages list --all`, a filter cancel): ./search.ts. */
+  readonly follow?: Follow;
 }
 
 export type View =
@@ -49,6 +57,8 @@ export type View =
   | 'attempts'
   | 'cancelled'
   | 'stats'
+  | 'messages'
+  | 'bulk-cancelled'
   | 'slots'
   | 'nodes'
   | 'ack';
@@ -58,6 +68,13 @@ export type Parsed =
   | { readonly help: false; readonly globals: Globals; readonly command: Command };
 
 const seg = encodeURIComponent;
+
+function withDebounce(
+  body: Record<string, unknown>,
+  debounce: Record<string, unknown> | undefined,
+): Record<string, unknown> {
+  return debounce === undefined ? body : { ...body, debounce };
+}
 
 export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Parsed {
   let parsed;
@@ -262,8 +279,16 @@ export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Par
         view: 'ack',
       });
     }
-    case 'messages get':
-    case 'messages cancel': {
+    case 'messages list':
+      allow(...LIST_FLAGS);
+      args();
+      return command(key, { ...listCall(values), view: 'messages' });
+    case 'messages cancel':
+    case 'messages get': {
+      if (action === 'cancel' && isBulkCancel(values)) {
+        allow(...BULK_CANCEL_FLAGS);
+        return command(key, { ...bulkCancelCall(values, rest, env), view: 'bulk-cancelled' });
+      }
       allow();
       const [app, id] = args('app', 'id');
       return command(key, {
@@ -283,7 +308,7 @@ export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Par
       });
     }
     case 'messages schedule': {
-      allow(...SCHEDULE_FLAGS);
+      allow(...SCHEDULE_FLAGS, ...DEBOUNCE_FLAGS);
       args();
       const appToken = values['app-token'] ?? env.HOURGLASS_APP_TOKEN;
       if (appToken === undefined || appToken === '')
@@ -293,10 +318,15 @@ export function parse(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Par
       return command(key, {
         method: 'POST',
         path: '/v1/messages',
-        body: scheduleBody(values),
+        body: withDebounce(scheduleBody(values), debounceField(values)),
         appToken,
         view: 'message',
       });
+    }
+    case 'messages update': {
+      allow(...UPDATE_FLAGS);
+      const [id] = args('id');
+      return command(key, { method: 'PATCH', ...updateRequest(values, id!, env), view: 'message' });
     }
     case 'stats':
       allow();

@@ -28,8 +28,9 @@ export const OPTIONS = {
   'max-pending': { type: 'string' },
   'max-payload-bytes': { type: 'string' },
   'max-delay-ms': { type: 'string' },
-  // messages schedule
+  // messages schedule (and messages update)
   'app-token': { type: 'string' },
+  'if-version': { type: 'string' },
   id: { type: 'string' },
   key: { type: 'string' },
   payload: { type: 'string' },
@@ -45,6 +46,11 @@ export const OPTIONS = {
   'timeout-ms': { type: 'string' },
   'expect-body': { type: 'string' },
   envelope: { type: 'boolean' },
+  // messages schedule only (./debounce.ts)
+  'debounce-key': { type: 'string' },
+  'debounce-window': { type: 'string' },
+  'debounce-max-wait': { type: 'string' },
+  'debounce-mode': { type: 'string' },
   // retry strategy: a message's (messages schedule) or an app's default (apps delivery)
   'retry-strategy': { type: 'string' },
   'retry-initial-ms': { type: 'string' },
@@ -62,6 +68,16 @@ export const OPTIONS = {
   'clear-dead-letter-topic': { type: 'boolean' },
   'clear-alerts': { type: 'boolean' },
   'clear-retry': { type: 'boolean' },
+  // messages list and the bulk messages cancel (./search.ts)
+  app: { type: 'string' },
+  state: { type: 'string' },
+  'due-after': { type: 'string' },
+  'due-before': { type: 'string' },
+  'created-after': { type: 'string' },
+  target: { type: 'string' },
+  limit: { type: 'string' },
+  all: { type: 'boolean' },
+  cursor: { type: 'string' },
 } as const;
 
 const RETRY_FLAGS = [
@@ -177,18 +193,29 @@ function headerMap(
 
 /** The body of POST /v1/messages, from the schedule flags (the server validates the content). */
 export function scheduleBody(values: Values): Record<string, unknown> {
+  const body = messageFields(values, 'messages schedule');
+  if (body.topic === undefined && body.callback === undefined)
+    throw new UsageError('messages schedule: give --topic TOPIC, --callback URL or both');
+  return body;
+}
+
+/**
+ * The message fields given as schedule flags, only those (for `command`'s usage errors): a whole
+ * new message for `messages schedule`, the fields to change for `messages update`.
+ */
+export function messageFields(values: Values, command: string): Record<string, unknown> {
   const body: Record<string, unknown> = {};
   if (values.id !== undefined) body.id = values.id;
   if (values.topic !== undefined) {
     if (values.topic.length > 1)
-      throw new UsageError('messages schedule: give --topic once (one Kafka target)');
+      throw new UsageError(`${command}: give --topic once (one Kafka target)`);
     body.topic = values.topic[0];
   }
   if (values.key !== undefined) body.key = values.key;
   const headers = headerMap('header', values.header);
   if (headers) body.headers = headers;
   if (values.payload !== undefined && values['payload-base64'] !== undefined)
-    throw new UsageError('messages schedule: give either --payload or --payload-base64');
+    throw new UsageError(`${command}: give either --payload or --payload-base64`);
   if (values.payload !== undefined) {
     try {
       body.payload = JSON.parse(values.payload) as unknown;
@@ -200,7 +227,7 @@ export function scheduleBody(values: Values): Record<string, unknown> {
   }
   if (values['payload-base64'] !== undefined) body.payloadBase64 = values['payload-base64'];
   if (values['delay-ms'] !== undefined && values['deliver-at'] !== undefined)
-    throw new UsageError('messages schedule: give either --delay-ms or --deliver-at');
+    throw new UsageError(`${command}: give either --delay-ms or --deliver-at`);
   const delay = number(values, 'delay-ms', true);
   if (delay !== undefined) body.delayMs = delay;
   const at = values['deliver-at'];
@@ -218,10 +245,8 @@ export function scheduleBody(values: Values): Record<string, unknown> {
     body.callback = callback;
   } else {
     const orphan = CALLBACK_FLAGS.find((flag) => flag !== 'callback' && values[flag] !== undefined);
-    if (orphan) throw new UsageError(`messages schedule: --${orphan} needs --callback URL`);
+    if (orphan) throw new UsageError(`${command}: --${orphan} needs --callback URL`);
   }
-  if (body.topic === undefined && body.callback === undefined)
-    throw new UsageError('messages schedule: give --topic TOPIC, --callback URL or both');
   const retry = retryStrategy(values);
   if (retry) body.retry = retry;
   if (values['content-type'] !== undefined) body.contentType = values['content-type'];

@@ -1,11 +1,13 @@
 /**
  * `hourglass`: the admin and operations CLI. Every command is one call to the admin API
- * (/v1/admin) of any node, except `messages schedule` (POST /v1/messages with an app token); see
+ * (/v1/admin) of any node, except `messages schedule` and `messages update` (POST and PATCH
+ * /v1/messages with an app token); see
  * `hourglass --help`.
  */
 import type { Command, Globals } from './args';
 import { USAGE, UsageError, parse } from './args';
 import { render } from './render';
+import { followUp, mergeAnswers } from './search';
 
 export interface Io {
   out(text: string): void;
@@ -34,6 +36,22 @@ export async function run(
 }
 
 async function call(globals: Globals, command: Command, io: Io): Promise<number> {
+  // Most commands are one call; `messages list --all` and a filter cancel continue (./search.ts).
+  let answer: unknown;
+  for (let next: Command | null = command; next !== null;) {
+    const body = await callOnce(globals, next, io);
+    if (body === REFUSED) return 1;
+    answer = answer === undefined ? body : mergeAnswers(answer, body);
+    next = next.follow ? followUp(next, body) : null;
+  }
+  io.out(globals.json ? `${JSON.stringify(answer, null, 2)}\n` : render(command.view, answer));
+  return 0;
+}
+
+/** Marks a call that failed (the reason is printed already). */
+const REFUSED = Symbol('refused');
+
+async function callOnce(globals: Globals, command: Command, io: Io): Promise<unknown> {
   const url = `${globals.url}${command.path}`;
   let response: Response;
   try {
@@ -42,6 +60,7 @@ async function call(globals: Globals, command: Command, io: Io): Promise<number>
       headers: {
         authorization: `Bearer ${command.appToken ?? globals.token}`,
         ...(command.body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...command.headers,
       },
       body: command.body !== undefined ? JSON.stringify(command.body) : undefined,
       signal: AbortSignal.timeout(30_000),
@@ -51,7 +70,7 @@ async function call(globals: Globals, command: Command, io: Io): Promise<number>
     io.err(
       `hourglass: cannot reach ${globals.url} (${cause?.code ?? cause?.message ?? (error as Error).message}); is a node running? Set --url or HOURGLASS_URL.\n`,
     );
-    return 1;
+    return REFUSED;
   }
   const text = await response.text();
   let body: unknown = text;
@@ -80,7 +99,7 @@ async function call(globals: Globals, command: Command, io: Io): Promise<number>
       if (error.code === 'unauthenticated' || error.code === 'forbidden')
         io.err(
           command.appToken !== undefined
-            ? '  (scheduling needs an app token: --app-token or HOURGLASS_APP_TOKEN)\n'
+            ? `  (${command.name} needs an app token: --app-token or HOURGLASS_APP_TOKEN)\n`
             : '  (the admin API needs the admin token: --token or HOURGLASS_ADMIN_TOKEN)\n',
         );
       const retryAfter = response.headers.get('retry-after');
@@ -90,10 +109,9 @@ async function call(globals: Globals, command: Command, io: Io): Promise<number>
         `hourglass: ${command.name} failed: HTTP ${response.status} ${typeof body === 'string' ? body.slice(0, 500) : ''}\n`,
       );
     }
-    return 1;
+    return REFUSED;
   }
-  io.out(globals.json ? `${JSON.stringify(body, null, 2)}\n` : render(command.view, body));
-  return 0;
+  return body;
 }
 
 if (require.main === module) {

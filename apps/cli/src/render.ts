@@ -1,6 +1,8 @@
 /** Human-readable output of each view. Pure: the server's JSON in, text out. */
 import type { View } from './args';
+import { debouncedLine } from './debounce';
 import { renderRecord, renderTable } from './table';
+import { bulkCancelText, messagesText } from './search-render';
 
 type Json = Record<string, unknown>;
 
@@ -200,7 +202,7 @@ export function render(view: View, body: unknown): string {
     case 'deleted':
       return `deleted app ${String(json.name)} (its scheduled messages are still delivered)\n`;
     case 'message':
-      return messageText(json);
+      return debouncedLine(json) + messageText(json);
     case 'attempts': {
       const attempts = (json.attempts ?? []) as AttemptJson[];
       if (attempts.length === 0) return 'no attempts (Kafka-only messages log none)\n';
@@ -217,6 +219,10 @@ export function render(view: View, body: unknown): string {
     }
     case 'cancelled':
       return `cancelled ${String(json.id)}\n`;
+    case 'messages':
+      return messagesText(json);
+    case 'bulk-cancelled':
+      return bulkCancelText(json);
     case 'stats': {
       const byState = (json.byState ?? {}) as Record<string, number>;
       const byApp = (json.byApp ?? []) as Array<{ app: string; byState: Record<string, number> }>;

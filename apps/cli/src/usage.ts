@@ -30,11 +30,28 @@ usage: hourglass <group> <command> [arguments] [flags]
   slots list | slots pin <slot> <node> | slots unpin <slot>
   nodes list | nodes drain <id> | nodes undrain <id>
   messages get <app> <id> | messages cancel <app> <id>
+  messages list [--app APP] [filter flags] [--limit N] [--all | --cursor CURSOR]
+                                                 (every app's messages, newest id first; --limit per page,
+                                                 default 100, at most 1000; --all follows every page)
+  messages cancel --app-token TOKEN <id>...      (POST /v1/messages/cancel as the app: up to 1000 ids)
+  messages cancel --app-token TOKEN [filter flags]
+                                                 (every scheduled message of the app that matches, e.g.
+                                                 --key K [--state scheduled]; repeated until done)
   messages attempts <app> <id>                   (delivery attempts of its callbacks, oldest first)
   messages retry <app> <id>                      (re-arms the failed targets of a failed message)
-  messages schedule --app-token TOKEN [schedule flags]
+  messages schedule --app-token TOKEN [schedule flags] [debounce flags]
                                                  (POST /v1/messages as the app; the admin token cannot publish)
+  messages update <id> --app-token TOKEN [--if-version N] [schedule flags but --id]
+                                                 (PATCH /v1/messages/{id} as the app: each flag given replaces
+                                                 that part of a scheduled message; --topic or --callback
+                                                 replaces all its targets; --if-version N: only if still
+                                                 at version N, else 412 version_mismatch)
   stats
+
+filter flags (messages list, and messages cancel, which takes only scheduled messages):
+  --state STATE[,STATE]  scheduled, delivered, cancelled, failed
+  --key KEY  --topic TOPIC  --target kafka|http
+  --due-after ISO-8601  --due-before ISO-8601  --created-after ISO-8601
 
 quota flags: --rate N (messages/s) --burst N --max-pending N --max-payload-bytes N --max-delay-ms N
 
@@ -46,6 +63,13 @@ schedule flags (at least one of --topic and --callback; see docs/callbacks.md):
   --callback URL [--callback-name NAME] [--method POST|PUT] [--timeout-ms N]
                  [--expect-body TEXT] [--envelope] [--callback-header NAME=VALUE]...
   retry flags
+
+debounce flags (messages schedule only; README "Debounce"): collapse the app's scheduled messages
+of one key into one; prints "debounced into <id>" when this one was merged or dropped
+  --debounce-key K --debounce-window MS  the key, and the window in milliseconds
+  [--debounce-max-wait MS]               trailing: never due later than the first one + MS
+  [--debounce-mode trailing|leading]     trailing (default): the last content wins, due MS after
+                                         it (no --delay-ms/--deliver-at); leading: the first wins
 
 retry flags (a message's strategy, or an app's default with apps delivery; left out: the default):
   --retry-strategy fixed|linear|exponential  --retry-initial-ms N  --retry-max-ms N

@@ -17,6 +17,7 @@ import {
   DbAppDirectory,
   DelayEngine,
   EngineMetrics,
+  MessageSearch,
   MessageService,
   SharedQuotaGate,
   StandaloneCoordinator,
@@ -38,6 +39,8 @@ import type { ClusterAdmin, HttpApi } from '@hourglass/http-api';
 import { KafkaPublisher } from '@hourglass/kafka';
 import { checkSchema, PgAppStore, PgMessageStore } from '@hourglass/postgres';
 import { RedisAdapter } from '@hourglass/redis';
+import { createRetention } from './retention';
+import { createSchedules } from './schedules';
 
 export interface RunningNode {
   readonly id: string;
@@ -185,6 +188,21 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
     },
   );
 
+  // Recurring schedules (docs/adr/0009-materialising-occurrences.md): a store of their own.
+  const nodeSchedules = createSchedules(config, {
+    slots: engine,
+    clock: systemClock,
+    logger,
+    metrics,
+  });
+  // Retention of finished messages (issue 14): removes rows of the slots this engine owns.
+  const retention = createRetention(config, {
+    ownedSlots: () => engine.ownedSlots(),
+    clock: systemClock,
+    logger,
+    metrics,
+  });
+
   /**
    * Stops whatever was started, in dependency order. `strict` (stop()) lets the first failure
    * propagate; otherwise (a failed start) every step runs and failures are only logged, so one
@@ -206,6 +224,8 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       step('http', async () => (server ? closeServer(server) : undefined)),
       step('grpc', async () => grpc?.stop()),
     ]);
+    await step('retention', () => retention.stop());
+    await step('schedules', () => nodeSchedules.stop());
     await step('coordinator', async () => coordinator?.stop());
     await step('engine', () => engine.stop());
     await step('callbacks', () => httpCaller.stop());
@@ -213,6 +233,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
     await Promise.all([
       step('postgres', () => store.stop()),
       step('postgres-apps', () => appStore.stop()),
+      step('postgres-schedules', () => nodeSchedules.store.stop()),
       step('redis', async () => redis?.stop()),
     ]);
   };
@@ -225,6 +246,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
     await checkSchema(config.postgres.url, 'after-migrate');
     await store.start();
     await appStore.start();
+    await nodeSchedules.store.start();
     const liveRedis = new RedisAdapter({
       url: config.redis.url,
       keyPrefix: config.redis.keyPrefix,
@@ -282,6 +304,7 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       });
     }
     await engine.start();
+    await retention.start();
 
     const service = new MessageService(engine, store, systemClock, metrics, {
       slotCount: config.cluster.slots,
@@ -322,13 +345,16 @@ export async function startNode(config: HourglassConfig, logger: Logger): Promis
       maxTopicPartitions: config.limits.maxTopicPartitions,
       callbackPolicy,
     });
+    const schedules = await nodeSchedules.start(service.limits);
     http = createHttpApi({
       service,
+      schedules,
       apps,
       logger,
       metricsRegistry: metrics.registry,
       maxRequestBytes: config.limits.maxRequestBytes,
       admin,
+      search: new MessageSearch(engine, store, systemClock, metrics, config.search),
       readiness: [
         { name: 'postgres', check: () => store.ping() },
         { name: 'kafka', check: () => publisher.ping() },

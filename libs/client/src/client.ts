@@ -10,9 +10,12 @@ import type {
   CancelResult,
   Endpoint,
   Message,
+  MessagePatch,
   ScheduleMessage,
   ScheduleResult,
+  UpdateOptions,
 } from './types';
+import { prepareIfVersion, preparePatch } from './patch';
 import { prepareMessage } from './wire';
 
 /** Options of {@link HourglassClient}. */
@@ -228,6 +231,29 @@ export class HourglassClient {
         throw error;
       }
     });
+  }
+
+  /**
+   * Changes a scheduled message: its due time, payload, headers, key, destination, retry strategy
+   * or content type (see {@link MessagePatch}). Once this resolves the old version is never
+   * delivered, on whichever node holds the message.
+   *
+   * With `ifVersion` the change applies only while the message is at that version. A retry after
+   * an attempt that got no answer can then be refused with `version_mismatch` although that
+   * attempt applied: read the message and compare before deciding (as after any lost race).
+   * @returns the message as changed, with its raised {@link Message.version}.
+   * @throws {@link HourglassClientError} `invalid_request` (the patch, or the message it makes, is
+   *   invalid), `version_mismatch` (not at `ifVersion`), `not_found`, `already_delivered`,
+   *   `delivery_in_progress` (ask again), `already_cancelled`, `already_failed`,
+   *   `topic_not_allowed`, `callback_not_allowed`, `delay_too_long`, `payload_too_large`.
+   */
+  async update(id: string, patch: MessagePatch, options: UpdateOptions = {}): Promise<Message> {
+    this.checkId(id);
+    const wire = preparePatch(patch, this.transport.name);
+    const ifVersion = prepareIfVersion(options, this.transport.name);
+    return this.withRetries(() =>
+      this.transport.update(id, wire, ifVersion, this.options.timeoutMs),
+    );
   }
 
   /** Releases the gRPC channel (HTTP holds nothing). The client must not be used afterwards. */

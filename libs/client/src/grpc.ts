@@ -11,6 +11,7 @@ import { loadSync } from '@grpc/proto-loader';
 import type { ErrorDetail, ServerErrorCode } from './errors';
 import { HourglassClientError, RETRIABLE_SERVER_CODES, isServerErrorCode } from './errors';
 import { MESSAGES_PROTO, findProtoDir } from './proto';
+import type { WirePatch } from './patch';
 import type { Transport } from './transport';
 import type { Attempt, BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
 import type { RawAttempt, RawMessage, WireHttpTarget, WireMessage, WireTarget } from './wire';
@@ -53,6 +54,25 @@ export function toScheduleRequestPb(message: WireMessage): Record<string, unknow
   if (message.targets !== undefined) request.targets = message.targets.map(toTargetPb);
   if (message.retry !== undefined) request.retry = { ...message.retry };
   if (message.contentType !== undefined) request.contentType = message.contentType;
+  if (message.debounce !== undefined) request.debounce = { ...message.debounce };
+  return request;
+}
+
+/**
+ * `hourglass.v1.UpdateRequest`: the content fields as in a ScheduleRequest, but headers in their
+ * `Headers` wrapper (so `{}` is sent, and removes them) and a null key as `clear_key`.
+ */
+export function toUpdateRequestPb(
+  id: string,
+  patch: WirePatch,
+  ifVersion: number | undefined,
+): Record<string, unknown> {
+  const { key, headers, ...shared } = patch;
+  const request = toScheduleRequestPb({ id, ...shared });
+  if (ifVersion !== undefined) request.ifVersion = ifVersion;
+  if (headers !== undefined) request.headers = { entries: headers };
+  if (key === null) request.clearKey = true;
+  else if (key !== undefined) request.key = key;
   return request;
 }
 
@@ -185,12 +205,17 @@ export class GrpcTransport implements Transport {
   }
 
   async schedule(message: WireMessage, timeoutMs: number): Promise<ScheduleResult> {
-    const response = await this.call<{ created: boolean; message: RawMessage }>(
-      'Schedule',
-      toScheduleRequestPb(message),
-      timeoutMs,
-    );
-    return { created: response.created, message: toMessage(response.message) };
+    const response = await this.call<{
+      created: boolean;
+      message: RawMessage;
+      debounced?: boolean;
+    }>('Schedule', toScheduleRequestPb(message), timeoutMs);
+    return {
+      created: response.created,
+      message: toMessage(response.message),
+      // proto3 `optional`: absent unless the request had a debounce, even with `defaults`.
+      ...(response.debounced !== undefined ? { debounced: response.debounced } : {}),
+    };
   }
 
   async scheduleBatch(
@@ -242,6 +267,17 @@ export class GrpcTransport implements Transport {
 
   async retry(id: string, timeoutMs: number): Promise<Message> {
     return toMessage(await this.call<RawMessage>('RetryMessage', { id }, timeoutMs));
+  }
+
+  async update(
+    id: string,
+    patch: WirePatch,
+    ifVersion: number | undefined,
+    timeoutMs: number,
+  ): Promise<Message> {
+    return toMessage(
+      await this.call<RawMessage>('Update', toUpdateRequestPb(id, patch, ifVersion), timeoutMs),
+    );
   }
 
   close(): void {

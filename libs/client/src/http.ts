@@ -1,9 +1,10 @@
 /** The HTTP v1 transport, over Node's global fetch. */
 import type { ErrorDetail, ServerErrorCode } from './errors';
 import { HourglassClientError, RETRIABLE_SERVER_CODES, isServerErrorCode } from './errors';
+import type { WirePatch } from './patch';
 import type { Transport } from './transport';
 import type { Attempt, BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
-import type { RawAttempt, RawMessage, WireMessage } from './wire';
+import type { RawAttempt, RawMessage, WireContent, WireMessage } from './wire';
 import { toAttempt, toMessage } from './wire';
 
 interface ErrorBody {
@@ -21,6 +22,17 @@ const GATEWAY_STATUSES = new Set([502, 503, 504]);
 /** The JSON text of one message. The payload's JSON text is spliced in as prepared, unchanged. */
 export function messageJson(message: WireMessage): string {
   const fields: Record<string, unknown> = { id: message.id };
+  if (message.debounce !== undefined) fields.debounce = message.debounce;
+  return contentJson(fields, message);
+}
+
+/** The JSON body of PATCH /v1/messages/{id}: only the fields to change (`"key": null` removes it). */
+export function patchJson(patch: WirePatch): string {
+  return contentJson({}, patch);
+}
+
+/** `fields`, then the content fields that are set, as JSON text. */
+function contentJson(fields: Record<string, unknown>, message: WireContent | WirePatch): string {
   if (message.topic !== undefined) fields.topic = message.topic;
   if (message.key !== undefined) fields.key = message.key;
   if (message.headers !== undefined) fields.headers = message.headers;
@@ -35,9 +47,9 @@ export function messageJson(message: WireMessage): string {
     else Object.assign(fields, message.due);
   }
   const text = JSON.stringify(fields);
-  return message.payload && 'json' in message.payload
-    ? `${text.slice(0, -1)},"payload":${message.payload.json}}`
-    : text;
+  if (!message.payload || !('json' in message.payload)) return text;
+  const payload = `"payload":${message.payload.json}`;
+  return text === '{}' ? `{${payload}}` : `${text.slice(0, -1)},${payload}}`;
 }
 
 function errorFromResponse(
@@ -116,6 +128,7 @@ export class HttpTransport implements Transport {
     path: string,
     timeoutMs: number,
     body?: string,
+    extraHeaders: Record<string, string> = {},
   ): Promise<{ status: number; body: unknown }> {
     let response: Response;
     let text: string;
@@ -126,6 +139,7 @@ export class HttpTransport implements Transport {
           authorization: `Bearer ${this.token}`,
           accept: 'application/json',
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...extraHeaders,
         },
         body,
         signal: AbortSignal.timeout(timeoutMs),
@@ -153,7 +167,13 @@ export class HttpTransport implements Transport {
       timeoutMs,
       messageJson(message),
     );
-    return { created: status === 201, message: toMessage(body as RawMessage) };
+    const { debounced } = body as { debounced?: unknown };
+    return {
+      created: status === 201,
+      message: toMessage(body as RawMessage),
+      // In the message JSON over HTTP, beside it in the result (as gRPC's ScheduleResponse has it).
+      ...(typeof debounced === 'boolean' ? { debounced } : {}),
+    };
   }
 
   async scheduleBatch(
@@ -200,6 +220,23 @@ export class HttpTransport implements Transport {
       'POST',
       `/v1/messages/${encodeURIComponent(id)}/retry`,
       timeoutMs,
+    );
+    return toMessage(body as RawMessage);
+  }
+
+  async update(
+    id: string,
+    patch: WirePatch,
+    ifVersion: number | undefined,
+    timeoutMs: number,
+  ): Promise<Message> {
+    const { body } = await this.request(
+      'PATCH',
+      `/v1/messages/${encodeURIComponent(id)}`,
+      timeoutMs,
+      patchJson(patch),
+      // The ETag of a version is its quoted number.
+      ifVersion === undefined ? {} : { 'if-match': `"${ifVersion}"` },
     );
     return toMessage(body as RawMessage);
   }

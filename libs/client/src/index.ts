@@ -22,8 +22,11 @@ export type {
 export type {
   BatchItemResult,
   CancelResult,
+  Debounce,
+  DebounceMode,
   Endpoint,
   Message,
+  MessagePatch,
   MessageState,
   ScheduleMessage,
   ScheduleResult,
@@ -37,6 +40,7 @@ export type {
   Target,
   TargetState,
   TargetStatus,
+  UpdateOptions,
 } from './types';
 export { RecentIds, decodeDelivery, handleDeliveries } from './consumer';
 export type { Delivery, DeliveryHandlerOptions, KafkaRecord, KafkaRecordContext } from './consumer';

@@ -1,4 +1,5 @@
 import type { Attempt, BatchItemResult, CancelResult, Message, ScheduleResult } from './types';
+import type { WirePatch } from './patch';
 import type { WireMessage } from './wire';
 
 /**
@@ -13,5 +14,12 @@ export interface Transport {
   cancel(id: string, timeoutMs: number): Promise<CancelResult>;
   attempts(id: string, timeoutMs: number): Promise<Attempt[]>;
   retry(id: string, timeoutMs: number): Promise<Message>;
+  /** `ifVersion` undefined: unconditional. */
+  update(
+    id: string,
+    patch: WirePatch,
+    ifVersion: number | undefined,
+    timeoutMs: number,
+  ): Promise<Message>;
   close(): void;
 }

@@ -80,10 +80,41 @@ export interface RetryStrategy {
   readonly jitter?: boolean;
 }
 
+/** `'trailing'`: the last message wins; `'leading'`: the first one does. */
+export type DebounceMode = 'trailing' | 'leading';
+
+/**
+ * Collapses messages of your app with the same `key` into one while it is still scheduled and not
+ * yet being delivered (README "Debounce"). Not accepted by `scheduleBatch` (refused per item).
+ */
+export interface Debounce {
+  /** 1-256 characters, e.g. `cart:42`. */
+  readonly key: string;
+  /**
+   * Milliseconds, 1 to the server's `limits.maxDelayDays`. Trailing: the message is due this long
+   * after the latest one; leading: later messages within this long of the first are dropped.
+   */
+  readonly windowMs: number;
+  /**
+   * Trailing: the due time never moves past the first message's time plus this (`windowMs` or
+   * more).
+   * @default the server's `limits.maxDelayDays`
+   */
+  readonly maxWaitMs?: number;
+  /**
+   * `'trailing'`: each message replaces the content of the scheduled one and moves its due time to
+   * now + `windowMs`; give no `deliverAt` / `delayMs`. `'leading'`: the first message is scheduled
+   * as sent (with its due time), the rest of the window are acknowledged without a message.
+   * @default 'trailing'
+   */
+  readonly mode?: DebounceMode;
+}
+
 /**
  * A message to schedule. Give exactly one of `payload` / `payloadBytes`, exactly one of
- * `deliverAt` / `delayMs`, and at least one of `topic` / `callback` / `targets` (`topic` and
- * `callback` together make two targets, Kafka first; `targets` goes alone).
+ * `deliverAt` / `delayMs` (none with a trailing `debounce`), and at least one of `topic` /
+ * `callback` / `targets` (`topic` and `callback` together make two targets, Kafka first;
+ * `targets` goes alone).
  */
 export interface ScheduleMessage {
   /**
@@ -124,6 +155,51 @@ export interface ScheduleMessage {
    * @default 'application/json' for `payload`, 'application/octet-stream' for `payloadBytes`
    */
   contentType?: string;
+  /** Collapse this message with the scheduled one of the same debounce key. @default none */
+  debounce?: Debounce;
+}
+
+/**
+ * The changes of {@link HourglassClient.update}: each field given replaces the message's, each one
+ * left out keeps it, and the changed message must be valid as a new one would. Give at most one of
+ * `payload` / `payloadBytes` and of `deliverAt` / `delayMs`, and at least one field.
+ */
+export interface MessagePatch {
+  /** A new due time, as in {@link ScheduleMessage.deliverAt}; a pending retry backoff ends. */
+  deliverAt?: Date | number | string;
+  /** A new due time, this many milliseconds after the server accepts the update. */
+  delayMs?: number;
+  /** A new payload: any JSON value (`null` included). */
+  payload?: unknown;
+  /** A new payload of opaque bytes. */
+  payloadBytes?: Uint8Array;
+  /** Replaces all the message's headers; `{}` removes them. */
+  headers?: Readonly<Record<string, string>>;
+  /**
+   * A new Kafka record key of the message's topic; `null` removes it. Refused for a message that
+   * lists `targets` (send `targets` with the key on its Kafka target instead).
+   */
+  key?: string | null;
+  /**
+   * Naming any of `topic`, `callback` or `targets` replaces the whole destination (the old key
+   * too, unless given again), with the rules of {@link ScheduleMessage}; delivery starts afresh.
+   */
+  topic?: string;
+  callback?: CallbackTarget;
+  targets?: readonly Target[];
+  /** Replaces the retry strategy; fields left out come from the app's, then the node's default. */
+  retry?: RetryStrategy;
+  contentType?: string;
+}
+
+/** Options of {@link HourglassClient.update}. */
+export interface UpdateOptions {
+  /**
+   * Apply the change only while the message is at this {@link Message.version}; otherwise it is
+   * refused with `version_mismatch`. HTTP sends it as `If-Match: "<version>"`.
+   * @default unconditional: the change applies to whatever version is current
+   */
+  readonly ifVersion?: number;
 }
 
 /** Where one target stands: `delivered` and `failed` are final. */
@@ -191,6 +267,11 @@ export interface Message {
   readonly deliverAt: Date;
   /** A server newer than this SDK may report a state not listed in {@link MessageState}. */
   readonly state: MessageState;
+  /**
+   * 1 when scheduled, raised by every {@link HourglassClient.update}. Pass it as
+   * {@link UpdateOptions.ifVersion} to change the message only if nobody changed it since.
+   */
+  readonly version: number;
   readonly createdAt: Date;
   /** When the last target was delivered; set once `state` is `delivered`. */
   readonly deliveredAt?: Date;
@@ -219,6 +300,12 @@ export interface ScheduleResult {
    */
   readonly created: boolean;
   readonly message: Message;
+  /**
+   * Only for a message sent with `debounce`: true when it was merged into (trailing) or dropped in
+   * favour of (leading) `message`, the scheduled message that survives; false when this call
+   * created `message` (or re-sent its id).
+   */
+  readonly debounced?: boolean;
 }
 
 /** One entry of {@link HourglassClient.scheduleBatch}'s result, in input order. */

@@ -3,6 +3,8 @@
  * every retry sends exactly the same bytes (same id, same payload text, same due time as sent),
  * which is what the server compares to recognise a re-send.
  */
+import type { WireDebounce } from './debounce';
+import { prepareDebounce } from './debounce';
 import { HourglassClientError } from './errors';
 import type {
   Attempt,
@@ -43,6 +45,12 @@ export interface WireKafkaTarget {
 export type WireTarget =
   ({ readonly type: 'http' } & WireHttpTarget) | ({ readonly type: 'kafka' } & WireKafkaTarget);
 
+/**
+ * A message's content as both transports send it (all of a {@link WireMessage} but its id and
+ * debounce, which a patch cannot have).
+ */
+export type WireContent = Omit<WireMessage, 'id' | 'debounce'>;
+
 export interface WireMessage {
   readonly id: string;
   readonly topic?: string;
@@ -55,6 +63,7 @@ export interface WireMessage {
   readonly targets?: readonly WireTarget[];
   readonly retry?: RetryStrategy;
   readonly contentType?: string;
+  readonly debounce?: WireDebounce;
 }
 
 /** One target as both transports answer it (gRPC leaves absent fields out, HTTP may send null). */
@@ -94,6 +103,8 @@ export interface RawMessage {
   targets?: RawTarget[];
   /** gRPC decodes an unset message field as null. */
   retry?: Required<RetryStrategy> | null;
+  /** Absent (HTTP) or 0 (gRPC) from servers older than updates, whose messages never change. */
+  version?: number;
 }
 
 export interface RawAttempt {
@@ -194,6 +205,22 @@ export function prepareMessage(
   transport: 'http' | 'grpc',
   path = '',
 ): WireMessage {
+  const id = message.id ?? uuidv7();
+  const content = prepareContent(message, transport, path, 'message');
+  if (message.debounce === undefined) return { id, ...content };
+  return { id, ...content, debounce: prepareDebounce(message.debounce, transport, path) };
+}
+
+/**
+ * The content fields of a message or a patch (everything but the id), checked as
+ * {@link prepareMessage} describes. `key: null` is left out: for a new message that is no key.
+ */
+export function prepareContent(
+  message: Omit<ScheduleMessage, 'id'>,
+  transport: 'http' | 'grpc',
+  path: string,
+  what: 'message' | 'patch',
+): WireContent {
   const problems: Array<{ path: string; message: string }> = [];
   let payload: WirePayload | undefined;
   if (message.payload !== undefined && message.payloadBytes !== undefined) {
@@ -238,14 +265,13 @@ export function prepareMessage(
   if (problems.length > 0) {
     throw new HourglassClientError({
       code: 'invalid_request',
-      message: `invalid message: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+      message: `invalid ${what}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
       transport,
       retriable: false,
       details: problems,
     });
   }
-  return defined<WireMessage>({
-    id: message.id ?? uuidv7(),
+  return defined<WireContent>({
     topic: message.topic,
     key: message.key ?? undefined,
     headers: copyHeaders(message.headers),
@@ -309,6 +335,8 @@ export function toMessage(raw: RawMessage): Message {
     slot: raw.slot,
     deliverAt: new Date(raw.deliverAt),
     state: raw.state as MessageState,
+    // Versions start at 1; gRPC's defaults decode one an older server never sent as 0.
+    version: raw.version !== undefined && raw.version > 0 ? raw.version : 1,
     createdAt: new Date(raw.createdAt),
     ...optionalDate('deliveredAt', raw.deliveredAt),
     ...optionalDate('finishedAt', raw.finishedAt),

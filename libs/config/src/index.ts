@@ -4,12 +4,33 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { Cron } from 'croner';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
 // 0 asks the OS for a free port (tests).
 const port = z.number().int().min(0).max(65535);
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
+
+/** The cron options of `archive.scheduler`, shared with the job (libs/engine/src/retention.ts). */
+export const ARCHIVE_CRON_OPTIONS = {
+  paused: true,
+  sloppyRanges: true,
+  mode: '5-or-6-parts',
+} as const;
+
+/** null when croner accepts the expression (5 fields, or 6 with seconds first; Quartz's `?` and `0/3` too). */
+export function cronProblem(expression: string): string | null {
+  try {
+    new Cron(expression, ARCHIVE_CRON_OPTIONS).stop();
+    return null;
+  } catch (error) {
+    return `not a cron expression croner accepts (${(error as Error).message})`;
+  }
+}
+
+// Days with fractions (0.5 is 12 hours), above 0 and at most 100 years.
+const retentionDays = z.number().positive().max(36_500);
 
 const appSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'app names are 1-64 of a-z 0-9 . _ -'),
@@ -100,6 +121,33 @@ export const configSchema = z.strictObject({
     // Bounds of the input rules in libs/core (MAX_PAYLOAD_DEPTH_CEILING, MAX_TOPIC_PARTITIONS_CEILING).
     maxPayloadDepth: z.number().int().min(1).max(1000),
     maxTopicPartitions: z.number().int().min(1).max(10_000),
+    maxSchedulesPerApp: z.number().int().min(0).max(10_000_000),
+  }),
+  // Recurring schedules (docs/adr/0009-materialising-occurrences.md).
+  schedules: z.strictObject({
+    passIntervalMs: z.number().int().min(100).max(60_000),
+    misfireGraceMs: z.number().int().min(0),
+  }),
+  search: z.strictObject({
+    scanRowsPerPage: z.number().int().min(100).max(1_000_000),
+    cancelBatchSize: z.number().int().min(1).max(10_000),
+    cancelBudgetMs: z.number().int().min(10).max(60_000),
+  }),
+  retention: z.strictObject({
+    deliveredDays: retentionDays,
+    cancelledDays: retentionDays,
+    failedDays: retentionDays,
+  }),
+  archive: z.strictObject({
+    scheduler: z.string().superRefine((value, ctx) => {
+      const problem = cronProblem(value);
+      if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+    mode: z.enum(['delete', 'move']),
+    retentionDays: z.number().int().min(1).max(36_500),
+    batchSize: z.number().int().min(1).max(100_000),
+    pauseMs: z.number().int().min(0).max(60_000),
+    compactIntervalMs: z.number().int().min(100),
   }),
   auth: z.strictObject({ adminToken: z.string().min(8) }),
   quotas: z.strictObject({ failMode: z.enum(['open', 'closed']) }),

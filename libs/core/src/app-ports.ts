@@ -5,6 +5,7 @@
  * no adapter can store or cache a usable token.
  */
 import type { RetryStrategy } from './retry-strategy';
+import type { AppRetention, AppRetentionPatch } from './retention';
 
 /** Per-app limits applied on top of the global ones; null means "no app-specific limit". */
 export interface AppQuotas {
@@ -44,6 +45,12 @@ export interface AppRecord {
   }>;
   /** How the app's callbacks are delivered (admin-set; every field optional). */
   readonly delivery: AppDeliveryConfig;
+  /**
+   * How long its finished messages are kept, where it differs from the configured retention.
+   * Absent in records made before retention settings existed (an older node's cache entry): the
+   * defaults apply.
+   */
+  readonly retention?: AppRetention;
 }
 
 /** Alert events for an app's deliveries that keep failing (signed like callbacks). */
@@ -167,6 +174,8 @@ export interface AppStore {
   /** Messages of the app not yet finished (scheduled or being delivered). */
   countPending(name: string): Promise<number>;
   setDeliveryConfig(name: string, patch: AppDeliveryPatch): Promise<AppRecord | null>;
+  /** Changes the app's retention overrides (absent fields stay, null restores the default). */
+  setRetention(name: string, patch: AppRetentionPatch): Promise<AppRecord | null>;
   /**
    * The secrets callbacks of the app are signed with, newest first: the current one, and the
    * previous one while its grace period lasts. An app without a secret (created before secrets

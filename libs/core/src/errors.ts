@@ -71,12 +71,19 @@ export const ERROR_TABLE = {
   already_cancelled: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, retriable: false },
   /** Cancel refused: delivery gave up and the message is failed. */
   already_failed: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, retriable: false },
+  /** A conditional change (If-Match) named a version the message is no longer at. */
+  version_mismatch: { http: 412, grpc: GrpcStatus.ABORTED, retriable: false },
   /** Retry refused: the message has no failed target to re-arm (it is not `failed`). */
   not_failed: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION, retriable: false },
   /** The payload is larger than allowed. */
   payload_too_large: { http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, retriable: false },
   /** The body is not JSON. */
   unsupported_media_type: { http: 415, grpc: GrpcStatus.INVALID_ARGUMENT, retriable: false },
+  /**
+   * The app has as many recurring schedules as allowed (`limits.maxSchedulesPerApp`); delete one
+   * first. Not retriable: waiting does not free a schedule.
+   */
+  schedule_quota_exceeded: { http: 429, grpc: GrpcStatus.RESOURCE_EXHAUSTED, retriable: false },
   /** A quota was exceeded; retry after the delay given. */
   rate_limited: { http: 429, grpc: GrpcStatus.RESOURCE_EXHAUSTED, retriable: true },
   /** A dependency (Postgres, Kafka, etcd) is unavailable; nothing was accepted. */

@@ -12,86 +12,16 @@ import {
   textProblem,
   topicNameProblem,
 } from './input';
-import type { MessageState } from './state-machine';
+import type { MessageLimits, PayloadEncoding, ScheduleRequest } from './message-model';
 import { fingerprintHead, fingerprintOf } from './fingerprint';
 export { requestFingerprint } from './fingerprint';
-import type { RetryStrategy } from './retry-strategy';
-import type { TargetLimits, TargetSpec, TargetState } from './targets';
 import { canonicalTargetsJson, parseTargetFields } from './targets';
 import { DEFAULT_RETRY_STRATEGY } from './retry-strategy';
 
 // The input rules (topic names, NUL, nesting depth) are part of the message API; re-exported here
 // so that the package index need not change.
 export * from './input';
-
-export type PayloadEncoding = 'json' | 'binary';
-
-/** A message as stored. Times are epoch milliseconds. */
-export interface StoredMessage {
-  readonly app: string;
-  readonly id: string;
-  readonly slot: number;
-  readonly topic: string;
-  readonly key: string | null;
-  readonly payload: Buffer;
-  readonly payloadEncoding: PayloadEncoding;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly deliverAtMs: number;
-  readonly state: MessageState;
-  readonly createdAtMs: number;
-  /** When it reached delivered, cancelled or failed. */
-  readonly finishedAtMs: number | null;
-  readonly attempts: number;
-  readonly lastError: string | null;
-  /** Fingerprint of the request as sent, for idempotent re-sends; see {@link requestFingerprint}. */
-  readonly fingerprint: string;
-  /** The targets, for a message with more than a `topic` (null/absent: the one Kafka target `topic`). */
-  readonly targets?: readonly TargetSpec[] | null;
-  /** One state per target, with `targets`. */
-  readonly targetStates?: readonly TargetState[] | null;
-  /** The retry strategy resolved when it was accepted, with `targets`. */
-  readonly retry?: RetryStrategy | null;
-  /** The content type of callback bodies, when the message says. */
-  readonly contentType?: string | null;
-  /** The due time as accepted, once a retry moved `deliverAtMs` on (null/absent: never moved). */
-  readonly firstDeliverAtMs?: number | null;
-}
-
-/** A validated schedule request, before an id and slot are assigned. */
-export interface ScheduleRequest {
-  readonly id: string | undefined;
-  readonly topic: string;
-  readonly key: string | null;
-  readonly payload: Buffer;
-  readonly payloadEncoding: PayloadEncoding;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly deliverAtMs: number;
-  readonly fingerprint: string;
-  /** null for a message with only a `topic` (the Kafka fast path). */
-  readonly targets: readonly TargetSpec[] | null;
-  /** Whether they came as a `targets` list (else from `topic` and `callback`): for error paths. */
-  readonly targetsListed?: boolean;
-  readonly retry: RetryStrategy | null;
-  readonly contentType: string | null;
-}
-
-export interface MessageLimits {
-  /** @default 1048576 (1 MiB) */
-  readonly maxPayloadBytes: number;
-  /** @default 3650 days */
-  readonly maxDelayMs: number;
-  /** @default 1000 */
-  readonly maxBatchSize: number;
-  /**
-   * How many levels a JSON payload may nest (`[]` is one); deeper ones are refused before they
-   * are serialised. @default 64 ({@link DEFAULT_MAX_PAYLOAD_DEPTH})
-   */
-  readonly maxPayloadDepth?: number;
-  /** Targets and callbacks: without these, only `topic` messages are accepted. */
-  readonly targets?: TargetLimits;
-  /** What a message's `retry` is merged over (the app's default, else the global one). */
-  readonly retryBase?: RetryStrategy;
-}
+export * from './message-model';
 
 /** `.` and `..` alone are excluded: URL normalisation would make them unreachable over HTTP. */
 export const MESSAGE_ID_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9._:-]{1,128}$/;
@@ -435,20 +365,4 @@ export function parseScheduleRequest(
       payloadJson ?? payload,
     ),
   };
-}
-
-export function parseBatch(body: unknown, limits: MessageLimits): unknown[] {
-  if (!isPlainObject(body) || !Array.isArray(body.messages)) {
-    throw new HourglassError('invalid_request', 'the body must be {"messages": [...]}', [
-      { path: 'messages', message: 'required array' },
-    ]);
-  }
-  if (body.messages.length === 0 || body.messages.length > limits.maxBatchSize) {
-    throw new HourglassError(
-      'batch_too_large',
-      `a batch holds 1 to ${limits.maxBatchSize} messages; got ${body.messages.length}`,
-      [{ path: 'messages', message: `1 to ${limits.maxBatchSize} items` }],
-    );
-  }
-  return body.messages as unknown[];
 }

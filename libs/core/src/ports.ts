@@ -5,7 +5,17 @@
  * Adapters throw {@link DependencyUnavailableError} when their system cannot be reached.
  */
 import type { StoredMessage, PayloadEncoding } from './message';
+import type { MessageChange, MessageUpdated } from './message-patch';
+import type { DebounceOutcome, DebounceSpec } from './debounce';
 import type { RetryStrategy } from './retry-strategy';
+import type {
+  FilterCancelBatch,
+  IdsCancelOutcome,
+  MessageFilter,
+  SearchPage,
+  SearchPosition,
+} from './search';
+import type { AppRetention, FinishedGroup, RemovalBatch, RemovedBatch } from './retention';
 import type { TargetSpec, TargetState } from './targets';
 import type { WheelItem } from './wheel';
 
@@ -251,6 +261,56 @@ export interface MessageStore {
     nowMs: number,
     context: InsertContext,
   ): Promise<{ seq: number; slot: number; wheelable: boolean } | null>;
+  /**
+   * Replaces a scheduled message's content (and due time, when the change has one) if its version
+   * is still `expectedVersion`, raising the version; a near due time this node does not own gets a
+   * wheel hint like an insert's. Null when nothing changed: the message is gone, no longer
+   * scheduled, or at another version (the caller reads it to say which).
+   */
+  updateScheduled(
+    app: string,
+    id: string,
+    expectedVersion: number,
+    change: MessageChange,
+    context: InsertContext,
+  ): Promise<MessageUpdated | null>;
+  /**
+   * Inserts a message under a debounce key, race-free across nodes: merged into (trailing) or
+   * yielding to (leading) the scheduled, unclaimed message that holds the key, else created with
+   * it. Hints the owner of a near-due message like an insert.
+   */
+  insertDebounced(
+    message: NewMessage,
+    debounce: DebounceSpec,
+    nowMs: number,
+    context: InsertContext,
+  ): Promise<DebounceOutcome>;
+
+  /**
+   * One page of messages matching `filter`, in descending (app, id) order after `after`: at most
+   * `limit` messages, found among at most `scanLimit` rows read in key order, so a page costs the
+   * same whatever the filter matches (see ./search.ts, "Bounded pages").
+   */
+  searchMessages(
+    filter: MessageFilter,
+    after: SearchPosition | null,
+    limit: number,
+    scanLimit: number,
+  ): Promise<SearchPage>;
+  /** Cancels those of the app's ids that are still scheduled, with the same guard as {@link cancel}. */
+  cancelIds(app: string, ids: readonly string[], nowMs: number): Promise<IdsCancelOutcome>;
+  /**
+   * One batch of a filter cancel (`filter.app` set, scheduled states only): cancels the matching
+   * scheduled messages among at most `scanLimit` pending rows after `after` in ascending id
+   * order, at most `batchSize` of them, with the same guard as {@link cancel}.
+   */
+  cancelMatching(
+    filter: MessageFilter,
+    after: SearchPosition | null,
+    batchSize: number,
+    scanLimit: number,
+    nowMs: number,
+  ): Promise<FilterCancelBatch>;
 }
 
 /** How a claim ends without a delivery. */
@@ -322,4 +382,27 @@ export interface Publisher {
     topics: readonly string[],
     options?: { partitions?: number; replicationFactor?: number },
   ): Promise<void>;
+}
+
+/**
+ * The store side of retention, archiving and the message counters (libs/postgres; ADR 0008).
+ * Removal is fenced like the firing path's writes: only rows of slots whose epoch still equals
+ * the caller's lease are touched, so a node that lost a slot stops removing its rows.
+ */
+export interface RetentionStore {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Folds the counter deltas into the counters; null when another node is compacting right now. */
+  compactCounters(): Promise<number | null>;
+  /** The (app, final state) pairs that have finished rows, from the counters. */
+  finishedGroups(): Promise<FinishedGroup[]>;
+  /** The apps that override a retention period. */
+  retentionOverrides(): Promise<Map<string, AppRetention>>;
+  /** Removes (and archives, see {@link RemovalBatch.archiveFromMs}) one batch, with its attempt log. */
+  removeFinished(batch: RemovalBatch, leases: ReadonlyMap<number, number>): Promise<RemovedBatch>;
+  /**
+   * Creates the archive's day partitions from `fromDay` through `untilDay` that are missing, and
+   * drops those of days before `fromDay`. Returns the dropped days.
+   */
+  maintainArchive(fromDay: number, untilDay: number): Promise<number[]>;
 }

@@ -29,6 +29,10 @@ import type { DbAppDirectory } from './apps';
 import { tokenDigest } from './apps';
 import type { AppDeliveryInput } from './app-delivery-input';
 import { parseDeliveryPatch } from './app-delivery-input';
+import type { AppRetentionInput } from './app-retention-input';
+import { parseRetentionPatch } from './app-retention-input';
+export type { AppRetentionInput, AppRetentionView } from './app-retention-input';
+export { MAX_RETENTION_DAYS, retentionView } from './app-retention-input';
 export type { AppDeliveryInput } from './app-delivery-input';
 export { MAX_CALLBACK_HOSTS, MAX_HOST_NAME_LENGTH } from './app-delivery-input';
 
@@ -68,6 +72,8 @@ export interface AppAdminDeps {
 /** {@link AppAdmin.updateApp}'s change: the app's own fields and, optionally, its delivery settings. */
 export interface AppUpdate extends AppPatch {
   readonly delivery?: AppDeliveryInput;
+  /** Retention overrides in days (issue 14). */
+  readonly retention?: AppRetentionInput;
 }
 
 /** Default grace of a signing secret rotation: one day of callbacks carrying both signatures. */
@@ -161,8 +167,9 @@ export class AppAdmin {
   }
 
   /**
-   * Changes the description or the disabled flag, and the delivery settings when `delivery` is
-   * given. Everything is validated before anything is written.
+   * Changes the description or the disabled flag, the delivery settings when `delivery` is given
+   * and the retention overrides when `retention` is. Everything is validated before anything is
+   * written.
    */
   async updateApp(name: string, update: AppUpdate): Promise<AppRecord> {
     const problems: ErrorDetail[] = [];
@@ -171,6 +178,10 @@ export class AppAdmin {
       update.delivery === undefined
         ? undefined
         : parseDeliveryPatch(update.delivery, 'delivery/', problems, this.callbackPolicy);
+    const retention =
+      update.retention === undefined
+        ? undefined
+        : parseRetentionPatch(update.retention, 'retention/', problems);
     refuseIfAny(problems);
     const patch: AppPatch = {
       ...(update.description !== undefined ? { description: update.description } : {}),
@@ -179,7 +190,9 @@ export class AppAdmin {
     let app: AppRecord | null = null;
     // The delivery settings first: Kafka may still refuse a topic they name.
     if (delivery !== undefined) app = await this.storeDelivery(name, delivery);
-    if (Object.keys(patch).length > 0 || delivery === undefined)
+    if (retention !== undefined)
+      app = found(await this.deps.store.setRetention(name, retention), name);
+    if (Object.keys(patch).length > 0 || (delivery === undefined && retention === undefined))
       app = found(await this.deps.store.updateApp(name, patch), name);
     await this.invalidate(name);
     return found(app, name);

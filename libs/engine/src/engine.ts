@@ -13,7 +13,11 @@
  * - firing/claims.ts, firing/held.ts   the bookkeeping of claims held and under way
  */
 import type {
+  DebounceOutcome,
+  DebounceSpec,
   InsertOutcome,
+  MessageChange,
+  MessageUpdated,
   NewMessage,
   SlotLease,
   SlotEngine,
@@ -272,6 +276,63 @@ export class DelayEngine implements SlotEngine {
       this.pipeline.pump();
     }
     return true;
+  }
+
+  /**
+   * Changes a scheduled message at `expectedVersion` (PATCH). With a new due time, the copies this
+   * node holds under the old one are dropped (others fire to nothing: the claim checks the due
+   * time) and the owner gets the new one: this node's wheel when it owns the slot and the time is
+   * within the loader's reach, else a hint or, beyond the horizon, the owner's loader.
+   */
+  async update(
+    app: string,
+    id: string,
+    expectedVersion: number,
+    change: MessageChange,
+  ): Promise<MessageUpdated | null> {
+    const now = this.deps.clock.now();
+    const ownedEpochs = new Map(this.leases);
+    const updated = await this.deps.store.updateScheduled(app, id, expectedVersion, change, {
+      ownedEpochs,
+      hintBeforeMs: now + this.options.horizonMs + WHEEL_SLACK_MS / 2,
+    });
+    if (!updated || change.deliverAtMs === null) return updated;
+    this.wheel.cancel(updated.seq, updated.previousDeliverAtMs);
+    this.wheelIfOwned(updated, updated.slot, updated.deliverAtMs, ownedEpochs);
+    return updated;
+  }
+
+  /**
+   * Inserts a message under a debounce key (see libs/core/src/debounce.ts): created, merged into
+   * the scheduled message holding the key, or yielding to it. A created or moved message is wheeled
+   * like an insert's.
+   */
+  async insertDebounced(message: NewMessage, debounce: DebounceSpec): Promise<DebounceOutcome> {
+    const now = this.deps.clock.now();
+    const ownedEpochs = new Map(this.leases);
+    const outcome = await this.deps.store.insertDebounced(message, debounce, now, {
+      ownedEpochs,
+      hintBeforeMs: now + this.options.horizonMs + WHEEL_SLACK_MS / 2,
+    });
+    if (outcome.kind === 'created' || outcome.kind === 'merged')
+      this.wheelIfOwned(outcome, outcome.message.slot, outcome.message.deliverAtMs, ownedEpochs);
+    return outcome;
+  }
+
+  /**
+   * Wheels a message a store write found in a slot this node holds (`wheelable`), unless the slot
+   * was let go meanwhile or the time is beyond the loader's reach (a later load wheels it then).
+   */
+  private wheelIfOwned(
+    written: { seq: number; wheelable: boolean },
+    slot: number,
+    dueMs: number,
+    ownedEpochs: ReadonlyMap<number, number>,
+  ): void {
+    if (!written.wheelable || this.leases.get(slot) !== ownedEpochs.get(slot)) return;
+    if (dueMs >= this.loader.reach()) return;
+    this.wheel.insert({ seq: written.seq, slot, dueMs });
+    this.pipeline.arm();
   }
 
   /**

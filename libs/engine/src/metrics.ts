@@ -17,6 +17,8 @@ export class EngineMetrics {
   private readonly deliveredTotal: Counter<'app'>;
   private readonly failedTotal: Counter<'app'>;
   private readonly cancelledTotal: Counter<'app'>;
+  private readonly updatedTotal: Counter<'app' | 'rescheduled'>;
+  private readonly debouncedTotal: Counter<'app'>;
   private readonly deliveryFailuresTotal: Counter<'retriable'>;
   private readonly sweepFoundTotal: Counter<'kind'>;
   private readonly fencedClaimsTotal: Counter;
@@ -37,6 +39,9 @@ export class EngineMetrics {
   private readonly insertGroupMessages: Histogram;
   private readonly insertGroupWait: Histogram;
   private readonly insertSeconds: Histogram;
+  private readonly retentionRemovedTotal: Counter<'state'>;
+  private readonly archivedTotal: Counter;
+  private readonly retentionPassSeconds: Histogram<'result'>;
   private snapshot: () => EngineSnapshot = () => ({
     wheelSize: 0,
     ownedSlots: 0,
@@ -142,6 +147,18 @@ export class EngineMetrics {
       labelNames: ['app'],
       registers,
     });
+    this.updatedTotal = new Counter({
+      name: 'hourglass_messages_updated_total',
+      help: 'Scheduled messages changed (PATCH); rescheduled="true" when the due time moved.',
+      labelNames: ['app', 'rescheduled'],
+      registers,
+    });
+    this.debouncedTotal = new Counter({
+      name: 'hourglass_messages_debounced_total',
+      help: 'Schedule requests with debounce merged into (trailing) or dropped for (leading) a scheduled message of the same key.',
+      labelNames: ['app'],
+      registers,
+    });
     this.deliveryFailuresTotal = new Counter({
       name: 'hourglass_delivery_failures_total',
       help: 'Messages whose delivery attempt failed: retriable (target down) or not (refused).',
@@ -183,6 +200,24 @@ export class EngineMetrics {
       name: 'hourglass_insert_seconds',
       help: 'Duration of one insert statement and its commit (single schedules grouped, or a batch).',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
+    this.retentionRemovedTotal = new Counter({
+      name: 'hourglass_retention_removed_total',
+      help: 'Finished messages removed after their retention (archived ones included), by final state.',
+      labelNames: ['state'],
+      registers,
+    });
+    this.archivedTotal = new Counter({
+      name: 'hourglass_archived_total',
+      help: 'Finished messages moved to messages_archive (archive.mode move).',
+      registers,
+    });
+    this.retentionPassSeconds = new Histogram({
+      name: 'hourglass_retention_pass_seconds',
+      help: 'Duration of one retention pass of this node (result ok, or failed when a statement failed).',
+      labelNames: ['result'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600],
       registers,
     });
     const read = (pick: (s: EngineSnapshot) => number) =>
@@ -231,6 +266,14 @@ export class EngineMetrics {
 
   accepted(app: string, count = 1): void {
     this.acceptedTotal.inc({ app }, count);
+  }
+
+  debounced(app: string): void {
+    this.debouncedTotal.inc({ app });
+  }
+
+  updated(app: string, rescheduled: boolean): void {
+    this.updatedTotal.inc({ app, rescheduled: String(rescheduled) });
   }
 
   cancelled(app: string): void {
@@ -315,6 +358,16 @@ export class EngineMetrics {
 
   inserted(ms: number): void {
     this.insertSeconds.observe(ms / 1000);
+  }
+
+  /** One retention batch: `removed` rows of `state` gone, `archived` of them moved to the archive. */
+  retentionRemoved(state: string, removed: number, archived: number): void {
+    if (removed > 0) this.retentionRemovedTotal.inc({ state }, removed);
+    if (archived > 0) this.archivedTotal.inc(archived);
+  }
+
+  retentionPass(ms: number, result: 'ok' | 'failed'): void {
+    this.retentionPassSeconds.observe({ result }, ms / 1000);
   }
 
   insertGroup(messages: number, waitedMs: number): void {

@@ -7,21 +7,16 @@ import { randomBytes } from 'node:crypto';
 import type {
   AppDeliveryConfig,
   AppQuotas,
-  RetryStrategy,
-  TargetStatus,
   InsertOutcome,
   MessageLimits,
   NewMessage,
-  PublicMessageState,
-  StoredMessage,
 } from '@hourglass/core';
 import {
   HourglassError,
   MESSAGE_ID_PATTERN,
-  isoTime,
+  newMessageOf,
   parseBatch,
   parseScheduleRequest,
-  INITIAL_TARGET_STATE,
   callbackHost,
   hostAllowed,
   publicState,
@@ -29,11 +24,18 @@ import {
   slotOf,
   uuidv7,
 } from '@hourglass/core';
-import type { LoggedAttempt, ScheduleRequest } from '@hourglass/core';
+import type { ScheduleRequest } from '@hourglass/core';
 import type { MessageStore } from '@hourglass/core';
 import type { Clock } from '@hourglass/core';
 import type { DelayEngine } from './engine';
 import type { EngineMetrics } from './metrics';
+import { notScheduled, updateMessage } from './message-update';
+import { hasDebounce, scheduleDebounced } from './debounce-schedule';
+import type { AttemptView, MessageView } from './views';
+import { toAttemptView, toView } from './views';
+
+export type { AttemptView, MessageView, TargetView } from './views';
+export { toView } from './views';
 
 /** An authenticated caller. */
 export interface AppIdentity {
@@ -54,155 +56,15 @@ export interface QuotaGate {
   admit(app: AppIdentity, count: number): Promise<void>;
 }
 
-/** One target of a message as clients see it (docs/callbacks.md). */
-export type TargetView = {
-  index: number;
-  state: TargetStatus;
-  attempts: number;
-  lastError?: string;
-  lastStatus?: number;
-  nextAttemptAt?: string;
-  finishedAt?: string;
-} & (
-  | { type: 'kafka'; topic: string; key: string | null }
-  | { type: 'http'; url: string; method: 'POST' | 'PUT'; name?: string }
-);
-
-/** One attempt of one target (GET /v1/messages/{id}/attempts). */
-export interface AttemptView {
-  target: number;
-  type: 'kafka' | 'http';
-  attempt: number;
-  at: string;
-  durationMs: number;
-  status?: number;
-  error?: string;
-  response?: string;
-}
-
-/** What clients see of a message. Times are ISO-8601 UTC. */
-export interface MessageView {
-  id: string;
-  app: string;
-  /** The first Kafka target's topic; null when the message has none. */
-  topic: string | null;
-  key: string | null;
-  slot: number;
-  deliverAt: string;
-  state: PublicMessageState;
-  createdAt: string;
-  deliveredAt?: string;
-  finishedAt?: string;
-  attempts: number;
-  lastError?: string;
-  nextAttemptAt?: string;
-  targets: TargetView[];
-  retry?: RetryStrategy;
-}
-
 export type ScheduleResult =
   | { readonly ok: true; readonly created: boolean; readonly message: MessageView }
   | { readonly ok: false; readonly error: HourglassError };
-
-export function toView(message: StoredMessage): MessageView {
-  const view: MessageView = {
-    id: message.id,
-    app: message.app,
-    topic: message.targets && message.topic === '' ? null : message.topic,
-    key: message.key,
-    slot: message.slot,
-    // isoTime: toISOString's string, cheaper (a batch answer formats 2000 of them).
-    deliverAt: isoTime(message.firstDeliverAtMs ?? message.deliverAtMs),
-    state: publicState(message.state),
-    createdAt: isoTime(message.createdAtMs),
-    attempts: message.attempts,
-    targets: targetViews(message),
-  };
-  if (message.state === 'delivered' && message.finishedAtMs !== null)
-    view.deliveredAt = isoTime(message.finishedAtMs);
-  if (message.finishedAtMs !== null) view.finishedAt = isoTime(message.finishedAtMs);
-  if (message.lastError) view.lastError = message.lastError;
-  if (message.targets && message.state === 'scheduled' && message.firstDeliverAtMs != null)
-    view.nextAttemptAt = isoTime(message.deliverAtMs);
-  if (message.retry) view.retry = message.retry;
-  return view;
-}
-
-function targetViews(message: StoredMessage): TargetView[] {
-  if (!message.targets) {
-    // The Kafka fast path: one Kafka target, whose state is the message's.
-    const state: TargetStatus =
-      message.state === 'delivered'
-        ? 'delivered'
-        : message.state === 'failed'
-          ? 'failed'
-          : 'pending';
-    const view: TargetView = {
-      index: 0,
-      type: 'kafka',
-      topic: message.topic,
-      key: message.key,
-      state: message.state === 'cancelled' ? 'pending' : state,
-      attempts: message.attempts,
-    };
-    if (message.lastError) view.lastError = message.lastError;
-    if (message.finishedAtMs !== null && state !== 'pending')
-      view.finishedAt = isoTime(message.finishedAtMs);
-    return [view];
-  }
-  return message.targets.map((target, index) => {
-    const state = message.targetStates?.[index] ?? INITIAL_TARGET_STATE;
-    const view: TargetView =
-      target.type === 'kafka'
-        ? {
-            index,
-            type: 'kafka',
-            topic: target.topic,
-            key: target.key,
-            state: state.status,
-            attempts: state.attempts,
-          }
-        : {
-            index,
-            type: 'http',
-            url: target.url,
-            method: target.method,
-            ...(target.name !== null ? { name: target.name } : {}),
-            state: state.status,
-            attempts: state.attempts,
-          };
-    if (state.lastError !== null) view.lastError = state.lastError;
-    if (state.lastStatus !== null) view.lastStatus = state.lastStatus;
-    if (
-      state.status === 'pending' &&
-      state.nextAttemptAtMs !== null &&
-      message.state === 'scheduled'
-    )
-      view.nextAttemptAt = isoTime(state.nextAttemptAtMs);
-    if (state.finishedAtMs !== null) view.finishedAt = isoTime(state.finishedAtMs);
-    return view;
-  });
-}
-
-function toAttemptView(attempt: LoggedAttempt): AttemptView {
-  const view: AttemptView = {
-    target: attempt.target,
-    type: attempt.type,
-    attempt: attempt.attempt,
-    at: isoTime(attempt.atMs),
-    durationMs: attempt.durationMs,
-  };
-  if (attempt.status !== null) view.status = attempt.status;
-  if (attempt.error !== null) view.error = attempt.error;
-  if (attempt.response !== null) view.response = attempt.response;
-  return view;
-}
 
 /**
  * Every Kafka target's topic must be granted to the app, and every callback's host must be on the
  * app's allowlist when it has one.
  */
-function checkTargets(app: AppIdentity, request: ScheduleRequest, path: string): void {
+export function checkTargets(app: AppIdentity, request: ScheduleRequest, path: string): void {
   if (request.targets === null) {
     // The Kafka fast path (bulk scheduling's hot path): one topic, nothing to allocate.
     if (!app.topics.has(request.topic)) throw topicNotAllowed(app, request.topic, `${path}topic`);
@@ -263,10 +125,36 @@ export class MessageService {
     app: AppIdentity,
     body: unknown,
   ): Promise<{ created: boolean; message: MessageView }> {
+    if (hasDebounce(body)) return this.scheduleDebounced(app, body);
     const [result] = await this.scheduleMany(app, [body], '');
     if (!result) throw new HourglassError('internal', 'no result for the message');
     if (!result.ok) throw result.error;
     return { created: result.created, message: result.message };
+  }
+
+  /** `schedule` with `debounce` (./debounce-schedule.ts); the view says `debounced`. */
+  private async scheduleDebounced(
+    app: AppIdentity,
+    body: Record<string, unknown>,
+  ): Promise<{ created: boolean; message: MessageView }> {
+    const result = await scheduleDebounced(
+      {
+        engine: this.engine,
+        clock: this.clock,
+        limits: this.limitsFor(app),
+        app: app.name,
+        slotCount: this.options.slotCount,
+        checkTargets: (request) => checkTargets(app, request, ''),
+        admit: async () => this.options.quotas?.admit(app, 1),
+      },
+      body,
+    );
+    if (result.created) this.metrics.accepted(app.name, 1);
+    else if (result.debounced) this.metrics.debounced(app.name);
+    return {
+      created: result.created,
+      message: { ...toView(result.message), debounced: result.debounced },
+    };
   }
 
   /** Schedules a `{messages: [...]}` batch in one Postgres round trip; one result per input, in order. */
@@ -288,6 +176,12 @@ export class MessageService {
     const positions: number[] = [];
     bodies.forEach((body, index) => {
       try {
+        if (hasDebounce(body))
+          throw new HourglassError(
+            'invalid_request',
+            'debounce is not accepted in a batch: send debounced messages one by one to POST /v1/messages',
+            [{ path: `${pathPrefix}${index}/debounce`, message: 'not in a batch' }],
+          );
         const request = parseScheduleRequest(
           body,
           limits,
@@ -296,21 +190,9 @@ export class MessageService {
         );
         checkTargets(app, request, pathPrefix ? `${pathPrefix}${index}/` : '');
         const id = request.id ?? uuidv7(now, randomBytes);
-        accepted.push({
-          app: app.name,
-          id,
-          slot: slotOf(app.name, id, this.options.slotCount),
-          topic: request.topic,
-          key: request.key,
-          payload: request.payload,
-          payloadEncoding: request.payloadEncoding,
-          headers: request.headers,
-          deliverAtMs: request.deliverAtMs,
-          fingerprint: request.fingerprint,
-          targets: request.targets,
-          retry: request.retry,
-          contentType: request.contentType,
-        });
+        accepted.push(
+          newMessageOf(app.name, id, slotOf(app.name, id, this.options.slotCount), request),
+        );
         positions.push(index);
       } catch (error) {
         if (!(error instanceof HourglassError)) throw error;
@@ -439,24 +321,31 @@ export class MessageService {
       case 'not_found':
         throw new HourglassError('not_found', `no message "${id}" for app "${app.name}"`);
       case 'refused':
-        switch (outcome.message.state) {
-          case 'cancelled':
-            throw new HourglassError('already_cancelled', `message "${id}" was already cancelled`);
-          case 'failed':
-            throw new HourglassError(
-              'already_failed',
-              `message "${id}" failed delivery and cannot be cancelled`,
-            );
-          // 'scheduled': still so after the store's retries, because claims keep winning the race.
-          case 'delivering':
-          case 'scheduled':
-            throw new HourglassError(
-              'delivery_in_progress',
-              `message "${id}" is being delivered right now; ask again to learn whether it was delivered`,
-            );
-          case 'delivered':
-            throw new HourglassError('already_delivered', `message "${id}" was already delivered`);
-        }
+        throw notScheduled(id, outcome.message.state, 'cancelled');
     }
+  }
+
+  /**
+   * Changes a scheduled message (PATCH /v1/messages/{id}; see ./message-update.ts). A success
+   * guarantees the old version is never delivered. `ifMatch`: the versions the caller allows.
+   */
+  async update(
+    app: AppIdentity,
+    id: string,
+    patch: unknown,
+    ifMatch: 'any' | readonly number[] | null,
+  ): Promise<MessageView> {
+    this.checkId(id);
+    const context = {
+      store: this.store,
+      engine: this.engine,
+      clock: this.clock,
+      limits: this.limitsFor(app),
+      app: app.name,
+      checkTargets: (request: ScheduleRequest) => checkTargets(app, request, ''),
+    };
+    const { message, rescheduled } = await updateMessage(context, id, patch, ifMatch);
+    this.metrics.updated(app.name, rescheduled);
+    return toView(message);
   }
 }

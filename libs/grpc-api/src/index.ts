@@ -8,3 +8,8 @@ export {
 } from './server';
 export type { GrpcServer, GrpcServerOptions } from './server';
 export { HEALTH_PROTO, MESSAGES_PROTO, PROTO_LOADER_OPTIONS, protoDir } from './proto';
+export { toScheduleBody } from './translate';
+export type { ScheduleRequestPb } from './translate';
+export type { DebouncePb } from './debounce';
+export { toUpdate } from './update';
+export type { UpdateCall, UpdateRequestPb } from './update';

@@ -17,6 +17,7 @@ import { ERROR_TABLE, HourglassError, isHourglassError, parseBatch } from '@hour
 import type { Logger } from '@hourglass/core';
 import type { AppDirectory, AppIdentity, MessageService } from '@hourglass/engine';
 import { bearerToken } from '@hourglass/engine';
+import { debouncedField } from './debounce';
 import { HealthService } from './health';
 import { HEALTH_PROTO, MESSAGES_PROTO, PROTO_LOADER_OPTIONS, protoDir } from './proto';
 import type { AttemptPb, BatchResultPb, MessagePb, ScheduleRequestPb } from './translate';
@@ -28,6 +29,8 @@ import {
   toMessagePb,
   toScheduleBody,
 } from './translate';
+import type { UpdateRequestPb } from './update';
+import { toUpdate } from './update';
 
 /** What a handler passes to its callback on failure (grpc-js does not export the name). */
 type ServerStatusResponse = Exclude<Parameters<sendUnaryData<unknown>>[0], null>;
@@ -214,7 +217,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         app,
         toScheduleBody(request, '', service.limits.maxPayloadDepth),
       );
-      return { created, message: toMessagePb(message) };
+      return { created, message: toMessagePb(message), ...debouncedField(message) };
     }),
     ScheduleBatch: unary('ScheduleBatch', scheduleBatch),
     Get: unary('Get', async (app, request: IdRequestPb): Promise<MessagePb> =>
@@ -232,6 +235,10 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     RetryMessage: unary('RetryMessage', async (app, request: IdRequestPb): Promise<MessagePb> =>
       toMessagePb(await service.retry(app, request.id ?? '')),
     ),
+    Update: unary('Update', async (app, request: UpdateRequestPb): Promise<MessagePb> => {
+      const { id, patch, ifMatch } = toUpdate(request, service.limits.maxPayloadDepth);
+      return toMessagePb(await service.update(app, id, patch, ifMatch));
+    }),
   };
 
   const bind = async (host: string, port: number): Promise<number> => {

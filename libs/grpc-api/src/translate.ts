@@ -7,6 +7,8 @@
 import type { ErrorCode, ErrorDetail } from '@hourglass/core';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, HourglassError, jsonTextDepthExceeds } from '@hourglass/core';
 import type { AttemptView, MessageView, TargetView } from '@hourglass/engine';
+import type { DebouncePb } from './debounce';
+import { debounceBody } from './debounce';
 
 /** `hourglass.v1.HttpTarget` as decoded (a `callback`, or the `http` of a `Target`). */
 export interface HttpTargetPb {
@@ -56,6 +58,8 @@ export interface ScheduleRequestPb {
   targets?: TargetPb[];
   retry?: RetryStrategyPb | null;
   contentType?: string;
+  /** Not in an UpdateRequest; in a batch it reaches the service, which refuses it there. */
+  debounce?: DebouncePb | null;
 }
 
 /** `hourglass.v1.TargetStatus` as encoded. */
@@ -93,6 +97,7 @@ export interface MessagePb {
   nextAttemptAt?: string;
   finishedAt?: string;
   retry?: RetryStrategyPb;
+  version: number;
 }
 
 /** `hourglass.v1.Attempt` as encoded. */
@@ -170,6 +175,7 @@ export function toScheduleBody(
     body.targets = request.targets.map(targetBody);
   if (request.retry) body.retry = retryBody(request.retry);
   if (request.contentType !== undefined) body.contentType = request.contentType;
+  if (request.debounce) body.debounce = debounceBody(request.debounce);
   return body;
 }
 
@@ -259,6 +265,7 @@ export function toMessagePb(view: MessageView): MessagePb {
     createdAt: view.createdAt,
     attempts: view.attempts,
     targets: view.targets.map(toTargetStatusPb),
+    version: view.version,
   };
   if (view.topic !== null) message.topic = view.topic;
   if (view.key !== null) message.key = view.key;

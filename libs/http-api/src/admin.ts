@@ -9,8 +9,8 @@
  */
 import type { AppAlerts, AppQuotas, AppRecord, RetryStrategy } from '@hourglass/core';
 import { BODY_DEPTH_ALLOWANCE, DEFAULT_MAX_PAYLOAD_DEPTH, HourglassError } from '@hourglass/core';
-import type { AppAdmin, AppDirectory } from '@hourglass/engine';
-import { bearerToken, requireAdminToken } from '@hourglass/engine';
+import type { AppAdmin, AppDirectory, AppRetentionView, MessageSearch } from '@hourglass/engine';
+import { bearerToken, requireAdminToken, retentionView } from '@hourglass/engine';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import express from 'express';
 import { isJsonRequest, jsonBody, unsupportedMediaType } from './body';
@@ -154,6 +154,8 @@ export interface AppView {
     signingSecretCreatedAt: string | null;
     previousSecretExpiresAt: string | null;
   };
+  /** Days finished messages are kept where the app differs from the configured retention. */
+  retention: AppRetentionView;
 }
 
 function isoOrNull(ms: number | null): string | null {
@@ -181,6 +183,7 @@ export function toAppView(app: AppRecord): AppView {
       signingSecretCreatedAt: isoOrNull(delivery.signingSecretCreatedAtMs),
       previousSecretExpiresAt: isoOrNull(delivery.previousSecretExpiresAtMs),
     },
+    retention: retentionView(app.retention),
   };
 }
 
@@ -236,6 +239,9 @@ export function adminRouter(admin: AppAdmin): Router {
       ...(typeof input.delivery === 'object' && input.delivery !== null
         ? { delivery: input.delivery }
         : {}),
+      ...(typeof input.retention === 'object' && input.retention !== null
+        ? { retention: input.retention }
+        : {}),
     });
     res.json(toAppView(app));
   });
@@ -287,6 +293,19 @@ export function adminRouter(admin: AppAdmin): Router {
   });
   router.get('/v1/admin/stats', async (_req, res) => {
     res.json(await admin.stats());
+  });
+  return router;
+}
+
+/**
+ * GET /v1/admin/messages: the search across apps (`app` narrows it to one), for a router mounted
+ * at the root behind {@link adminGate}. The gate checks the path; the query is checked by the
+ * search itself (the document's validator covers path parameters and bodies only).
+ */
+export function adminSearchRouter(search: MessageSearch): Router {
+  const router = express.Router(ROUTER_OPTIONS);
+  router.get('/v1/admin/messages', async (req, res) => {
+    res.json(await search.listAll(req.query));
   });
   return router;
 }

@@ -5,15 +5,35 @@
 import type { RequestListener, Server } from 'node:http';
 import { createServer } from 'node:http';
 import type { Logger } from '@hourglass/core';
-import { BODY_DEPTH_ALLOWANCE, DEFAULT_MAX_PAYLOAD_DEPTH, HourglassError } from '@hourglass/core';
-import type { AppAdmin, AppDirectory, AppIdentity, MessageService } from '@hourglass/engine';
+import {
+  BODY_DEPTH_ALLOWANCE,
+  DEFAULT_MAX_PAYLOAD_DEPTH,
+  HourglassError,
+  messageEtag,
+  parseIfMatch,
+} from '@hourglass/core';
+import type {
+  AppAdmin,
+  AppDirectory,
+  AppIdentity,
+  MessageSearch,
+  MessageService,
+  ScheduleService,
+} from '@hourglass/engine';
 import { bearerToken } from '@hourglass/engine';
 import type { NextFunction, Request, Response } from 'express';
 import express from 'express';
 import type { Registry } from 'prom-client';
-import { ROUTER_OPTIONS, adminGate, adminRouter, refuseUnmatched } from './admin';
+import {
+  ROUTER_OPTIONS,
+  adminGate,
+  adminRouter,
+  adminSearchRouter,
+  refuseUnmatched,
+} from './admin';
 import { jsonBody, requireJson } from './body';
 import { FastSchedule } from './fast-schedule';
+import { schedulesRouter } from './schedules';
 import type { ErrorReply } from './replies';
 import { errorReply, hourglassErrorReply, scheduleBatchReply } from './replies';
 import { OpenApiValidator, openApiDocument } from './openapi';
@@ -35,6 +55,10 @@ export interface HttpApiOptions {
   extraRoutes?: (app: express.Express) => void;
   /** The app admin operations; without them only the gate and the cluster routes exist under /v1/admin. */
   admin?: AppAdmin;
+  /** Recurring schedules (/v1/schedules); without it those routes answer 404. */
+  schedules?: ScheduleService;
+  /** Search and bulk cancel (GET /v1/messages, POST /v1/messages/cancel, GET /v1/admin/messages). */
+  search?: MessageSearch;
 }
 
 /** Compiled once per process: the document is static. */
@@ -185,13 +209,33 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   v1.post('/messages/batch', authenticate, requireJson, json, async (req: Authed, res) => {
     res.status(200).json(scheduleBatchReply(await service.scheduleBatch(caller(req), req.body)));
   });
+  const search = options.search;
+  if (search) {
+    // Before the /messages/:id routes. POST /v1/messages itself is served by fast-schedule.ts
+    // (exactly that path), so /messages/cancel always reaches Express.
+    v1.get('/messages', authenticate, async (req: Authed, res) => {
+      res.json(await search.list(caller(req), req.query));
+    });
+    v1.post('/messages/cancel', authenticate, requireJson, json, async (req: Authed, res) => {
+      res.json(await search.cancel(caller(req), req.body));
+    });
+  }
   v1.post('/messages', authenticate, requireJson, json, async (req: Authed, res) => {
     const { created, message } = await service.schedule(caller(req), req.body);
     if (created) res.setHeader('Location', `/v1/messages/${encodeURIComponent(message.id)}`);
+    res.setHeader('ETag', messageEtag(message.version));
     res.status(created ? 201 : 200).json(message);
   });
   v1.get('/messages/:id', authenticate, async (req: Authed, res) => {
-    res.json(await service.get(caller(req), String(req.params.id)));
+    const message = await service.get(caller(req), String(req.params.id));
+    res.setHeader('ETag', messageEtag(message.version));
+    res.json(message);
+  });
+  v1.patch('/messages/:id', authenticate, requireJson, json, async (req: Authed, res) => {
+    const ifMatch = parseIfMatch(req.get('if-match'));
+    const message = await service.update(caller(req), String(req.params.id), req.body, ifMatch);
+    res.setHeader('ETag', messageEtag(message.version));
+    res.json(message);
   });
   v1.delete('/messages/:id', authenticate, async (req: Authed, res) => {
     res.json(await service.cancel(caller(req), String(req.params.id)));
@@ -202,6 +246,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   v1.post('/messages/:id/retry', authenticate, async (req: Authed, res) => {
     res.json(await service.retry(caller(req), String(req.params.id)));
   });
+  if (options.schedules) v1.use(schedulesRouter(options.schedules, authenticate, json));
   app.use('/v1', v1);
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApiDocument);
@@ -209,6 +254,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   // Every /v1/admin route, ours and extraRoutes' alike: admin token, then the OpenAPI document.
   app.use('/v1/admin', ...adminGate({ apps, validator: documented }));
   if (options.admin) app.use(adminRouter(options.admin));
+  if (options.search) app.use(adminSearchRouter(options.search));
   options.extraRoutes?.(app);
 
   // 405 (with Allow) for a documented path and another method, 404 for anything else.
@@ -240,10 +286,17 @@ export function createHttpApi(options: HttpApiOptions): HttpApi {
   };
 }
 
+/**
+ * Room for the request line and headers. Node's default (16 KiB) answers 431 before any route
+ * sees a search whose documented parameters are all at their longest (a 4096-character `key`
+ * percent-encodes to up to 36 KiB).
+ */
+const MAX_HEADER_BYTES = 64 * 1024;
+
 /** Listens and resolves once bound. */
 export function listen(handler: RequestListener, host: string, port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = createServer(handler).listen(port, host);
+    const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, handler).listen(port, host);
     server.once('listening', () => resolve(server));
     server.once('error', reject);
     server.keepAliveTimeout = 65_000;

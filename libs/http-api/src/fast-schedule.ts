@@ -16,7 +16,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '@hourglass/core';
-import { HourglassError, jsonTextDepthExceeds } from '@hourglass/core';
+import { HourglassError, jsonTextDepthExceeds, messageEtag } from '@hourglass/core';
 import type { AppDirectory, AppIdentity, MessageService } from '@hourglass/engine';
 import { bearerToken } from '@hourglass/engine';
 import type { ErrorReply } from './replies';
@@ -92,6 +92,7 @@ export class FastSchedule {
     }
     const { created, message } = await this.options.service.schedule(app, body);
     if (created) res.setHeader('Location', `/v1/messages/${encodeURIComponent(message.id)}`);
+    res.setHeader('ETag', messageEtag(message.version));
     send(res, created ? 201 : 200, message);
   }
 

@@ -11,6 +11,7 @@ import type {
   AppPatch,
   AppQuotas,
   AppRecord,
+  AppRetentionPatch,
   AppStats,
   AppStore,
   DueBucket,
@@ -23,6 +24,8 @@ import type { Pool } from 'pg';
 import { createPool, guarded, inTransaction } from './pool';
 import { STATE_CODES } from './rows';
 import * as delivery from './sql/app-delivery';
+import { selectCounts } from './sql/counters';
+import { toAppRetention, updateAppRetention } from './sql/retention';
 import type { AppRow } from './sql/apps';
 import * as q from './sql/apps';
 
@@ -62,6 +65,12 @@ function toRecord(row: AppRow): AppRecord {
       expiresAtMs: int8(token.expiresAt),
     })),
     delivery: toDeliveryConfig(row),
+    // Only apps that override something carry it: the field is optional (see AppRecord).
+    ...(row.retention_delivered_ms !== null ||
+    row.retention_cancelled_ms !== null ||
+    row.retention_failed_ms !== null
+      ? { retention: toAppRetention(row) }
+      : {}),
   };
 }
 
@@ -238,6 +247,12 @@ export class PgAppStore implements AppStore {
     return found ? this.getApp(name) : null;
   }
 
+  async setRetention(name: string, patch: AppRetentionPatch): Promise<AppRecord | null> {
+    const pool = this.requirePool();
+    const found = await guarded(() => updateAppRetention(pool, name, patch));
+    return found ? this.getApp(name) : null;
+  }
+
   async signingSecrets(
     name: string,
     nowMs: number,
@@ -284,7 +299,8 @@ export class PgAppStore implements AppStore {
     const [apps, byAppState, pending] = await guarded(() =>
       Promise.all([
         q.countApps(pool),
-        q.countByAppAndState(pool),
+        // Maintained counters (008_retention, sql/counters.ts): never a count over `messages`.
+        selectCounts(pool),
         q.countPendingByBucket(pool, bounds),
       ]),
     );

@@ -55,16 +55,26 @@ export async function guarded<T>(work: () => Promise<T>): Promise<T> {
 export function inTransaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
   return guarded(async () => {
     const client = await pool.connect();
+    // The pool listens for errors of idle connections only. A checked-out one that the server
+    // terminates between two statements (a restart, pg_terminate_backend) emits 'error', which
+    // without a listener crashes the process; the statement in flight or the next one fails anyway.
+    let lost: Error | undefined;
+    const onError = (err: Error): void => {
+      lost = err;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await work(client);
       await client.query('COMMIT');
+      client.removeListener('error', onError);
       client.release();
       return result;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
+      client.removeListener('error', onError);
       // A connection that failed is not reused; after a clean ROLLBACK it is fine.
-      client.release(isUnavailable(err) ? (err as Error) : undefined);
+      client.release(lost ?? (isUnavailable(err) ? (err as Error) : undefined));
       throw err;
     }
   });

@@ -49,11 +49,12 @@ export interface MessageRow {
   retry: RetryStrategy | null;
   content_type: string | null;
   first_deliver_at: string | null;
+  version: number;
 }
 
 /** The columns {@link toStoredMessage} needs, for `RETURNING`/`SELECT` lists. */
 export const MESSAGE_COLUMNS =
-  'app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, state, created_at, finished_at, attempts, last_error, fingerprint, targets, target_states, retry, content_type, first_deliver_at';
+  'app, id, slot, topic, msg_key, payload, payload_encoding, headers, deliver_at, state, created_at, finished_at, attempts, last_error, fingerprint, targets, target_states, retry, content_type, first_deliver_at, version';
 
 function int8(value: string | number): number {
   // Epoch milliseconds and epochs stay far below 2^53.
@@ -89,6 +90,7 @@ export function toStoredMessage(row: MessageRow): StoredMessage {
     retry: row.retry,
     contentType: row.content_type,
     firstDeliverAtMs: row.first_deliver_at === null ? null : int8(row.first_deliver_at),
+    version: row.version,
   };
 }
 

@@ -41,6 +41,8 @@ interface Expected {
 const EXPECTED: ReadonlyMap<number, Expected> = new Map([
   [1, { tables: ['cluster_meta', 'slot_epochs', 'messages', 'wheel_hints'], meta: ['slot_count'] }],
   [2, { tables: ['apps', 'app_tokens', 'app_topics'], meta: ['cluster_id'] }],
+  [9, { tables: ['schedules'], meta: [] }],
+  [8, { tables: ['message_counts', 'message_count_deltas', 'messages_archive'], meta: [] }],
 ]);
 
 /** The schema cannot be migrated or used by this version of Hourglass; the message says what to do. */

@@ -4,12 +4,21 @@
  * it correct next to it; this class sequences them and maps rows and errors.
  */
 import type {
+  FilterCancelBatch,
+  IdsCancelOutcome,
+  MessageFilter,
+  SearchPage,
+  SearchPosition,
   CancelOutcome,
   ClaimRelease,
   ClaimedMessage,
+  DebounceOutcome,
+  DebounceSpec,
   InsertContext,
   InsertOutcome,
   LoggedAttempt,
+  MessageChange,
+  MessageUpdated,
   TargetSettlement,
   TargetState,
   MessageRef,
@@ -19,21 +28,22 @@ import type {
   StoredMessage,
   WheelItem,
 } from '@hourglass/core';
-import { INITIAL_TARGET_STATE, messageKey } from '@hourglass/core';
 import type { Pool } from 'pg';
 import { Client } from 'pg';
 import { toStoreError } from './errors';
 import { createPool, guarded, inTransaction } from './pool';
 import { HintListener, hintChannel } from './listener';
-import type { MessageRow } from './rows';
 import { seqNumber, toClaimedMessage, toStoredMessage, toWheelItem } from './rows';
 import { rearmFailedMessage, selectAttempts, settleTargetRound } from './sql/targets';
 import { claimMessages, markMessagesDelivered, releaseMessageClaims } from './sql/claims';
 import { selectDue } from './sql/due';
 import { selectDelivering, lockEpochs, selectEpochs } from './sql/epochs';
 import { deleteHintRows, selectHints } from './sql/hints';
-import { insertMessages, selectMessages } from './sql/insert';
+import { insertRound } from './insert-rounds';
 import { cancelMessage, selectMessage } from './sql/messages';
+import { cancelIds, cancelMatching, searchMessages } from './search-store';
+import { updateScheduledMessage } from './sql/update';
+import { DebounceRaceError, insertDebouncedMessage } from './sql/debounce';
 import { migrateInTransaction } from './sql/migrate';
 import { bumpEpochs, clearOwnerRevisionsAbove, resetClaimsAndHints } from './sql/slots';
 
@@ -56,8 +66,8 @@ export interface PgMessageStoreOptions {
 
 /** A cancel that finds the row `scheduled` after losing (a claim won, then a takeover reset it) retries this often. */
 const CANCEL_ATTEMPTS = 3;
-/** Rounds of insert for ids whose conflicting row vanished before it could be read (removed by archiving). */
-const INSERT_ROUNDS = 3;
+/** Rounds of a debounced insert whose key holder was claimed while the insert met it. */
+const DEBOUNCE_ATTEMPTS = 3;
 
 export class PgMessageStore implements MessageStore {
   private readonly options: Required<Omit<PgMessageStoreOptions, 'onBackgroundError'>> & {
@@ -142,7 +152,7 @@ export class PgMessageStore implements MessageStore {
     const pool = this.requirePool();
     return guarded(async () => {
       const channel = await this.hintChannel(pool);
-      return this.insertRound(pool, messages, context, channel, 1);
+      return insertRound(pool, messages, context, channel, 1);
     });
   }
 
@@ -164,6 +174,32 @@ export class PgMessageStore implements MessageStore {
       if (message.state === 'scheduled' && attempt < CANCEL_ATTEMPTS) continue;
       return { kind: 'refused', message };
     }
+  }
+
+  async searchMessages(
+    filter: MessageFilter,
+    after: SearchPosition | null,
+    limit: number,
+    scanLimit: number,
+  ): Promise<SearchPage> {
+    const pool = this.requirePool();
+    return guarded(() => searchMessages(pool, filter, after, limit, scanLimit));
+  }
+
+  async cancelIds(app: string, ids: readonly string[], nowMs: number): Promise<IdsCancelOutcome> {
+    const pool = this.requirePool();
+    return guarded(() => cancelIds(pool, app, ids, nowMs));
+  }
+
+  async cancelMatching(
+    filter: MessageFilter,
+    after: SearchPosition | null,
+    batchSize: number,
+    scanLimit: number,
+    nowMs: number,
+  ): Promise<FilterCancelBatch> {
+    const pool = this.requirePool();
+    return guarded(() => cancelMatching(pool, filter, after, batchSize, scanLimit, nowMs));
   }
 
   async acquireSlots(slots: readonly number[], minEpoch: number): Promise<SlotLease[]> {
@@ -309,96 +345,43 @@ export class PgMessageStore implements MessageStore {
     });
   }
 
+  async updateScheduled(
+    app: string,
+    id: string,
+    expectedVersion: number,
+    change: MessageChange,
+    context: InsertContext,
+  ): Promise<MessageUpdated | null> {
+    const pool = this.requirePool();
+    return guarded(async () => {
+      const channel = await this.hintChannel(pool);
+      return updateScheduledMessage(pool, app, id, expectedVersion, change, context, channel);
+    });
+  }
+
+  async insertDebounced(
+    message: NewMessage,
+    debounce: DebounceSpec,
+    nowMs: number,
+    context: InsertContext,
+  ): Promise<DebounceOutcome> {
+    const pool = this.requirePool();
+    const channel = await guarded(() => this.hintChannel(pool));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await inTransaction(pool, (client) =>
+          insertDebouncedMessage(client, message, debounce, nowMs, { ...context, channel }),
+        );
+      } catch (err) {
+        // Each round is a new transaction; a key that keeps changing hands is a busy key.
+        if (!(err instanceof DebounceRaceError) || attempt >= DEBOUNCE_ATTEMPTS) throw err;
+      }
+    }
+  }
+
   /** Resolves once the hint listener is listening (or its first attempt failed). For tests. */
   async hintListenerReady(): Promise<void> {
     await this.listener?.ready();
-  }
-
-  private async insertRound(
-    pool: Pool,
-    messages: readonly NewMessage[],
-    context: InsertContext,
-    channel: string,
-    round: number,
-  ): Promise<InsertOutcome[]> {
-    const inserted = await insertMessages(
-      pool,
-      messages,
-      context.ownedEpochs,
-      context.hintBeforeMs,
-      channel,
-    );
-    const outcomes: (InsertOutcome | undefined)[] = new Array<InsertOutcome | undefined>(
-      messages.length,
-    );
-    /**
-     * Created rows by seq: a second occurrence of an id created by this batch joins the same new
-     * row, so it comes back with the same seq (numbers: cheaper keys than app and id).
-     */
-    const firstBySeq = new Map<number, number>();
-    /** [index, index of the first occurrence]. */
-    const repeats: [number, number][] = [];
-    /** Ids that exist already (every occurrence): compared with the stored row below. */
-    const existing: number[] = [];
-    inserted.seqs.forEach((seq, index) => {
-      if (seq === null) {
-        existing.push(index);
-        return;
-      }
-      const first = firstBySeq.get(seq);
-      if (first !== undefined) {
-        repeats.push([index, first]);
-        return;
-      }
-      firstBySeq.set(seq, index);
-      outcomes[index] = {
-        kind: 'created',
-        message: createdMessage(messages[index]!, inserted.createdAtMs(index)),
-        seq,
-        wheelable: inserted.wheelable[index] === true,
-      };
-    });
-
-    if (existing.length > 0) {
-      // Read with a new snapshot, so rows a concurrent insert committed after our statement began
-      // (ON CONFLICT waited for them) are seen too.
-      const found = new Map<string, MessageRow>();
-      for (const row of await selectMessages(
-        pool,
-        existing.map((i) => messages[i]!),
-      ))
-        found.set(messageKey(row.app, row.id), row);
-      const vanished: number[] = [];
-      for (const index of existing) {
-        const message = messages[index]!;
-        const row = found.get(messageKey(message.app, message.id));
-        if (row) outcomes[index] = compare(message, toStoredMessage(row));
-        else vanished.push(index);
-      }
-      if (vanished.length > 0) {
-        if (round >= INSERT_ROUNDS)
-          throw new Error(
-            `ids ${vanished.map((i) => messages[i]!.id).join(', ')} kept vanishing while being inserted`,
-          );
-        const retried = await this.insertRound(
-          pool,
-          vanished.map((i) => messages[i]!),
-          context,
-          channel,
-          round + 1,
-        );
-        vanished.forEach((index, k) => (outcomes[index] = retried[k]));
-      }
-    }
-
-    // A second occurrence of an id created by the batch is a re-send of the first.
-    for (const [index, first] of repeats) {
-      outcomes[index] = compare(messages[index]!, outcomes[first]!.message);
-    }
-    return outcomes.map((outcome, index) => {
-      if (!outcome) throw new Error(`insert returned no outcome for message ${index}`);
-      return outcome;
-    });
   }
 
   private startListener(): void {
@@ -433,35 +416,4 @@ export class PgMessageStore implements MessageStore {
     if (!this.pool) throw new Error('PgMessageStore is not started');
     return this.pool;
   }
-}
-
-function createdMessage(message: NewMessage, createdAtMs: number): StoredMessage {
-  return {
-    app: message.app,
-    id: message.id,
-    slot: message.slot,
-    topic: message.topic,
-    key: message.key,
-    payload: message.payload,
-    payloadEncoding: message.payloadEncoding,
-    headers: message.headers,
-    deliverAtMs: message.deliverAtMs,
-    state: 'scheduled',
-    createdAtMs,
-    finishedAtMs: null,
-    attempts: 0,
-    lastError: null,
-    fingerprint: message.fingerprint,
-    targets: message.targets ?? null,
-    targetStates: message.targets?.map(() => INITIAL_TARGET_STATE) ?? null,
-    retry: message.retry ?? null,
-    contentType: message.contentType ?? null,
-    firstDeliverAtMs: null,
-  };
-}
-
-function compare(message: NewMessage, stored: StoredMessage): InsertOutcome {
-  return stored.fingerprint === message.fingerprint
-    ? { kind: 'existing', message: stored }
-    : { kind: 'conflict', message: stored };
 }

@@ -263,7 +263,7 @@ describe('bad input gets a 4xx with a code and the field, never a 5xx', function
       const put = await send('PUT', '/v1/messages', { topic });
       assert.equal(put.status, 405);
       assert.equal(put.body.error.code, 'method_not_allowed');
-      assert.equal(put.headers.get('allow'), 'POST, OPTIONS');
+      assert.equal(put.headers.get('allow'), 'GET, POST, HEAD, OPTIONS');
       const trace = await api(node.httpUrl, 'PATCH', '/healthz', null);
       assert.equal(trace.status, 405);
       assert.equal(trace.headers.get('allow'), 'GET, HEAD, OPTIONS');

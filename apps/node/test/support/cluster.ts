@@ -102,6 +102,20 @@ export class TestCluster {
     return nodes;
   }
 
+  /**
+   * Starts nodes with `extra` layered over their usual settings and waits until they share the
+   * slots evenly; resolves with the nodes in `ids` order.
+   */
+  async startBalanced(ids: readonly string[], extra: ConfigOverrides = {}): Promise<ChildNode[]> {
+    const nodes = await Promise.all(
+      ids.map((id) => ChildNode.create({ ...this.overrides(id), ...extra })),
+    );
+    ids.forEach((id, i) => this.nodes.set(id, nodes[i] as ChildNode));
+    await Promise.all(nodes.map((node) => node.start(60_000)));
+    await this.waitForView(ids[0]!, 'balanced', (view) => isBalanced(view, ids), 30_000);
+    return nodes;
+  }
+
   node(id: string): ChildNode {
     const node = this.nodes.get(id);
     if (!node) throw new Error(`no node ${id} in this cluster`);

@@ -56,8 +56,9 @@ export async function api<T = Record<string, unknown>>(
   token: string | null,
   body?: unknown,
   contentType = 'application/json',
+  extraHeaders: Record<string, string> = {},
 ): Promise<ApiResponse<T>> {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...extraHeaders };
   if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = contentType;
   const response = await fetch(`${baseUrl}${path}`, {

@@ -254,6 +254,8 @@ describe('decoding messages with targets', () => {
       slot: 0,
       deliverAt: new Date('2030-01-01T00:00:00.000Z'),
       state: 'scheduled',
+      // Not sent by the raw message above (a server older than updates): 1.
+      version: 1,
       createdAt: new Date('2029-12-31T00:00:00.000Z'),
       attempts: 2,
       lastError: 'HTTP 503',

@@ -7,10 +7,14 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type {
+  FilterCancelBatch,
+  IdsCancelOutcome,
+  SearchPage,
   CancelOutcome,
   ClaimRelease,
   AttemptRecord,
   ClaimedMessage,
+  DebounceOutcome,
   HttpCallRequest,
   HttpCallResult,
   HttpCaller,
@@ -19,7 +23,9 @@ import type {
   TargetState,
   InsertContext,
   InsertOutcome,
+  MessageChange,
   MessageRef,
+  MessageUpdated,
   MessageState,
   MessageStore,
   NewMessage,
@@ -117,6 +123,8 @@ export interface Row {
   /** With a target list: one state per target; and the first due time once a retry moved it. */
   targetStates?: TargetState[];
   firstDeliverAtMs?: number | null;
+  /** Raised by updateScheduled; absent: 1. */
+  version?: number;
   state: MessageState;
   claimedEpoch: number | null;
   attempts: number;
@@ -585,6 +593,56 @@ export class FakeStore implements MessageStore {
     return Promise.resolve({ seq: row.seq, slot: row.message.slot, wheelable: true });
   }
 
+  /** Not used by the engine's unit tests; debouncing is tested against Postgres. */
+  insertDebounced(): Promise<DebounceOutcome> {
+    return Promise.reject(new Error('FakeStore does not debounce'));
+  }
+
+  updateScheduled(
+    app: string,
+    id: string,
+    expectedVersion: number,
+    change: MessageChange,
+    context: InsertContext,
+  ): Promise<MessageUpdated | null> {
+    const seq = this.byKey.get(key(app, id));
+    const row = seq === undefined ? undefined : this.rows.get(seq);
+    if (!row || row.state !== 'scheduled' || (row.version ?? 1) !== expectedVersion)
+      return Promise.resolve(null);
+    const previousDeliverAtMs = row.message.deliverAtMs;
+    const { targetStates, deliverAtMs, ...content } = change;
+    row.message = {
+      ...row.message,
+      ...content,
+      deliverAtMs: deliverAtMs ?? previousDeliverAtMs,
+    };
+    if (deliverAtMs !== null) row.firstDeliverAtMs = null;
+    if (targetStates) row.targetStates = [...targetStates];
+    row.version = (row.version ?? 1) + 1;
+    const slot = row.message.slot;
+    return Promise.resolve({
+      seq: row.seq,
+      slot,
+      deliverAtMs: row.message.deliverAtMs,
+      previousDeliverAtMs,
+      version: row.version,
+      wheelable: context.ownedEpochs.get(slot) === this.epochs.get(slot),
+    });
+  }
+
+  /** Search and bulk cancel are SQL through and through: libs/postgres/test/integration/search.test.ts. */
+  searchMessages(): Promise<SearchPage> {
+    return Promise.reject(new Error('FakeStore has no search'));
+  }
+
+  cancelIds(): Promise<IdsCancelOutcome> {
+    return Promise.reject(new Error('FakeStore has no bulk cancel'));
+  }
+
+  cancelMatching(): Promise<FilterCancelBatch> {
+    return Promise.reject(new Error('FakeStore has no bulk cancel'));
+  }
+
   releaseClaims(
     refs: readonly MessageRef[],
     leases: ReadonlyMap<number, number>,
@@ -733,6 +791,7 @@ export class FakeStore implements MessageStore {
       attempts: row.attempts,
       lastError: row.lastError,
       fingerprint: m.fingerprint,
+      version: row.version ?? 1,
     };
   }
 }

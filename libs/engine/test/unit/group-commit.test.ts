@@ -11,7 +11,7 @@ import { GroupCommit } from '../../src/group-commit';
 /** A store stand-in whose statements finish when the test says so. */
 class ControlledWriter {
   readonly statements: string[][] = [];
-  private readonly pending: Array<{ items: string[]; finish: (error?: unknown) => void }> = [];
+  private readonly pending: Array<{ items: string[]; finish: (error?: Error) => void }> = [];
   private readonly waiters: Array<() => void> = [];
   /** Items whose statement fails as Postgres would fail a bad row. */
   poisoned = new Set<string>();
@@ -34,7 +34,7 @@ class ControlledWriter {
   }
 
   /** Finishes the oldest open statement (failing it if it holds a poisoned item). */
-  finishOldest(error?: unknown): void {
+  finishOldest(error?: Error): void {
     const next = this.pending.shift();
     assert.ok(next, 'no statement in flight');
     const poisoned = next.items.some((item) => this.poisoned.has(item));

@@ -221,6 +221,7 @@ describe('gRPC translation: callbacks, targets, retry', () => {
 describe('gRPC translation: message views and attempts', () => {
   const base: MessageView = {
     id: 'm1',
+    version: 1,
     app: 'shop',
     topic: null,
     key: null,
@@ -259,6 +260,7 @@ describe('gRPC translation: message views and attempts', () => {
 
   it('encodes targets, next attempt and retry; a null topic or key is absent', () => {
     const decoded = responseOverTheWire('Get', toMessagePb(base));
+    assert.equal(decoded.version, 1);
     assert.equal('topic' in decoded, false);
     assert.equal('key' in decoded, false);
     assert.equal(decoded.nextAttemptAt, '2030-01-01T00:00:20.000Z');

@@ -53,6 +53,7 @@ class RecordingMessages implements AdminMessageOps {
   readonly calls: Array<{ op: string; app: string; topics: number; id: string }> = [];
   readonly view: MessageView = {
     id: 'm-1',
+    version: 1,
     app: 'shop',
     topic: null,
     key: null,

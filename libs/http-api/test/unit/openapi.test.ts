@@ -300,6 +300,7 @@ describe('OpenAPI document', () => {
     for (const path of [
       '/v1/messages',
       '/v1/messages/batch',
+      '/v1/messages/cancel',
       '/v1/messages/{id}',
       '/v1/messages/{id}/attempts',
       '/v1/messages/{id}/retry',
@@ -314,6 +315,7 @@ describe('OpenAPI document', () => {
       '/v1/admin/apps/{app}/topics',
       '/v1/admin/apps/{app}/topics/{topic}',
       '/v1/admin/apps/{app}/quotas',
+      '/v1/admin/messages',
       '/v1/admin/messages/{app}/{id}',
       '/v1/admin/messages/{app}/{id}/attempts',
       '/v1/admin/messages/{app}/{id}/retry',
@@ -387,10 +389,16 @@ describe('OpenAPI document', () => {
       'GET',
       'PATCH',
     ]);
-    assert.deepEqual(validator.allowedMethods('/v1/messages'), ['POST']);
+    assert.deepEqual(validator.allowedMethods('/v1/messages').sort(), ['GET', 'POST']);
+    // Like /batch: the bulk cancel's own path, not a message id.
+    assert.deepEqual(validator.allowedMethods('/v1/messages/cancel'), ['POST']);
     // The concrete path wins over /v1/messages/{id}, as in OpenAPI path matching.
     assert.deepEqual(validator.allowedMethods('/v1/messages/batch'), ['POST']);
-    assert.deepEqual(validator.allowedMethods('/v1/messages/m-1').sort(), ['DELETE', 'GET']);
+    assert.deepEqual(validator.allowedMethods('/v1/messages/m-1').sort(), [
+      'DELETE',
+      'GET',
+      'PATCH',
+    ]);
     assert.deepEqual(validator.allowedMethods('/v1/nowhere'), []);
     assert.equal(validator.match('HEAD', '/v1/admin/stats')?.template, '/v1/admin/stats');
   });

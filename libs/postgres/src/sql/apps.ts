@@ -21,6 +21,10 @@ export interface AppRow extends DeliveryColumns {
   max_pending: string | null;
   max_payload_bytes: number | null;
   max_delay_ms: string | null;
+  /** 008_retention: the app's retention overrides. */
+  retention_delivered_ms: string | null;
+  retention_cancelled_ms: string | null;
+  retention_failed_ms: string | null;
   topics: string[];
   tokens: Array<{ createdAt: number; expiresAt: number | null }>;
 }
@@ -33,6 +37,7 @@ function appSelect(nowParam: string): string {
   return `
 SELECT a.name, a.description, a.created_at, a.disabled, a.rate_per_second, a.burst, a.max_pending,
        a.max_payload_bytes, a.max_delay_ms, ${deliveryColumns(nowParam)},
+       a.retention_delivered_ms, a.retention_cancelled_ms, a.retention_failed_ms,
        COALESCE((SELECT array_agg(t.topic ORDER BY t.topic) FROM app_topics t WHERE t.app = a.name), '{}') AS topics,
        COALESCE((SELECT json_agg(json_build_object('createdAt', k.created_at, 'expiresAt', k.expires_at)
                                  ORDER BY k.created_at)
@@ -218,36 +223,21 @@ export async function countApps(db: Queryable): Promise<number> {
 }
 
 /**
- * Totals per app and state. Exact, so it reads the whole table (finished rows included): an admin
- * query, bounded by the pool's statement timeout, never on a request path.
- */
-export async function countByAppAndState(
-  db: Queryable,
-): Promise<Array<{ app: string; state: number; n: string }>> {
-  return (
-    await db.query<{ app: string; state: number; n: string }>(
-      'SELECT app, state, count(*) AS n FROM messages GROUP BY app, state ORDER BY app, state',
-    )
-  ).rows;
-}
-
-/**
  * Pending messages per app and due-time bucket. `bounds` are ascending absolute instants; a row's
  * bucket is the number of bounds at or before its due time (0: due before the first bound).
  * Reads only `messages_app_pending_idx`.
  */
+export const PENDING_BY_BUCKET = `SELECT app, bucket, count(*) AS n FROM (
+         SELECT app, (SELECT count(*) FROM unnest($1::bigint[]) AS b(at) WHERE b.at <= m.deliver_at)::int AS bucket
+         FROM messages m WHERE state IN (0, 1) AND app > ''
+       ) x GROUP BY app, bucket ORDER BY app, bucket`;
+
 export async function countPendingByBucket(
   db: Queryable,
   bounds: readonly number[],
 ): Promise<Array<{ app: string; bucket: number; n: string }>> {
   return (
-    await db.query<{ app: string; bucket: number; n: string }>(
-      `SELECT app, bucket, count(*) AS n FROM (
-         SELECT app, (SELECT count(*) FROM unnest($1::bigint[]) AS b(at) WHERE b.at <= m.deliver_at)::int AS bucket
-         FROM messages m WHERE state IN (0, 1) AND app > ''
-       ) x GROUP BY app, bucket ORDER BY app, bucket`,
-      [[...bounds]],
-    )
+    await db.query<{ app: string; bucket: number; n: string }>(PENDING_BY_BUCKET, [[...bounds]])
   ).rows;
 }
 

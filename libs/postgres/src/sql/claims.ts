@@ -78,7 +78,9 @@ targets AS MATERIALIZED (
 
 const CLAIM = `${REFS_AND_FENCE}
 UPDATE messages m
-SET state = 1, claimed_epoch = t.epoch
+-- A claimed message no longer holds its debounce key: the next message of the key starts a new
+-- window, and a release back to scheduled cannot collide with it (migration 006).
+SET state = 1, claimed_epoch = t.epoch, debounce_key = NULL
 FROM targets t
 WHERE m.seq = t.seq AND m.slot = t.slot
   -- Only scheduled rows: a row still delivering is being produced by some batch, possibly one of

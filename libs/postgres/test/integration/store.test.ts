@@ -118,6 +118,10 @@ describe('PgMessageStore (postgres)', () => {
         { version: 3, name: '003_seq' },
         { version: 4, name: '004_owner_revision' },
         { version: 5, name: '005_targets' },
+        { version: 6, name: '006_versions' },
+        { version: 7, name: '007_search' },
+        { version: 8, name: '008_retention' },
+        { version: 9, name: '009_schedules' },
       ]);
       const epochs = await admin(
         'SELECT count(*)::int AS n, max(slot) AS top FROM slot_epochs',
@@ -149,7 +153,11 @@ describe('PgMessageStore (postgres)', () => {
           'apps',
           'cluster_meta',
           'message_attempts',
+          'message_count_deltas',
+          'message_counts',
           'messages',
+          'messages_archive',
+          'schedules',
           'schema_migrations',
           'slot_epochs',
           'wheel_hints',
@@ -283,6 +291,7 @@ describe('PgMessageStore (postgres)', () => {
           retry: null,
           contentType: null,
           firstDeliverAtMs: null,
+          version: 1,
         },
       );
       assert.equal(outcomes[2]!.message.createdAtMs, stored.createdAtMs);
