@@ -398,8 +398,10 @@ export class FakeStore implements MessageStore {
 
   deleteHints(hints: readonly WheelItem[]): Promise<void> {
     return this.run('deleteHints', () => {
-      const gone = new Set(hints.map((hint) => `${hint.slot}:${hint.seq}`));
-      this.hints = this.hints.filter((hint) => !gone.has(`${hint.slot}:${hint.seq}`));
+      // By due time too, like the store: a message's later hint (a change) is not one of these.
+      const key = (hint: WheelItem) => `${hint.slot}:${hint.seq}:${hint.dueMs}`;
+      const gone = new Set(hints.map(key));
+      this.hints = this.hints.filter((hint) => !gone.has(key(hint)));
       return { result: undefined };
     });
   }

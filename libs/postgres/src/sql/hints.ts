@@ -22,14 +22,19 @@ export async function selectHints(
  * Deletes hints once their messages are in the wheel. Read, wheel, then delete: if this delete
  * commits and its reply is lost, the hints are gone but already wheeled; if it fails, they are
  * read again and wheeled twice, which the claim makes harmless.
+ *
+ * A hint is matched by its due time too: one message can have several hints (an insert's, then a
+ * change's with the new due time: PATCH, a trailing debounce), and a drain that read only the
+ * first must not delete the second, or the new due time would be left to the sweep.
  */
 export async function deleteHintRows(
   db: Queryable,
-  hints: readonly { slot: number; seq: number }[],
+  hints: readonly { slot: number; seq: number; dueMs: number }[],
 ): Promise<void> {
   await db.query(
-    `DELETE FROM wheel_hints h USING unnest($1::int[], $2::bigint[]) AS d(slot, seq)
-     WHERE h.slot = d.slot AND h.seq = d.seq`,
-    [hints.map((h) => h.slot), hints.map((h) => h.seq)],
+    `DELETE FROM wheel_hints h
+     USING unnest($1::int[], $2::bigint[], $3::bigint[]) AS d(slot, seq, deliver_at)
+     WHERE h.slot = d.slot AND h.seq = d.seq AND h.deliver_at = d.deliver_at`,
+    [hints.map((h) => h.slot), hints.map((h) => h.seq), hints.map((h) => h.dueMs)],
   );
 }

@@ -141,6 +141,39 @@ describe('PgMessageStore: changing scheduled messages (postgres)', () => {
     assert.equal(claimed?.payload.toString(), '"far"');
   });
 
+  it("keeps a change's hint when a drain deletes the insert's hint it read before", async () => {
+    // Inserted and then moved by a node that does not own the slot: two hints for one message.
+    // A drain that read only the insert's must not delete the change's with it.
+    const context = { ownedEpochs: leases, hintBeforeMs: T0 + 120_000 };
+    counter++;
+    const id = `u${counter}`;
+    const [outcome] = await store.insertBatch(
+      [
+        {
+          app: 'app1',
+          id,
+          slot: NOT_OWNED,
+          topic: 'orders',
+          key: 'k',
+          payload: Buffer.from('"v1"'),
+          payloadEncoding: 'json',
+          headers: {},
+          deliverAtMs: T0 + 1000,
+          fingerprint: `fp-${id}`,
+        },
+      ],
+      context,
+    );
+    assert.equal(outcome?.kind, 'created');
+    const seq = outcome.kind === 'created' ? outcome.seq : -1;
+    const read = (await store.readHints([NOT_OWNED], 1000)).filter((hint) => hint.seq === seq);
+    assert.deepEqual(read, [{ seq, slot: NOT_OWNED, dueMs: T0 + 1000 }]);
+    await store.updateScheduled('app1', id, 1, change('moved', T0 + 2000), context);
+    await store.deleteHints(read);
+    const left = (await store.readHints([NOT_OWNED], 1000)).filter((hint) => hint.seq === seq);
+    assert.deepEqual(left, [{ seq, slot: NOT_OWNED, dueMs: T0 + 2000 }]);
+  });
+
   it('resets the next attempt of targets waiting out a backoff when the due time moves', async () => {
     counter++;
     const id = `u${counter}`;
