@@ -157,8 +157,12 @@ describe('the SDK with HTTP callbacks (HTTP and gRPC transports, same node)', fu
 
         sink.answer(path, 200, 'ok');
         const retried = await client(transport).retry(id);
-        assert.equal(retried.state, 'scheduled');
-        assert.equal(retried.targets[0]?.state, 'pending');
+        // Re-armed due now: by the time the answer is read, the owner may have delivered it.
+        assert.ok(['scheduled', 'delivered'].includes(retried.state), retried.state);
+        assert.ok(
+          ['pending', 'delivered'].includes(retried.targets[0]?.state ?? ''),
+          retried.targets[0]?.state,
+        );
         await sink.waitForId(id, 2);
         const delivered = await settled(transport, id);
         assert.equal(delivered.state, 'delivered');
