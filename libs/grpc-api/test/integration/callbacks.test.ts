@@ -257,8 +257,12 @@ describe('gRPC exporter: HTTP callbacks, targets, attempts and retry', function 
 
     sink.answer('/hooks/gone', 200, 'ok');
     const retried = await ok(call<MessagePb>(messages, 'RetryMessage', { id: 'cb-gone' }));
-    assert.equal(retried.state, 'scheduled');
-    assert.equal(retried.targets?.[0]?.state, 'pending');
+    // Re-armed due now: by the time the answer is read, the node may have delivered it.
+    assert.ok(['scheduled', 'delivered'].includes(retried.state ?? ''), retried.state);
+    assert.ok(
+      ['pending', 'delivered'].includes(retried.targets?.[0]?.state ?? ''),
+      retried.targets?.[0]?.state,
+    );
     const second = await sink.waitForId('cb-gone', 2);
     assert.equal(second.status, 200);
     const delivered = await settled('cb-gone');
