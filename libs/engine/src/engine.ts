@@ -230,13 +230,10 @@ export class DelayEngine implements SlotEngine {
   }
 
   private async insertNow(messages: readonly NewMessage[]): Promise<InsertOutcome[]> {
-    const now = this.deps.clock.now();
-    const ownedEpochs = new Map(this.leases);
+    const context = this.writeContext();
+    const { ownedEpochs } = context;
     const started = performance.now();
-    const outcomes = await this.deps.store.insertBatch(messages, {
-      ownedEpochs,
-      hintBeforeMs: now + this.options.horizonMs + WHEEL_SLACK_MS / 2,
-    });
+    const outcomes = await this.deps.store.insertBatch(messages, context);
     this.deps.metrics.inserted(performance.now() - started);
     let wheeled = false;
     const reach = this.loader.reach();
@@ -290,15 +287,17 @@ export class DelayEngine implements SlotEngine {
     expectedVersion: number,
     change: MessageChange,
   ): Promise<MessageUpdated | null> {
-    const now = this.deps.clock.now();
-    const ownedEpochs = new Map(this.leases);
-    const updated = await this.deps.store.updateScheduled(app, id, expectedVersion, change, {
-      ownedEpochs,
-      hintBeforeMs: now + this.options.horizonMs + WHEEL_SLACK_MS / 2,
-    });
+    const context = this.writeContext();
+    const updated = await this.deps.store.updateScheduled(
+      app,
+      id,
+      expectedVersion,
+      change,
+      context,
+    );
     if (!updated || change.deliverAtMs === null) return updated;
     this.wheel.cancel(updated.seq, updated.previousDeliverAtMs);
-    this.wheelIfOwned(updated, updated.slot, updated.deliverAtMs, ownedEpochs);
+    this.wheelIfOwned(updated, updated.slot, updated.deliverAtMs, context.ownedEpochs);
     return updated;
   }
 
@@ -308,15 +307,39 @@ export class DelayEngine implements SlotEngine {
    * like an insert's.
    */
   async insertDebounced(message: NewMessage, debounce: DebounceSpec): Promise<DebounceOutcome> {
-    const now = this.deps.clock.now();
-    const ownedEpochs = new Map(this.leases);
-    const outcome = await this.deps.store.insertDebounced(message, debounce, now, {
-      ownedEpochs,
-      hintBeforeMs: now + this.options.horizonMs + WHEEL_SLACK_MS / 2,
-    });
+    const context = this.writeContext();
+    const outcome = await this.deps.store.insertDebounced(
+      message,
+      debounce,
+      context.nowMs,
+      context,
+    );
     if (outcome.kind === 'created' || outcome.kind === 'merged')
-      this.wheelIfOwned(outcome, outcome.message.slot, outcome.message.deliverAtMs, ownedEpochs);
+      this.wheelIfOwned(
+        outcome,
+        outcome.message.slot,
+        outcome.message.deliverAtMs,
+        context.ownedEpochs,
+      );
     return outcome;
+  }
+
+  /**
+   * What a write that may create a near-due message tells the store (insert, change, debounce):
+   * the epochs this node holds, to decide what it wheels itself, and up to when the owner of any
+   * other slot has loaded already, so those get a hint. Taken before the write starts.
+   */
+  private writeContext(): {
+    nowMs: number;
+    ownedEpochs: Map<number, number>;
+    hintBeforeMs: number;
+  } {
+    const nowMs = this.deps.clock.now();
+    return {
+      nowMs,
+      ownedEpochs: new Map(this.leases),
+      hintBeforeMs: nowMs + this.options.horizonMs + WHEEL_SLACK_MS / 2,
+    };
   }
 
   /**

@@ -16,8 +16,8 @@ import {
   serviceUrls,
   startReceiver,
 } from '@hourglass/testkit';
-import { APP, APP_TOKEN, TestCluster, isBalanced } from '../support/cluster';
-import { ChildNode, api } from '../support/harness';
+import { APP, APP_TOKEN, TestCluster } from '../support/cluster';
+import { api } from '../support/harness';
 
 const SLOTS = 16;
 const BACKOFF_MS = 5000;
@@ -43,22 +43,9 @@ describe('callback retries through kill -9 of the owning node', function () {
       rebalanceDelayMs: 500,
       topic,
     });
-    const nodes = await Promise.all(
-      ['cb-1', 'cb-2'].map((id) =>
-        ChildNode.create({
-          ...cluster.overrides(id),
-          callbacks: { allowNetworks: ['127.0.0.0/8'] },
-        }),
-      ),
-    );
-    nodes.forEach((node, index) => cluster.nodes.set(`cb-${index + 1}`, node));
-    await Promise.all(nodes.map((node) => node.start(60_000)));
-    await cluster.waitForView(
-      'cb-1',
-      'balanced',
-      (view) => isBalanced(view, ['cb-1', 'cb-2']),
-      30_000,
-    );
+    await cluster.startBalanced(['cb-1', 'cb-2'], {
+      callbacks: { allowNetworks: ['127.0.0.0/8'] },
+    });
     receiver = await startReceiver((_request, index) =>
       index === 0 ? { status: 503 } : { status: 200, body: 'ok' },
     );

@@ -17,8 +17,8 @@ import {
   serviceUrls,
   startReceiver,
 } from '@hourglass/testkit';
-import { APP, APP_TOKEN, TestCluster, isBalanced } from '../support/cluster';
-import { ChildNode, api } from '../support/harness';
+import { APP, APP_TOKEN, TestCluster } from '../support/cluster';
+import { api } from '../support/harness';
 
 const SLOTS = 16;
 const EVERY_MS = 2000;
@@ -52,19 +52,11 @@ describe('a recurring schedule through kill -9 of its slot owner', function () {
       rebalanceDelayMs: 500,
       topic,
     });
-    const nodes = await Promise.all(
-      NODES.map((id) =>
-        ChildNode.create({
-          ...cluster.overrides(id),
-          core: { horizonMinutes: 0.1, loaderIntervalMs: 250, hintDrainIntervalMs: 250 },
-          schedules: { passIntervalMs: 1000, misfireGraceMs: 60_000 },
-          callbacks: { allowNetworks: ['127.0.0.0/8'] },
-        }),
-      ),
-    );
-    nodes.forEach((node, index) => cluster.nodes.set(NODES[index]!, node));
-    await Promise.all(nodes.map((node) => node.start(60_000)));
-    await cluster.waitForView('sf-1', 'balanced', (view) => isBalanced(view, NODES), 30_000);
+    await cluster.startBalanced(NODES, {
+      core: { horizonMinutes: 0.1, loaderIntervalMs: 250, hintDrainIntervalMs: 250 },
+      schedules: { passIntervalMs: 1000, misfireGraceMs: 60_000 },
+      callbacks: { allowNetworks: ['127.0.0.0/8'] },
+    });
     receiver = await startReceiver(() => ({ status: 200, body: 'ok' }));
   });
 
